@@ -1,0 +1,263 @@
+//! Switchyard's web UI: pages and components rendered on the server (feature `ssr`) and hydrated in the
+//! browser (feature `hydrate`). Domain data reaches the UI through traits the server implements and
+//! provides as context; this crate never depends on the server.
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path,
+};
+use serde::{Deserialize, Serialize};
+
+/// A model as the public catalog shows it: tenant prices after markup, as exact decimal USD strings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub context_length: u64,
+    pub input_usd_per_mtok: String,
+    pub output_usd_per_mtok: String,
+    pub providers: Vec<String>,
+}
+
+/// The catalog as the UI may read it; implemented by the server.
+pub trait PublicCatalog: Send + Sync + 'static {
+    fn model_cards(&self) -> Vec<ModelCard>;
+}
+
+/// Context handle for the catalog (provided by the server for every request).
+#[derive(Clone)]
+pub struct CatalogSource(pub std::sync::Arc<dyn PublicCatalog>);
+
+#[server(prefix = "/_app", endpoint = "models")]
+pub async fn list_models() -> Result<Vec<ModelCard>, ServerFnError> {
+    let source = use_context::<CatalogSource>()
+        .ok_or_else(|| ServerFnError::new("the catalog is not available"))?;
+    Ok(source.0.model_cards())
+}
+
+/// The HTML document around the app.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <link rel="icon" href="/assets/favicon.svg" type="image/svg+xml"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="switchyard" href="/assets/switchyard.css"/>
+        <Title text="Switchyard"/>
+        <Router>
+            <header class="topbar">
+                <a class="brand" href="/">
+                    <span class="brand-mark" aria-hidden="true">"⇄"</span>
+                    "Switchyard"
+                </a>
+                <nav class="topnav">
+                    <a href="/#models">"Models"</a>
+                    <a href="/api/v1/models">"API"</a>
+                    <a class="button" href="/signin">"Sign in"</a>
+                </nav>
+            </header>
+            <Routes fallback=|| view! { <NotFound/> }>
+                <Route path=path!("") view=Home/>
+                <Route path=path!("signin") view=SignIn/>
+            </Routes>
+        </Router>
+    }
+}
+
+#[component]
+fn Home() -> impl IntoView {
+    let models = Resource::new(|| (), |_| list_models());
+    let (query, set_query) = signal(String::new());
+    // Effects run only in the browser: this flips once the page is hydrated and interactive.
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+    view! {
+        <main class="page" data-hydrated=move || hydrated.get().to_string()>
+            <section class="hero">
+                <h1>"Every model, one endpoint."</h1>
+                <p class="lede">
+                    "Switchyard gives you one OpenAI-compatible API and one key for every model in this catalog. "
+                    "Prepaid credits, charged per request at the price shown below."
+                </p>
+                <pre class="snippet">
+                    <code>
+                        "curl $SWITCHYARD/api/v1/chat/completions \\\n"
+                        "  -H \"Authorization: Bearer $SWITCHYARD_API_KEY\" \\\n"
+                        "  -H 'Content-Type: application/json' \\\n"
+                        "  -d '{\"model\": \"<model id>\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'"
+                    </code>
+                </pre>
+            </section>
+            <section class="models" id="models">
+                <div class="models-head">
+                    <h2>"Models"</h2>
+                    <input
+                        type="search"
+                        class="filter"
+                        placeholder="Filter by name, id or provider"
+                        aria-label="Filter models"
+                        prop:value=query
+                        on:input=move |ev| set_query.set(event_target_value(&ev))
+                    />
+                </div>
+                <Suspense fallback=|| view! { <p class="muted">"Loading models…"</p> }>
+                    {move || {
+                        models
+                            .get()
+                            .map(|r| match r {
+                                Ok(list) => view! { <ModelTable list=list query=query/> }.into_any(),
+                                Err(e) => {
+                                    view! { <p class="error">"Could not load the models: " {e.to_string()}</p> }
+                                        .into_any()
+                                }
+                            })
+                    }}
+                </Suspense>
+            </section>
+        </main>
+    }
+}
+
+fn matches(m: &ModelCard, q: &str) -> bool {
+    q.is_empty()
+        || m.name.to_lowercase().contains(q)
+        || m.slug.to_lowercase().contains(q)
+        || m.providers.iter().any(|p| p.to_lowercase().contains(q))
+}
+
+fn format_context(tokens: u64) -> String {
+    if tokens >= 1_000_000 && tokens % 1_000_000 == 0 {
+        format!("{}M", tokens / 1_000_000)
+    } else if tokens >= 1000 {
+        format!("{}K", tokens / 1000)
+    } else {
+        tokens.to_string()
+    }
+}
+
+#[component]
+fn ModelTable(list: Vec<ModelCard>, query: ReadSignal<String>) -> impl IntoView {
+    let total = list.len();
+    let list = StoredValue::new(list);
+    let visible = move || {
+        let q = query.get().trim().to_lowercase();
+        list.with_value(|l| {
+            l.iter()
+                .filter(|m| matches(m, &q))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+    };
+    if total == 0 {
+        return view! {
+            <div class="empty">
+                <p>"No models yet."</p>
+                <p class="muted">"An operator adds them with " <code>"switchyard catalog apply catalog.toml"</code> "."</p>
+            </div>
+        }
+        .into_any();
+    }
+    view! {
+        <table class="model-table">
+            <thead>
+                <tr>
+                    <th>"Model"</th>
+                    <th>"Context"</th>
+                    <th class="num">"Input / 1M tokens"</th>
+                    <th class="num">"Output / 1M tokens"</th>
+                    <th>"Served by"</th>
+                </tr>
+            </thead>
+            <tbody>
+                <For
+                    each=visible
+                    key=|m| m.slug.clone()
+                    children=move |m: ModelCard| {
+                        view! {
+                            <tr class="model-row">
+                                <td>
+                                    <div class="model-name">{m.name.clone()}</div>
+                                    <code class="slug">{m.slug.clone()}</code>
+                                    <p class="desc">{m.description.clone()}</p>
+                                </td>
+                                <td>{format_context(m.context_length)}</td>
+                                <td class="num">"$" {m.input_usd_per_mtok.clone()}</td>
+                                <td class="num">"$" {m.output_usd_per_mtok.clone()}</td>
+                                <td>{m.providers.join(", ")}</td>
+                            </tr>
+                        }
+                    }
+                />
+            </tbody>
+        </table>
+        <p class="muted count">
+            {move || {
+                let n = visible().len();
+                if n == 0 {
+                    format!("No model matches “{}”.", query.get().trim())
+                } else {
+                    format!("{n} of {total} models")
+                }
+            }}
+        </p>
+    }
+    .into_any()
+}
+
+#[component]
+fn SignIn() -> impl IntoView {
+    view! {
+        <main class="page narrow">
+            <h1>"Sign in"</h1>
+            <p class="lede">"Accounts and the dashboard are on their way."</p>
+            <p>
+                "Until then, the operator creates organisations, credits and API keys with the "
+                <code>"switchyard"</code> " command:"
+            </p>
+            <pre class="snippet">
+                <code>
+                    "switchyard org create --name acme --owner-email you@example.com\n"
+                    "switchyard credits grant --org acme --usd 25\n"
+                    "switchyard key create --org acme --name laptop"
+                </code>
+            </pre>
+            <p><a href="/">"← Back to the models"</a></p>
+        </main>
+    }
+}
+
+#[component]
+fn NotFound() -> impl IntoView {
+    view! {
+        <main class="page narrow">
+            <h1>"Page not found"</h1>
+            <p><a href="/">"← Back to the models"</a></p>
+        </main>
+    }
+}
+
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

@@ -1,0 +1,520 @@
+//! Billing: the credit ledger, holds and settlement.
+//!
+//! The `CreditGate` admits a request by reserving its worst-case cost against the org balance and the key
+//! limit (conditional UPDATEs, so concurrent requests can never reserve more than there is), and settles it
+//! by writing the generation, the usage ledger entry and the projections and releasing the hold, in one
+//! transaction, idempotent by generation id. All of this goes through one writer task that commits whatever
+//! is queued in a single transaction (group commit): one commit serves many requests under load.
+
+pub mod ledger;
+
+use crate::money::Nanos;
+use crate::store::{new_id, now_ms, Store};
+use serde::Serialize;
+use sqlx::{Any, Transaction};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Credit reserved for one request in flight.
+#[derive(Clone, Debug)]
+pub struct Hold {
+    pub id: String,
+    pub org_id: String,
+    pub key_id: String,
+    pub amount: Nanos,
+}
+
+/// Why a request was not admitted.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    Balance { available: Nanos },
+    KeyLimit { remaining: Nanos },
+    Unavailable(String),
+}
+
+/// One request's outcome, as recorded in the request log.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Generation {
+    pub id: String,
+    pub org_id: String,
+    pub key_id: String,
+    pub model_slug: String,
+    pub provider_slug: Option<String>,
+    pub endpoint_id: Option<String>,
+    pub upstream_model: Option<String>,
+    pub upstream_id: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub usage_estimated: bool,
+    pub cost: Nanos,
+    pub charge: Nanos,
+    pub latency_ms: i64,
+    pub ttft_ms: Option<i64>,
+    pub finish_reason: Option<String>,
+    pub native_finish_reason: Option<String>,
+    pub streamed: bool,
+    pub cancelled: bool,
+    pub status: u16,
+    pub error: Option<String>,
+    pub attempts: serde_json::Value,
+    pub created_at: i64,
+}
+
+impl Serialize for Nanos {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(self.0)
+    }
+}
+
+enum Op {
+    Admit {
+        hold: Hold,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    Settle {
+        hold: Hold,
+        generation: Box<Generation>,
+        reply: Option<oneshot::Sender<Result<(), String>>>,
+    },
+    /// Answered once everything queued before it is committed.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The handle the gateway holds. Cloning is cheap.
+#[derive(Clone)]
+pub struct CreditGate {
+    tx: mpsc::UnboundedSender<Op>,
+    instance_id: String,
+}
+
+const MAX_BATCH: usize = 512;
+
+impl CreditGate {
+    /// Starts the writer task (and the heartbeat that keeps this instance's holds alive).
+    pub async fn start(
+        store: Store,
+        stale_after: Duration,
+    ) -> anyhow::Result<(CreditGate, tokio::task::JoinHandle<()>)> {
+        let instance_id = new_id();
+        let now = now_ms();
+        sqlx::query("INSERT INTO instances (id, started_at, heartbeat_at) VALUES ($1, $2, $2)")
+            .bind(&instance_id)
+            .bind(now)
+            .execute(&store.writer)
+            .await?;
+        release_stale_holds(&store, &instance_id, stale_after).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(writer_loop(store.clone(), rx, instance_id.clone()));
+        let hb_store = store.clone();
+        let hb_id = instance_id.clone();
+        let gate = CreditGate { tx, instance_id };
+        let weak = gate.tx.downgrade();
+        tokio::spawn(async move {
+            let period = (stale_after / 4).max(Duration::from_millis(200));
+            loop {
+                tokio::time::sleep(period).await;
+                if weak.upgrade().is_none() {
+                    break;
+                }
+                let r = sqlx::query("UPDATE instances SET heartbeat_at = $1 WHERE id = $2")
+                    .bind(now_ms())
+                    .bind(&hb_id)
+                    .execute(&hb_store.writer)
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "instance heartbeat failed");
+                }
+                if let Err(e) = release_stale_holds(&hb_store, &hb_id, stale_after).await {
+                    tracing::warn!(error = %e, "releasing stale holds failed");
+                }
+            }
+        });
+        Ok((gate, writer))
+    }
+
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// Reserves `amount` for a request, or says why not.
+    pub async fn admit(&self, org_id: &str, key_id: &str, amount: Nanos) -> Result<Hold, Refusal> {
+        let hold = Hold {
+            id: new_id(),
+            org_id: org_id.to_string(),
+            key_id: key_id.to_string(),
+            amount,
+        };
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Admit {
+                hold: hold.clone(),
+                reply,
+            })
+            .map_err(|_| Refusal::Unavailable("the platform is shutting down".into()))?;
+        match rx.await {
+            Ok(Ok(())) => Ok(hold),
+            Ok(Err(r)) => Err(r),
+            Err(_) => Err(Refusal::Unavailable("billing writer stopped".into())),
+        }
+    }
+
+    /// Settles and waits until it is committed.
+    pub async fn settle(&self, hold: Hold, generation: Generation) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Settle {
+                hold,
+                generation: Box::new(generation),
+                reply: Some(reply),
+            })
+            .map_err(|_| "billing writer stopped".to_string())?;
+        rx.await.map_err(|_| "billing writer stopped".to_string())?
+    }
+
+    /// Settles without waiting (from `Drop`, when a client went away). Never blocks, never drops it.
+    pub fn settle_detached(&self, hold: Hold, generation: Generation) {
+        if self
+            .tx
+            .send(Op::Settle {
+                hold,
+                generation: Box::new(generation),
+                reply: None,
+            })
+            .is_err()
+        {
+            tracing::error!(
+                "settlement after the billing writer stopped; the hold is released at next start"
+            );
+        }
+    }
+
+    /// Waits until every settlement queued so far is committed.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Op::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Flushes, then marks this instance as gone (it holds nothing any more).
+    pub async fn close(&self, store: &Store) {
+        self.flush().await;
+        let _ = sqlx::query("DELETE FROM instances WHERE id = $1")
+            .bind(&self.instance_id)
+            .execute(&store.writer)
+            .await;
+    }
+}
+
+async fn writer_loop(store: Store, mut rx: mpsc::UnboundedReceiver<Op>, instance_id: String) {
+    let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        run_batch(&store, &mut batch, &instance_id).await;
+    }
+    tracing::info!("billing writer drained");
+}
+
+/// Commits a batch in one transaction; if that fails, each op alone (retrying settlements), so one bad
+/// op cannot take the others down with it.
+async fn run_batch(store: &Store, batch: &mut Vec<Op>, instance_id: &str) {
+    let together = async {
+        let mut tx = store.writer.begin().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for op in batch.iter() {
+            outcomes.push(apply_op(&mut tx, op, instance_id).await?);
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(outcomes)
+    };
+    match together.await {
+        Ok(outcomes) => {
+            for (op, outcome) in batch.drain(..).zip(outcomes) {
+                reply(op, outcome);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, ops = batch.len(), "batch commit failed; committing one by one");
+            for op in batch.drain(..) {
+                let mut attempt = 0u32;
+                loop {
+                    let one = async {
+                        let mut tx = store.writer.begin().await?;
+                        let o = apply_op(&mut tx, &op, instance_id).await?;
+                        tx.commit().await?;
+                        Ok::<_, sqlx::Error>(o)
+                    };
+                    match one.await {
+                        Ok(o) => {
+                            reply(op, o);
+                            break;
+                        }
+                        Err(e) if matches!(op, Op::Settle { .. }) && attempt < 20 => {
+                            attempt += 1;
+                            tracing::error!(error = %e, attempt, "settlement failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(50 * attempt as u64)).await;
+                        }
+                        Err(e) => {
+                            reply(op, Err(Refusal::Unavailable(e.to_string())));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn reply(op: Op, outcome: Result<(), Refusal>) {
+    match op {
+        Op::Admit { reply, .. } => {
+            let _ = reply.send(outcome);
+        }
+        Op::Settle {
+            reply: Some(reply), ..
+        } => {
+            let _ = reply.send(outcome.map_err(|r| format!("{r:?}")));
+        }
+        Op::Settle {
+            reply: None,
+            generation,
+            ..
+        } => {
+            if let Err(r) = outcome {
+                tracing::error!(generation = %generation.id, reason = ?r, "detached settlement failed");
+            }
+        }
+        Op::Flush(done) => {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn apply_op(
+    tx: &mut Transaction<'static, Any>,
+    op: &Op,
+    instance_id: &str,
+) -> Result<Result<(), Refusal>, sqlx::Error> {
+    match op {
+        Op::Admit { hold, .. } => admit(tx, hold, instance_id).await,
+        Op::Settle {
+            hold, generation, ..
+        } => settle(tx, hold, generation).await.map(Ok),
+        Op::Flush(_) => Ok(Ok(())),
+    }
+}
+
+async fn admit(
+    tx: &mut Transaction<'static, Any>,
+    h: &Hold,
+    instance_id: &str,
+) -> Result<Result<(), Refusal>, sqlx::Error> {
+    let key = sqlx::query(
+        "UPDATE api_keys SET reserved_nanos = reserved_nanos + $1 \
+         WHERE id = $2 AND (limit_nanos IS NULL OR limit_nanos - usage_nanos - reserved_nanos >= $1)",
+    )
+    .bind(h.amount.0)
+    .bind(&h.key_id)
+    .execute(&mut **tx)
+    .await?;
+    if key.rows_affected() == 0 {
+        let (remaining,): (i64,) = sqlx::query_as(
+            "SELECT COALESCE(limit_nanos - usage_nanos - reserved_nanos, 0) FROM api_keys WHERE id = $1",
+        )
+        .bind(&h.key_id)
+        .fetch_one(&mut **tx)
+        .await?;
+        return Ok(Err(Refusal::KeyLimit {
+            remaining: Nanos(remaining.max(0)),
+        }));
+    }
+    let org = sqlx::query(
+        "UPDATE orgs SET reserved_nanos = reserved_nanos + $1 \
+         WHERE id = $2 AND credits_nanos - usage_nanos - reserved_nanos >= $1",
+    )
+    .bind(h.amount.0)
+    .bind(&h.org_id)
+    .execute(&mut **tx)
+    .await?;
+    if org.rows_affected() == 0 {
+        sqlx::query("UPDATE api_keys SET reserved_nanos = reserved_nanos - $1 WHERE id = $2")
+            .bind(h.amount.0)
+            .bind(&h.key_id)
+            .execute(&mut **tx)
+            .await?;
+        let (available,): (i64,) = sqlx::query_as(
+            "SELECT credits_nanos - usage_nanos - reserved_nanos FROM orgs WHERE id = $1",
+        )
+        .bind(&h.org_id)
+        .fetch_one(&mut **tx)
+        .await?;
+        return Ok(Err(Refusal::Balance {
+            available: Nanos(available),
+        }));
+    }
+    sqlx::query(
+        "INSERT INTO holds (id, org_id, key_id, amount_nanos, instance_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&h.id)
+    .bind(&h.org_id)
+    .bind(&h.key_id)
+    .bind(h.amount.0)
+    .bind(instance_id)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(Ok(()))
+}
+
+/// Releases the hold (once) and records the generation and its charge (once), in the caller's transaction.
+async fn settle(
+    tx: &mut Transaction<'static, Any>,
+    h: &Hold,
+    g: &Generation,
+) -> Result<(), sqlx::Error> {
+    let released = sqlx::query("DELETE FROM holds WHERE id = $1")
+        .bind(&h.id)
+        .execute(&mut **tx)
+        .await?;
+    if released.rows_affected() == 1 {
+        sqlx::query("UPDATE orgs SET reserved_nanos = reserved_nanos - $1 WHERE id = $2")
+            .bind(h.amount.0)
+            .bind(&h.org_id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("UPDATE api_keys SET reserved_nanos = reserved_nanos - $1 WHERE id = $2")
+            .bind(h.amount.0)
+            .bind(&h.key_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO generations (id, org_id, key_id, model_slug, provider_slug, endpoint_id, upstream_model, upstream_id, \
+           prompt_tokens, completion_tokens, usage_estimated, cost_nanos, charge_nanos, latency_ms, ttft_ms, finish_reason, \
+           native_finish_reason, streamed, cancelled, status, error, attempts, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&g.id)
+    .bind(&g.org_id)
+    .bind(&g.key_id)
+    .bind(&g.model_slug)
+    .bind(&g.provider_slug)
+    .bind(&g.endpoint_id)
+    .bind(&g.upstream_model)
+    .bind(&g.upstream_id)
+    .bind(g.prompt_tokens as i64)
+    .bind(g.completion_tokens as i64)
+    .bind(g.usage_estimated as i64)
+    .bind(g.cost.0)
+    .bind(g.charge.0)
+    .bind(g.latency_ms)
+    .bind(g.ttft_ms)
+    .bind(&g.finish_reason)
+    .bind(&g.native_finish_reason)
+    .bind(g.streamed as i64)
+    .bind(g.cancelled as i64)
+    .bind(g.status as i64)
+    .bind(&g.error)
+    .bind(g.attempts.to_string())
+    .bind(g.created_at)
+    .execute(&mut **tx)
+    .await?;
+    let now = now_ms();
+    if inserted.rows_affected() == 1 && g.charge.0 != 0 {
+        let entry = sqlx::query(
+            "INSERT INTO ledger (id, org_id, amount_nanos, kind, idempotency_key, reference, created_at) \
+             VALUES ($1, $2, $3, 'usage', $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(new_id())
+        .bind(&g.org_id)
+        .bind(-g.charge.0)
+        .bind(format!("gen:{}", g.id))
+        .bind(&g.id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        if entry.rows_affected() == 1 {
+            sqlx::query("UPDATE orgs SET usage_nanos = usage_nanos + $1 WHERE id = $2")
+                .bind(g.charge.0)
+                .bind(&g.org_id)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("UPDATE api_keys SET usage_nanos = usage_nanos + $1, last_used_at = $2 WHERE id = $3")
+                .bind(g.charge.0)
+                .bind(now)
+                .bind(&g.key_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    } else if inserted.rows_affected() == 1 {
+        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&g.key_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Releases the holds of instances that stopped beating (a crash or hard kill): the tenant is not charged
+/// for requests that were in flight when an instance died.
+pub async fn release_stale_holds(
+    store: &Store,
+    me: &str,
+    stale_after: Duration,
+) -> Result<u64, sqlx::Error> {
+    let cutoff = now_ms() - stale_after.as_millis() as i64;
+    let dead: Vec<(String,)> =
+        sqlx::query_as("SELECT id FROM instances WHERE heartbeat_at < $1 AND id <> $2")
+            .bind(cutoff)
+            .bind(me)
+            .fetch_all(&store.pool)
+            .await?;
+    let mut released = 0;
+    for (inst,) in dead {
+        let mut tx = store.writer.begin().await?;
+        let holds: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT id, org_id, key_id, amount_nanos FROM holds WHERE instance_id = $1",
+        )
+        .bind(&inst)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, org, key, amount) in &holds {
+            let r = sqlx::query("DELETE FROM holds WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if r.rows_affected() == 1 {
+                sqlx::query("UPDATE orgs SET reserved_nanos = reserved_nanos - $1 WHERE id = $2")
+                    .bind(amount)
+                    .bind(org)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "UPDATE api_keys SET reserved_nanos = reserved_nanos - $1 WHERE id = $2",
+                )
+                .bind(amount)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+                released += 1;
+            }
+        }
+        sqlx::query("DELETE FROM instances WHERE id = $1")
+            .bind(&inst)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if !holds.is_empty() {
+            tracing::warn!(instance = %inst, holds = holds.len(), "released holds of an instance that stopped without settling");
+        }
+    }
+    Ok(released)
+}

@@ -1,0 +1,425 @@
+//! The `switchyard` command line: serve the platform, and the operator's tools (catalog, organisations,
+//! credits, keys, the development upstream).
+
+use crate::{
+    accounts, billing::ledger, catalog, config::Config, crypto::Cipher, devupstream, keys,
+    money::Nanos, store::Store,
+};
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use std::{net::SocketAddr, path::PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Self-hosted LLM API marketplace: one OpenAI-compatible endpoint, prepaid credits, every request metered."
+)]
+pub struct Cli {
+    /// A TOML config file (settings as in the README); environment variables override it.
+    #[arg(long, global = true, env = "SWITCHYARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the platform (the default when no command is given).
+    Serve(ServeArgs),
+    /// Manage the catalog of providers, models, endpoints and markup.
+    #[command(subcommand)]
+    Catalog(CatalogCmd),
+    /// Manage organisations.
+    #[command(subcommand)]
+    Org(OrgCmd),
+    /// Manage an organisation's credits.
+    #[command(subcommand)]
+    Credits(CreditsCmd),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Run the fake OpenAI-compatible upstream used for development, tests and benchmarks.
+    DevUpstream(DevUpstreamArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Also start the development upstream and make sure a demo catalog, organisation, credits and key exist.
+    #[arg(long)]
+    pub demo: bool,
+    /// Where the demo's development upstream listens (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub demo_upstream_addr: SocketAddr,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CatalogCmd {
+    /// Upsert the providers, models, endpoints and markup in FILE (idempotent; nothing is applied if any line is wrong).
+    Apply {
+        /// The catalog file (TOML; see assets/demo-catalog.toml).
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrgCmd {
+    /// Create an organisation owned by a user (created when new).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        owner_email: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CreditsCmd {
+    /// Grant credits (a ledger entry); prints the new balance.
+    Grant {
+        /// Organisation name.
+        #[arg(long)]
+        org: String,
+        /// Amount in USD, e.g. 12.50.
+        #[arg(long)]
+        usd: String,
+        /// Why (kept in the ledger).
+        #[arg(long)]
+        note: Option<String>,
+        /// Makes a retried grant apply once (default: a fresh key, so every call grants).
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Show an organisation's balance.
+    Show {
+        #[arg(long)]
+        org: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Create an API key; the secret is printed once, alone on the last line of stdout.
+    Create {
+        /// Organisation name.
+        #[arg(long)]
+        org: String,
+        /// A label for the key.
+        #[arg(long)]
+        name: String,
+        /// Most this key may spend, in USD.
+        #[arg(long)]
+        limit_usd: Option<String>,
+        /// When the key stops working (RFC 3339, e.g. 2027-01-01T00:00:00Z).
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Revoke a key (it stops working within the key cache TTL, 5 s by default).
+    Revoke {
+        /// The key's id (from `key list`).
+        #[arg(long, conflicts_with_all = ["org", "name"])]
+        id: Option<String>,
+        /// Organisation name (with --name).
+        #[arg(long, requires = "name")]
+        org: Option<String>,
+        /// The key's label (with --org).
+        #[arg(long, requires = "org")]
+        name: Option<String>,
+    },
+    /// List an organisation's keys.
+    List {
+        #[arg(long)]
+        org: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct DevUpstreamArgs {
+    #[arg(long, default_value = "127.0.0.1:9999")]
+    pub addr: SocketAddr,
+    /// Delay between streamed chunks, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    pub chunk_delay_ms: u64,
+    /// Require this bearer key.
+    #[arg(long)]
+    pub api_key: Option<String>,
+}
+
+fn init_logging(cfg: &Config, quiet: bool) {
+    use tracing_subscriber::{fmt, EnvFilter};
+    let default = if quiet {
+        "warn"
+    } else {
+        "info,tower_http=warn,sqlx=warn"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.log_format == "json" {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cfg = Config::load(cli.config.as_deref())?;
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs {
+        demo: false,
+        demo_upstream_addr: "127.0.0.1:0".parse()?,
+    }));
+    init_logging(
+        &cfg,
+        !matches!(command, Command::Serve(_) | Command::DevUpstream(_)),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(dispatch(cfg, command))
+}
+
+async fn open(cfg: &Config) -> anyhow::Result<Store> {
+    Store::open(cfg.database_url.expose(), 4).await
+}
+
+async fn dispatch(cfg: Config, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve(cfg, args).await,
+        Command::DevUpstream(a) => {
+            let (addr, _) = devupstream::spawn(
+                a.addr,
+                devupstream::FakeConfig {
+                    chunk_delay_ms: a.chunk_delay_ms,
+                    api_key: a.api_key,
+                },
+            )
+            .await?;
+            println!("dev upstream listening on http://{addr}/v1");
+            crate::shutdown_signal().await;
+            Ok(())
+        }
+        Command::Catalog(CatalogCmd::Apply { file }) => {
+            let store = open(&cfg).await?;
+            let cipher = Cipher::from_config(&cfg)?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let env = |n: &str| std::env::var(n).ok();
+            let r = catalog::file::apply(&store, &cipher, &file.display().to_string(), &text, &env)
+                .await?;
+            println!(
+                "applied {}: {} providers, {} models, {} endpoints{}{}",
+                file.display(),
+                r.providers,
+                r.models,
+                r.endpoints,
+                if r.endpoints_disabled > 0 {
+                    format!(
+                        ", {} endpoints no longer listed were disabled",
+                        r.endpoints_disabled
+                    )
+                } else {
+                    String::new()
+                },
+                r.markup_percent
+                    .map(|m| format!(", default markup {m}%"))
+                    .unwrap_or_default()
+            );
+            println!(
+                "running servers pick this up within {} ms",
+                cfg.catalog_refresh_ms
+            );
+            Ok(())
+        }
+        Command::Org(OrgCmd::Create { name, owner_email }) => {
+            let store = open(&cfg).await?;
+            let org = accounts::create_org(&store, &name, &owner_email).await?;
+            println!(
+                "created organisation {:?} (id {}) owned by {}",
+                org.name,
+                org.id,
+                owner_email.trim().to_ascii_lowercase()
+            );
+            Ok(())
+        }
+        Command::Credits(CreditsCmd::Grant {
+            org,
+            usd,
+            note,
+            idempotency_key,
+        }) => {
+            let store = open(&cfg).await?;
+            let org = accounts::find_org(&store, &org).await?;
+            let amount = Nanos::parse_usd(&usd).map_err(|e| anyhow::anyhow!("--usd: {e}"))?;
+            let key = idempotency_key
+                .map(|k| format!("grant:{k}"))
+                .unwrap_or_else(|| format!("grant:{}", uuid::Uuid::new_v4()));
+            let granted = ledger::grant(&store, &org.id, amount, &key, note.as_deref()).await?;
+            let b = ledger::balance(&store, &org.id)
+                .await?
+                .context("organisation vanished")?;
+            if granted {
+                println!(
+                    "granted ${} to {:?}; balance is now ${}",
+                    amount.to_usd_string(),
+                    org.name,
+                    b.balance().to_usd_string()
+                );
+            } else {
+                println!(
+                    "already granted (idempotency key {key}); balance is ${}",
+                    b.balance().to_usd_string()
+                );
+            }
+            Ok(())
+        }
+        Command::Credits(CreditsCmd::Show { org }) => {
+            let store = open(&cfg).await?;
+            let org = accounts::find_org(&store, &org).await?;
+            let b = ledger::balance(&store, &org.id)
+                .await?
+                .context("organisation vanished")?;
+            println!(
+                "{:?}: balance ${} (credits ${}, usage ${}, reserved for requests in flight ${})",
+                org.name,
+                b.balance().to_usd_string(),
+                b.credits.to_usd_string(),
+                b.usage.to_usd_string(),
+                b.reserved.to_usd_string()
+            );
+            Ok(())
+        }
+        Command::Key(KeyCmd::Create {
+            org,
+            name,
+            limit_usd,
+            expires,
+        }) => {
+            let store = open(&cfg).await?;
+            let org = accounts::find_org(&store, &org).await?;
+            let limit = limit_usd
+                .map(|s| Nanos::parse_usd(&s).map_err(|e| anyhow::anyhow!("--limit-usd: {e}")))
+                .transpose()?;
+            let expires_at = expires
+                .map(|s| {
+                    time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+                        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "--expires {s:?} is not RFC 3339 (like 2027-01-01T00:00:00Z): {e}"
+                            )
+                        })
+                })
+                .transpose()?;
+            let k = keys::create_key(&store, &org.id, &name, limit, expires_at).await?;
+            println!(
+                "created key {:?} (id {}, {}) for {:?}; the secret is shown once:",
+                name, k.id, k.prefix, org.name
+            );
+            println!("{}", k.secret);
+            Ok(())
+        }
+        Command::Key(KeyCmd::Revoke { id, org, name }) => {
+            let store = open(&cfg).await?;
+            let ids: Vec<String> = match (id, org, name) {
+                (Some(id), _, _) => vec![id],
+                (None, Some(org), Some(name)) => {
+                    let org = accounts::find_org(&store, &org).await?;
+                    sqlx::query_as::<_, (String,)>("SELECT id FROM api_keys WHERE org_id = $1 AND name = $2 AND revoked_at IS NULL")
+                        .bind(&org.id)
+                        .bind(&name)
+                        .fetch_all(&store.pool)
+                        .await?
+                        .into_iter()
+                        .map(|(i,)| i)
+                        .collect()
+                }
+                _ => bail!("say which key: --id ID, or --org NAME --name LABEL"),
+            };
+            let mut n = 0;
+            for id in &ids {
+                if keys::revoke_key(&store, id).await? {
+                    n += 1;
+                    println!("revoked key {id}");
+                }
+            }
+            if n == 0 {
+                bail!("no live key matched; `switchyard key list --org NAME` shows the keys");
+            }
+            Ok(())
+        }
+        Command::Key(KeyCmd::List { org }) => {
+            let store = open(&cfg).await?;
+            let org = accounts::find_org(&store, &org).await?;
+            let rows: Vec<(String, String, String, Option<i64>, i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+                "SELECT id, name, prefix, limit_nanos, usage_nanos, expires_at, revoked_at FROM api_keys WHERE org_id = $1 ORDER BY created_at",
+            )
+            .bind(&org.id)
+            .fetch_all(&store.pool)
+            .await?;
+            println!(
+                "{:<34} {:<20} {:<18} {:>12} {:>12} status",
+                "id", "name", "prefix", "usage $", "limit $"
+            );
+            for (id, name, prefix, limit, usage, expires, revoked) in rows {
+                let status = if revoked.is_some() {
+                    "revoked"
+                } else if expires.is_some_and(|e| e <= crate::store::now_ms()) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{id:<34} {name:<20} {prefix:<18} {:>12} {:>12} {status}",
+                    Nanos(usage).to_usd_string(),
+                    limit.map_or("-".into(), |l| Nanos(l).to_usd_string())
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
+    let store = Store::open(cfg.database_url.expose(), cfg.db_max_connections).await?;
+    let demo = if args.demo {
+        let cipher = Cipher::from_config(&cfg)?;
+        let data_dir = cfg
+            .secret_key_file
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("data"));
+        Some(crate::demo::prepare(&store, &cipher, &data_dir, args.demo_upstream_addr).await?)
+    } else {
+        None
+    };
+    let app = crate::Application::build_with_store(cfg, store).await?;
+    let addr = app.local_addr();
+    let base = format!("http://{addr}");
+    tracing::info!(%addr, "switchyard listening");
+    println!();
+    println!("  Switchyard is running.");
+    println!("    Dashboard:  {base}/");
+    println!("    Sign in:    accounts arrive with the dashboard; for now use the CLI (`switchyard --help`) and the key below");
+    println!("    API:        {base}/api/v1  (OpenAI-compatible; also at {base}/v1)");
+    if let Some(d) = &demo {
+        println!("    Demo key:   {}", d.api_key);
+        println!(
+            "    Models:     demo/fast-1, demo/smart-1 (served by the dev upstream at http://{})",
+            d.upstream
+        );
+        println!();
+        println!("  First call:");
+        println!("    curl {base}/api/v1/chat/completions \\");
+        println!(
+            "      -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' \\",
+            d.api_key
+        );
+        println!("      -d '{{\"model\": \"demo/fast-1\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'");
+        println!(
+            "    curl {base}/api/v1/credits -H 'Authorization: Bearer {}'",
+            d.api_key
+        );
+    }
+    println!();
+    app.run_until(crate::shutdown_signal()).await
+}

@@ -1,0 +1,498 @@
+//! `POST /chat/completions`: admit, dispatch (falling back to the next endpoint on retryable failures
+//! before the first byte), answer, settle.
+
+use super::request::{self, ChatRequest};
+use super::sse::SseReader;
+use super::stream;
+use super::{ApiKeyAuth, LimitedBody};
+use crate::billing::{Generation, Hold, Refusal};
+use crate::catalog::{Endpoint, Model};
+use crate::error::ApiError;
+use crate::money::{Nanos, Pricing};
+use crate::providers::{self, FailureKind, Timeouts, UpstreamFailure};
+use crate::state::AppState;
+use axum::{
+    extract::State,
+    http::{HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use serde_json::{json, Value};
+use std::{sync::Arc, time::Instant};
+
+pub const GEN_HEADER: &str = "x-generation-id";
+
+/// Everything settlement needs about one request, whichever way it ends.
+pub(super) struct Billed {
+    pub state: AppState,
+    pub key_id: String,
+    pub org_id: String,
+    pub gen_id: String,
+    pub model: Arc<Model>,
+    pub started: Instant,
+    pub created_at: i64,
+    pub hold: Hold,
+    pub prompt_estimate: u64,
+    pub attempts: Vec<Value>,
+}
+
+/// The usage of a finished (or cut) response.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Usage {
+    pub prompt: u64,
+    pub completion: u64,
+    pub estimated: bool,
+}
+
+pub(super) struct Outcome<'a> {
+    pub endpoint: Option<&'a Endpoint>,
+    pub pricing: Option<Pricing>,
+    pub usage: Usage,
+    pub upstream_id: Option<String>,
+    pub finish_reason: Option<String>,
+    pub ttft_ms: Option<i64>,
+    pub streamed: bool,
+    pub cancelled: bool,
+    pub status: u16,
+    pub error: Option<String>,
+}
+
+impl Billed {
+    /// The generation row for an outcome; charges nothing when no output came with an error
+    /// (zero-completion insurance) or when nothing was served.
+    pub fn generation(&self, o: Outcome<'_>) -> Generation {
+        let (cost, charge) = match o.pricing {
+            Some(p) if !(o.usage.completion == 0 && o.error.is_some()) => (
+                p.cost(o.usage.prompt, o.usage.completion),
+                p.charge(o.usage.prompt, o.usage.completion),
+            ),
+            _ => (Nanos::ZERO, Nanos::ZERO),
+        };
+        let native = o.finish_reason.clone();
+        Generation {
+            id: self.gen_id.clone(),
+            org_id: self.org_id.clone(),
+            key_id: self.key_id.clone(),
+            model_slug: self.model.slug.clone(),
+            provider_slug: o.endpoint.map(|e| e.provider.slug.clone()),
+            endpoint_id: o.endpoint.map(|e| e.id.clone()),
+            upstream_model: o.endpoint.map(|e| e.upstream_model.clone()),
+            upstream_id: o.upstream_id,
+            prompt_tokens: o.usage.prompt,
+            completion_tokens: o.usage.completion,
+            usage_estimated: o.usage.estimated,
+            cost,
+            charge,
+            latency_ms: self.started.elapsed().as_millis() as i64,
+            ttft_ms: o.ttft_ms,
+            finish_reason: native.as_deref().map(normalise_finish).map(str::to_string),
+            native_finish_reason: native,
+            streamed: o.streamed,
+            cancelled: o.cancelled,
+            status: o.status,
+            error: o.error,
+            attempts: Value::Array(self.attempts.clone()),
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// OpenRouter's normalised finish reasons; the native one is kept beside it.
+pub(super) fn normalise_finish(native: &str) -> &'static str {
+    match native {
+        "length" | "max_tokens" => "length",
+        "tool_calls" | "function_call" | "tool_use" => "tool_calls",
+        "content_filter" | "safety" => "content_filter",
+        "error" => "error",
+        _ => "stop",
+    }
+}
+
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    ApiKeyAuth(key): ApiKeyAuth,
+    LimitedBody(bytes): LimitedBody,
+) -> Result<Response, ApiError> {
+    let req = request::parse(&bytes)?;
+    let catalog = state.catalog.get();
+    let model = catalog.models.get(&req.model).cloned().ok_or_else(|| {
+        ApiError::not_found(format!(
+            "model `{}` is not in this platform's catalog; GET /api/v1/models lists the models",
+            req.model
+        ))
+        .with_meta("model", req.model.clone())
+    })?;
+    if model.endpoints.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_endpoint",
+            format!("no provider is serving `{}` right now", model.slug),
+        ));
+    }
+    // Prices are captured now: a catalog change never alters a request already admitted.
+    let priced: Vec<(Endpoint, Pricing)> = model
+        .endpoints
+        .iter()
+        .map(|e| (e.clone(), catalog.pricing(e)))
+        .collect();
+    let worst = priced
+        .iter()
+        .map(|(e, p)| {
+            let prompt = req.prompt_upper_bound.min(model.context_length);
+            p.charge(prompt, output_cap(&req, &model, e))
+        })
+        .max()
+        .unwrap_or(Nanos::ZERO);
+
+    let hold = state
+        .gate
+        .admit(&key.org_id, &key.id, worst)
+        .await
+        .map_err(|r| refusal_error(r, worst))?;
+    let billed = Billed {
+        state: state.clone(),
+        key_id: key.id.clone(),
+        org_id: key.org_id.clone(),
+        gen_id: format!("gen-{}", crate::store::new_id()),
+        model: model.clone(),
+        started: Instant::now(),
+        created_at: crate::store::now_ms(),
+        hold,
+        prompt_estimate: req.prompt_estimate,
+        attempts: Vec::new(),
+    };
+    dispatch(billed, req, priced).await
+}
+
+/// The most output tokens this request can produce at this endpoint.
+fn output_cap(req: &ChatRequest, model: &Model, ep: &Endpoint) -> u64 {
+    let limit = ep
+        .max_output_tokens
+        .or(model.max_output_tokens)
+        .unwrap_or(model.context_length);
+    req.max_tokens.map_or(limit, |m| m.min(limit))
+}
+
+fn refusal_error(r: Refusal, needed: Nanos) -> ApiError {
+    match r {
+        Refusal::Balance { available } => ApiError::payment_required(format!(
+            "insufficient credits: this request can cost up to ${} and the organisation has ${} available; add credits, or lower max_tokens",
+            needed.to_usd_string(),
+            available.to_usd_string()
+        ))
+        .with_meta("required_usd", needed.usd_json())
+        .with_meta("available_usd", available.usd_json()),
+        Refusal::KeyLimit { remaining } => ApiError::payment_required(format!(
+            "this API key's credit limit is reached: the request can cost up to ${} and ${} of the limit remains; raise the key's limit",
+            needed.to_usd_string(),
+            remaining.to_usd_string()
+        ))
+        .with_meta("limit_remaining_usd", remaining.usd_json()),
+        Refusal::Unavailable(why) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("credits could not be checked: {why}; try again"))
+        }
+    }
+}
+
+async fn dispatch(
+    mut billed: Billed,
+    req: ChatRequest,
+    priced: Vec<(Endpoint, Pricing)>,
+) -> Result<Response, ApiError> {
+    let state = billed.state.clone();
+    let t = Timeouts {
+        first_byte: crate::config::Config::ms(state.cfg.upstream_first_byte_timeout_ms),
+        idle: crate::config::Config::ms(state.cfg.upstream_idle_timeout_ms),
+    };
+    let mut last: Option<UpstreamFailure> = None;
+    for (ep, pricing) in &priced {
+        let attempt_started = Instant::now();
+        let body = upstream_body(&req, ep);
+        let f: UpstreamFailure = match providers::openai::send_chat(&state.http, ep, body, t).await
+        {
+            Err(f) => f,
+            Ok(resp) if req.stream => match first_event(resp, ep, t).await {
+                Ok((reader, first)) => {
+                    billed
+                        .attempts
+                        .push(attempt(ep, 200, None, attempt_started));
+                    let ttft = billed.started.elapsed().as_millis() as i64;
+                    return Ok(stream::respond(
+                        billed,
+                        ep.clone(),
+                        *pricing,
+                        reader,
+                        first,
+                        ttft,
+                    ));
+                }
+                Err(f) => f,
+            },
+            Ok(resp) => match read_json(resp, ep, t).await {
+                Ok(v) => {
+                    billed
+                        .attempts
+                        .push(attempt(ep, 200, None, attempt_started));
+                    return Ok(complete(billed, ep, *pricing, v).await);
+                }
+                Err(f) => f,
+            },
+        };
+        let status = match f.kind {
+            FailureKind::Status(s) => s,
+            _ => 0,
+        };
+        billed
+            .attempts
+            .push(attempt(ep, status, Some(&f), attempt_started));
+        tracing::warn!(generation = %billed.gen_id, provider = %ep.provider.slug, error_type = f.error_type(), message = %f.message, "upstream attempt failed");
+        let retry = f.retryable();
+        last = Some(f);
+        if !retry {
+            break;
+        }
+    }
+    let f = last.expect("at least one endpoint was tried");
+    let err = f.to_api_error();
+    let outcome = Outcome {
+        endpoint: None,
+        pricing: None,
+        usage: Usage::default(),
+        upstream_id: None,
+        finish_reason: None,
+        ttft_ms: None,
+        streamed: req.stream,
+        cancelled: false,
+        status: err.status.as_u16(),
+        error: Some(err.message.clone()),
+    };
+    let generation = billed.generation(outcome);
+    if let Err(e) = state.gate.settle(billed.hold.clone(), generation).await {
+        tracing::error!(generation = %billed.gen_id, error = %e, "could not record a failed generation");
+    }
+    let mut res = err.into_response();
+    if let Ok(v) = HeaderValue::from_str(&billed.gen_id) {
+        res.headers_mut().insert(GEN_HEADER, v);
+    }
+    Ok(res)
+}
+
+fn attempt(ep: &Endpoint, status: u16, f: Option<&UpstreamFailure>, started: Instant) -> Value {
+    json!({
+        "provider": ep.provider.slug,
+        "endpoint_id": ep.id,
+        "status": status,
+        "error_type": f.map(|f| f.error_type()),
+        "message": f.map(|f| f.message.clone()),
+        "latency_ms": started.elapsed().as_millis() as u64,
+    })
+}
+
+/// The client's body with `model` rewritten; when streaming, usage is requested from the upstream.
+fn upstream_body(req: &ChatRequest, ep: &Endpoint) -> Bytes {
+    let mut body = req.body.clone();
+    body.insert("model".into(), Value::String(ep.upstream_model.clone()));
+    if req.stream {
+        let opts = body.entry("stream_options").or_insert_with(|| json!({}));
+        if !opts.is_object() {
+            *opts = json!({});
+        }
+        if let Some(o) = opts.as_object_mut() {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+    }
+    Bytes::from(serde_json::to_vec(&body).expect("a JSON map serialises"))
+}
+
+async fn read_json(
+    resp: reqwest::Response,
+    ep: &Endpoint,
+    t: Timeouts,
+) -> Result<Value, UpstreamFailure> {
+    let fail = |kind, message: &str| UpstreamFailure {
+        kind,
+        provider: ep.provider.name.clone(),
+        message: message.to_string(),
+        raw: None,
+        retry_after: None,
+    };
+    let body = providers::openai::read_capped(resp, 64 * 1024 * 1024, t.idle)
+        .await
+        .map_err(|k| match k {
+            FailureKind::Timeout => fail(FailureKind::Timeout, "the response body stalled"),
+            FailureKind::Connect => fail(
+                FailureKind::Connect,
+                "the connection broke while reading the response",
+            ),
+            _ => fail(FailureKind::Malformed, "the response is too large"),
+        })?;
+    let v: Value = serde_json::from_slice(&body).map_err(|e| {
+        let mut f = fail(
+            FailureKind::Malformed,
+            &format!("response is not JSON ({e})"),
+        );
+        f.raw = Some(providers::truncate(&String::from_utf8_lossy(&body), 500));
+        f
+    })?;
+    if !v.get("choices").is_some_and(Value::is_array) {
+        return Err(fail(
+            FailureKind::Malformed,
+            "response has no `choices` array",
+        ));
+    }
+    Ok(v)
+}
+
+/// Waits for the upstream stream's first event, so that a failure before it can still fall back.
+async fn first_event(
+    resp: reqwest::Response,
+    ep: &Endpoint,
+    t: Timeouts,
+) -> Result<(SseReader, String), UpstreamFailure> {
+    let fail = |kind, message: String| UpstreamFailure {
+        kind,
+        provider: ep.provider.name.clone(),
+        message,
+        raw: None,
+        retry_after: None,
+    };
+    let mut reader = SseReader::new(resp);
+    match tokio::time::timeout(t.first_byte, reader.next_data()).await {
+        Err(_) => Err(fail(FailureKind::Timeout, "no stream event in time".into())),
+        Ok(Err(e)) => Err(fail(
+            FailureKind::Connect,
+            format!("the stream broke before its first event: {e}"),
+        )),
+        Ok(Ok(None)) => Err(fail(
+            FailureKind::Malformed,
+            "the stream ended before its first event".into(),
+        )),
+        Ok(Ok(Some(data))) => {
+            if data.trim() == "[DONE]" {
+                return Err(fail(
+                    FailureKind::Malformed,
+                    "the stream ended before its first event".into(),
+                ));
+            }
+            match serde_json::from_str::<Value>(&data) {
+                Err(e) => Err(fail(
+                    FailureKind::Malformed,
+                    format!("stream event is not JSON ({e})"),
+                )),
+                Ok(v) if v.get("error").is_some_and(|e| !e.is_null()) => {
+                    let msg = providers::upstream_message(data.as_bytes());
+                    let code = v["error"]["code"]
+                        .as_u64()
+                        .filter(|c| (400..600).contains(c))
+                        .unwrap_or(502) as u16;
+                    Err(fail(FailureKind::Status(code), msg))
+                }
+                Ok(_) => Ok((reader, data)),
+            }
+        }
+    }
+}
+
+pub(super) fn parse_usage(v: &Value) -> Option<(u64, u64)> {
+    let u = v.get("usage")?;
+    let p = u.get("prompt_tokens")?.as_u64()?;
+    let c = u
+        .get("completion_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Some((p, c))
+}
+
+/// Usage as the client sees it: the upstream's numbers plus what the org was charged.
+pub(super) fn usage_json(upstream: Option<&Value>, g: &Generation) -> Value {
+    let mut u = match upstream {
+        Some(Value::Object(m)) => Value::Object(m.clone()),
+        _ => json!({}),
+    };
+    u["prompt_tokens"] = json!(g.prompt_tokens);
+    u["completion_tokens"] = json!(g.completion_tokens);
+    u["total_tokens"] = json!(g.prompt_tokens + g.completion_tokens);
+    u["cost"] = g.charge.usd_json();
+    u["is_byok"] = json!(false);
+    u
+}
+
+/// A complete (non-streaming) answer: charge the upstream's usage, settle, then answer.
+async fn complete(billed: Billed, ep: &Endpoint, pricing: Pricing, mut v: Value) -> Response {
+    let state = billed.state.clone();
+    let (usage, estimated) = match parse_usage(&v) {
+        Some((p, c)) => (
+            Usage {
+                prompt: p,
+                completion: c,
+                estimated: false,
+            },
+            false,
+        ),
+        None => {
+            let text_chars: usize = v["choices"]
+                .as_array()
+                .map(|cs| {
+                    cs.iter()
+                        .map(|c| {
+                            c["message"]["content"]
+                                .as_str()
+                                .map_or(0, |s| s.chars().count())
+                        })
+                        .sum()
+                })
+                .unwrap_or(0);
+            (
+                Usage {
+                    prompt: billed.prompt_estimate,
+                    completion: (text_chars as u64).div_ceil(4),
+                    estimated: true,
+                },
+                true,
+            )
+        }
+    };
+    let finish = v["choices"][0]["finish_reason"]
+        .as_str()
+        .map(str::to_string);
+    let generation = billed.generation(Outcome {
+        endpoint: Some(ep),
+        pricing: Some(pricing),
+        usage,
+        upstream_id: v["id"].as_str().map(str::to_string),
+        finish_reason: finish,
+        ttft_ms: None,
+        streamed: false,
+        cancelled: false,
+        status: 200,
+        error: None,
+    });
+    if estimated {
+        tracing::warn!(generation = %billed.gen_id, provider = %ep.provider.slug, "upstream reported no usage; billed an estimate");
+    }
+    let usage_v = usage_json(v.get("usage"), &generation);
+    if let Err(e) = state
+        .gate
+        .settle(billed.hold.clone(), generation.clone())
+        .await
+    {
+        tracing::error!(generation = %billed.gen_id, error = %e, "settlement failed");
+    }
+    v["id"] = Value::String(billed.gen_id.clone());
+    v["model"] = Value::String(billed.model.slug.clone());
+    v["provider"] = Value::String(ep.provider.name.clone());
+    v["usage"] = usage_v;
+    if let Some(choices) = v["choices"].as_array_mut() {
+        for c in choices {
+            if let Some(native) = c["finish_reason"].as_str().map(str::to_string) {
+                c["native_finish_reason"] = Value::String(native.clone());
+                c["finish_reason"] = Value::String(normalise_finish(&native).to_string());
+            }
+        }
+    }
+    let mut res = axum::Json(v).into_response();
+    if let Ok(h) = HeaderValue::from_str(&billed.gen_id) {
+        res.headers_mut().insert(GEN_HEADER, h);
+    }
+    res
+}

@@ -1,0 +1,187 @@
+//! Read-only API: the public model list (OpenRouter's schema) and, for the calling key, its generation
+//! records, the key itself and the org's credits.
+
+use super::ApiKeyAuth;
+use crate::billing::ledger;
+use crate::error::ApiError;
+use crate::money::{Nanos, Pricing};
+use crate::state::AppState;
+use axum::{
+    extract::{Query, State},
+    Json,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+pub async fn models(State(state): State<AppState>) -> Json<Value> {
+    let c = state.catalog.get();
+    let data: Vec<Value> = c
+        .models
+        .values()
+        .map(|m| {
+            let ep = &m.endpoints[0];
+            let max_out = ep.max_output_tokens.or(m.max_output_tokens);
+            json!({
+                "id": m.slug,
+                "canonical_slug": m.slug,
+                "name": m.name,
+                "created": m.created_at / 1000,
+                "description": m.description,
+                "context_length": m.context_length,
+                "architecture": {
+                    "modality": "text->text",
+                    "input_modalities": ["text"],
+                    "output_modalities": ["text"],
+                    "tokenizer": "Other",
+                    "instruct_type": null,
+                },
+                "pricing": {
+                    "prompt": Pricing::per_token_usd(ep.input, c.markup),
+                    "completion": Pricing::per_token_usd(ep.output, c.markup),
+                    "request": "0",
+                    "image": "0",
+                    "web_search": "0",
+                    "internal_reasoning": "0",
+                },
+                "top_provider": {
+                    "context_length": m.context_length,
+                    "max_completion_tokens": max_out,
+                    "is_moderated": false,
+                },
+                "per_request_limits": null,
+                "supported_parameters": ["max_tokens", "temperature", "top_p", "stop", "stream", "seed", "tools", "tool_choice", "response_format"],
+            })
+        })
+        .collect();
+    Json(json!({ "data": data }))
+}
+
+#[derive(Deserialize)]
+pub struct GenerationQuery {
+    id: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct GenRow {
+    id: String,
+    model_slug: String,
+    provider_slug: Option<String>,
+    upstream_id: Option<String>,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    charge_nanos: i64,
+    latency_ms: i64,
+    usage_estimated: i64,
+    ttft_ms: Option<i64>,
+    finish_reason: Option<String>,
+    native_finish_reason: Option<String>,
+    streamed: i64,
+    cancelled: i64,
+    status: i64,
+    error: Option<String>,
+    attempts: String,
+    created_at: i64,
+}
+
+pub async fn generation(
+    State(state): State<AppState>,
+    ApiKeyAuth(key): ApiKeyAuth,
+    Query(q): Query<GenerationQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let id = q
+        .id
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_field("id", "is required: GET /api/v1/generation?id=gen-…"))?;
+    // Scoped by the caller's org: another org's generation is simply not found.
+    let row: Option<GenRow> = sqlx::query_as(
+        "SELECT id, model_slug, provider_slug, upstream_id, prompt_tokens, completion_tokens, charge_nanos, latency_ms, \
+                usage_estimated, ttft_ms, finish_reason, native_finish_reason, streamed, cancelled, status, error, attempts, \
+                created_at \
+         FROM generations WHERE id = $1 AND org_id = $2",
+    )
+    .bind(&id)
+    .bind(&key.org_id)
+    .fetch_optional(&state.store.pool)
+    .await?;
+    let Some(r) = row else {
+        return Err(ApiError::not_found(format!(
+            "no generation {id:?} for this organisation (it may still be in flight)"
+        )));
+    };
+    let attempts: Value = serde_json::from_str(&r.attempts).unwrap_or(Value::Array(vec![]));
+    let (pt, ct, latency, ttft) = (
+        r.prompt_tokens,
+        r.completion_tokens,
+        r.latency_ms,
+        r.ttft_ms,
+    );
+    Ok(Json(json!({ "data": {
+        "id": r.id,
+        "model": r.model_slug,
+        "provider_name": r.provider_slug,
+        "upstream_id": r.upstream_id,
+        "created_at": rfc3339(r.created_at),
+        "tokens_prompt": pt,
+        "tokens_completion": ct,
+        "native_tokens_prompt": pt,
+        "native_tokens_completion": ct,
+        "usage_estimated": r.usage_estimated != 0,
+        "total_cost": Nanos(r.charge_nanos).usd_json(),
+        "latency": latency,
+        "generation_time": ttft.map(|t| latency - t),
+        "time_to_first_token": ttft,
+        "finish_reason": r.finish_reason,
+        "native_finish_reason": r.native_finish_reason,
+        "streamed": r.streamed != 0,
+        "cancelled": r.cancelled != 0,
+        "status": r.status,
+        "error": r.error,
+        "is_byok": false,
+        "provider_responses": attempts,
+    }})))
+}
+
+pub async fn key(
+    State(state): State<AppState>,
+    ApiKeyAuth(key): ApiKeyAuth,
+) -> Result<Json<Value>, ApiError> {
+    let (usage, reserved): (i64, i64) =
+        sqlx::query_as("SELECT usage_nanos, reserved_nanos FROM api_keys WHERE id = $1")
+            .bind(&key.id)
+            .fetch_one(&state.store.pool)
+            .await?;
+    let remaining = key.limit.map(|l| Nanos((l.0 - usage - reserved).max(0)));
+    Ok(Json(json!({ "data": {
+        "label": key.name,
+        "limit": key.limit.map(Nanos::usd_json),
+        "limit_reset": null,
+        "limit_remaining": remaining.map(Nanos::usd_json),
+        "usage": Nanos(usage).usd_json(),
+        "is_free_tier": false,
+        "expires_at": key.expires_at.map(rfc3339),
+        "rate_limit": {"requests": -1, "interval": "10s"},
+    }})))
+}
+
+pub async fn credits(
+    State(state): State<AppState>,
+    ApiKeyAuth(key): ApiKeyAuth,
+) -> Result<Json<Value>, ApiError> {
+    let b = ledger::balance(&state.store, &key.org_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("organisation not found"))?;
+    Ok(Json(json!({ "data": {
+        "total_credits": b.credits.usd_json(),
+        "total_usage": b.usage.usd_json(),
+    }})))
+}

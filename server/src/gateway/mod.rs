@@ -1,0 +1,128 @@
+//! The OpenAI/OpenRouter-compatible API, served on both `/v1` and `/api/v1`:
+//! parse -> authenticate -> route -> admit credits -> dispatch -> stream -> settle.
+
+mod chat;
+mod info;
+mod request;
+mod sse;
+mod stream;
+
+use crate::error::ApiError;
+use crate::keys::{KeyInfo, KEY_PREFIX};
+use crate::state::AppState;
+use axum::{
+    extract::{FromRequest, FromRequestParts, Request},
+    http::{header, request::Parts},
+    routing::{get, post},
+    Router,
+};
+use bytes::Bytes;
+use std::sync::Arc;
+
+pub fn router() -> Router<AppState> {
+    let api = Router::new()
+        .route("/chat/completions", post(chat::chat_completions))
+        .route("/models", get(info::models))
+        .route("/generation", get(info::generation))
+        .route("/key", get(info::key))
+        .route("/auth/key", get(info::key))
+        .route("/credits", get(info::credits))
+        .fallback(|| async {
+            ApiError::not_found("no such API route; see the README for the endpoints")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                "method not allowed on this route",
+            )
+        });
+    Router::new().nest("/v1", api.clone()).nest("/api/v1", api)
+}
+
+/// The calling API key, authenticated. Handlers receive this, never the header.
+pub struct ApiKeyAuth(pub Arc<KeyInfo>);
+
+impl FromRequestParts<AppState> for ApiKeyAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "missing API key: send the header `Authorization: Bearer sk-sy-v1-…`",
+                )
+            })?;
+        let secret = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer <API key>`")
+            })?;
+        if !secret.starts_with(KEY_PREFIX) || secret.len() > 200 {
+            return Err(ApiError::unauthorized("invalid API key"));
+        }
+        let info = state
+            .keys
+            .get(&state.store, secret)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+        if info.revoked {
+            return Err(ApiError::unauthorized(
+                "this API key was revoked; create a new one",
+            ));
+        }
+        if info.disabled {
+            return Err(ApiError::unauthorized(
+                "this API key is disabled; an org admin can enable it",
+            ));
+        }
+        if let Some(exp) = info.expires_at {
+            if exp <= crate::store::now_ms() {
+                return Err(ApiError::unauthorized(format!(
+                    "this API key expired at {}; create a new one",
+                    info::rfc3339(exp)
+                )));
+            }
+        }
+        Ok(ApiKeyAuth(info))
+    }
+}
+
+/// The request body, refused with 413 past the configured limit.
+pub struct LimitedBody(pub Bytes);
+
+impl FromRequest<AppState> for LimitedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.cfg.max_body_bytes;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(ApiError::too_large(limit));
+        }
+        match axum::body::to_bytes(req.into_body(), limit).await {
+            Ok(b) => Ok(LimitedBody(b)),
+            Err(e) => {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                    || e.to_string().contains("length limit");
+                if too_large {
+                    Err(ApiError::too_large(limit))
+                } else {
+                    Err(ApiError::bad_request(format!(
+                        "could not read the request body: {e}"
+                    )))
+                }
+            }
+        }
+    }
+}

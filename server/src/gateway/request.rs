@@ -1,0 +1,200 @@
+//! Reading a chat request: only what routing and billing need is looked at; everything else is kept as
+//! it came and passed to OpenAI-compatible upstreams untouched.
+
+use crate::error::ApiError;
+use serde_json::{Map, Value};
+
+pub struct ChatRequest {
+    pub body: Map<String, Value>,
+    pub model: String,
+    pub stream: bool,
+    /// `max_tokens` or `max_completion_tokens`, whichever is smaller.
+    pub max_tokens: Option<u64>,
+    /// An upper bound on prompt tokens (a token is at least one byte of the request).
+    pub prompt_upper_bound: u64,
+    /// A realistic prompt-token estimate, used only if the upstream reports no usage.
+    pub prompt_estimate: u64,
+}
+
+pub fn parse(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+    let Value::Object(body) = value else {
+        return Err(ApiError::bad_request("request body must be a JSON object"));
+    };
+    let model = match body.get("model") {
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad_field(
+                "model",
+                "is required: name a model from GET /api/v1/models",
+            ))
+        }
+        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+        Some(Value::String(_)) => return Err(ApiError::bad_field("model", "must not be empty")),
+        Some(other) => {
+            return Err(ApiError::bad_field(
+                "model",
+                format!("must be a string, got {}", type_name(other)),
+            ))
+        }
+    };
+    let stream = match body.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(ApiError::bad_field(
+                "stream",
+                format!("must be true or false, got {}", type_name(other)),
+            ))
+        }
+    };
+    if let Some(v) = body.get("stream_options") {
+        if !(v.is_object() || v.is_null()) {
+            return Err(ApiError::bad_field(
+                "stream_options",
+                format!("must be an object, got {}", type_name(v)),
+            ));
+        }
+    }
+    let mut max_tokens: Option<u64> = None;
+    for field in ["max_tokens", "max_completion_tokens"] {
+        match body.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v <= u32::MAX as u64) => {
+                let v = n.as_u64().unwrap_or(0);
+                max_tokens = Some(max_tokens.map_or(v, |m| m.min(v)));
+            }
+            Some(other) => {
+                return Err(ApiError::bad_field(
+                    field,
+                    format!("must be a non-negative integer, got {}", short(other)),
+                ))
+            }
+        }
+    }
+    let messages = match body.get("messages") {
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad_field(
+                "messages",
+                "is required: an array of {role, content} objects",
+            ))
+        }
+        Some(Value::Array(a)) if a.is_empty() => {
+            return Err(ApiError::bad_field("messages", "must not be empty"))
+        }
+        Some(Value::Array(a)) => a,
+        Some(other) => {
+            return Err(ApiError::bad_field(
+                "messages",
+                format!("must be an array, got {}", type_name(other)),
+            ))
+        }
+    };
+    let mut chars = 0usize;
+    for (i, m) in messages.iter().enumerate() {
+        let Value::Object(m) = m else {
+            return Err(ApiError::bad_field(
+                &format!("messages[{i}]"),
+                format!("must be an object, got {}", type_name(m)),
+            ));
+        };
+        match m.get("role") {
+            Some(Value::String(_)) => {}
+            None => {
+                return Err(ApiError::bad_field(
+                    &format!("messages[{i}].role"),
+                    "is required",
+                ))
+            }
+            Some(other) => {
+                return Err(ApiError::bad_field(
+                    &format!("messages[{i}].role"),
+                    format!("must be a string, got {}", type_name(other)),
+                ))
+            }
+        }
+        chars += content_chars(m.get("content"));
+    }
+    Ok(ChatRequest {
+        model,
+        stream,
+        max_tokens,
+        prompt_upper_bound: bytes.len() as u64,
+        prompt_estimate: (chars as u64).div_ceil(4) + 4 * messages.len() as u64 + 3,
+        body,
+    })
+}
+
+fn content_chars(v: Option<&Value>) -> usize {
+    match v {
+        Some(Value::String(s)) => s.chars().count(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .map(|p| {
+                p.get("text")
+                    .and_then(Value::as_str)
+                    .map_or(0, |s| s.chars().count())
+            })
+            .sum(),
+        _ => 0,
+    }
+}
+
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    crate::providers::truncate(&s, 40)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> String {
+        match parse(body.as_bytes()) {
+            Ok(_) => panic!("{body} should be refused"),
+            Err(e) => e.message,
+        }
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        assert!(err("{").contains("not valid JSON"));
+        assert!(err("[]").contains("JSON object"));
+        assert!(
+            err(r#"{"messages":[{"role":"user","content":"hi"}]}"#).contains("`model` is required")
+        );
+        assert!(err(r#"{"model":5,"messages":[]}"#).contains("`model` must be a string"));
+        assert!(err(r#"{"model":"a/b","messages":"hi"}"#).contains("`messages` must be an array"));
+        assert!(
+            err(r#"{"model":"a/b","messages":[{"role":"user"}],"stream":"yes"}"#)
+                .contains("`stream`")
+        );
+        assert!(
+            err(r#"{"model":"a/b","messages":[{"role":"user"}],"max_tokens":-1}"#)
+                .contains("`max_tokens`")
+        );
+        assert!(
+            err(r#"{"model":"a/b","messages":[{"content":"x"}]}"#).contains("`messages[0].role`")
+        );
+    }
+
+    #[test]
+    fn keeps_unknown_fields() {
+        let r = parse(br#"{"model":"a/b","messages":[{"role":"user","content":"hello"}],"max_tokens":7,"max_completion_tokens":9,"x_custom":{"a":1}}"#)
+            .expect("valid");
+        assert_eq!(r.max_tokens, Some(7));
+        assert_eq!(r.body["x_custom"]["a"], 1);
+        assert!(!r.stream);
+    }
+}

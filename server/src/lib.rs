@@ -1,0 +1,204 @@
+//! Switchyard: a self-hosted, multi-tenant LLM API marketplace. `Application::build` wires configuration,
+//! storage, the catalog snapshot, billing and the HTTP routers; `main.rs` only parses the command line.
+
+pub mod accounts;
+pub mod billing;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod demo;
+pub mod devupstream;
+pub mod error;
+pub mod gateway;
+pub mod keys;
+pub mod money;
+pub mod providers;
+pub mod state;
+pub mod store;
+pub mod web;
+
+use crate::config::Config;
+use crate::state::{AppState, Inner};
+use crate::store::Store;
+use axum::{extract::State, http::StatusCode, routing::get, Json, Router};
+use serde_json::json;
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use tokio::net::TcpListener;
+
+/// Installs the TLS crypto provider (ring) once per process.
+pub fn init_tls() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    /// Opens (and migrates) the database, loads the catalog and binds `cfg.addr` (port 0 picks one).
+    pub async fn build(cfg: Config) -> anyhow::Result<Application> {
+        let store = Store::open(cfg.database_url.expose(), cfg.db_max_connections).await?;
+        Self::build_with_store(cfg, store).await
+    }
+
+    pub async fn build_with_store(cfg: Config, store: Store) -> anyhow::Result<Application> {
+        init_tls();
+        let cipher = crypto::Cipher::from_config(&cfg)?;
+        let catalog = catalog::CatalogHandle::new(catalog::load(&store, &cipher).await?);
+        let (gate, writer) =
+            billing::CreditGate::start(store.clone(), Config::ms(cfg.instance_stale_ms)).await?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Config::ms(cfg.upstream_connect_timeout_ms))
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .build()?;
+        let listener = TcpListener::bind(cfg.addr).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} ({e}); set SWITCHYARD_ADDR to a free address",
+                cfg.addr
+            )
+        })?;
+        let keys = keys::KeyCache::new(Config::ms(cfg.key_cache_ttl_ms));
+        let state = AppState(Arc::new(Inner {
+            cfg,
+            store,
+            cipher,
+            catalog,
+            keys,
+            gate,
+            http,
+        }));
+        Ok(Application {
+            listener,
+            state,
+            writer,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` completes, then drains: no new connections, in-flight requests and
+    /// streams finish (for at most the configured grace), pending settlements are committed.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            state,
+            writer,
+        } = self;
+        let router = router(state.clone());
+        let refresher = tokio::spawn(refresh_catalog(state.clone()));
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stop_tx.send(true);
+        };
+        let mut server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(signal)
+                .await
+        });
+        let grace = Config::ms(state.cfg.shutdown_grace_ms);
+        tokio::select! {
+            r = &mut server => {
+                if let Ok(Err(e)) = r {
+                    tracing::error!(error = %e, "server error");
+                }
+            }
+            _ = async {
+                let _ = stop_rx.wait_for(|stopped| *stopped).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; cutting the remaining requests (they are billed for what they produced)");
+                server.abort();
+                let _ = server.await;
+            }
+        }
+        refresher.abort();
+        // Streams cut above settle from their destructors; give those a moment to queue, then flush.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        state.gate.close(&state.store).await;
+        drop(writer);
+        state.store.close().await;
+        tracing::info!("stopped; all usage recorded");
+        Ok(())
+    }
+}
+
+/// Every route: the API, health, and the web UI.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .merge(gateway::router())
+        .with_state(state.clone())
+        .merge(web::router(state))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    if state.store.ping().await {
+        (
+            StatusCode::OK,
+            Json(json!({"status": "ok", "database": "ok"})),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "degraded", "database": "unreachable"})),
+        )
+    }
+}
+
+/// Picks up catalog changes made by other processes (`switchyard catalog apply`, other instances).
+async fn refresh_catalog(state: AppState) {
+    let every = Config::ms(state.cfg.catalog_refresh_ms.max(100));
+    loop {
+        tokio::time::sleep(every).await;
+        match state.catalog.refresh(&state.store, &state.cipher).await {
+            Ok(true) => tracing::info!(version = state.catalog.get().version, "catalog reloaded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "catalog refresh failed; keeping the current snapshot")
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,307 @@
+//! Money: integer nano-USD amounts, per-million-token prices and markup, with exact decimal parsing and
+//! formatting. No floating point is used for any computation; `usd_json` only renders a finished amount.
+
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+
+/// Nano-USD per USD.
+pub const NANOS_PER_USD: i64 = 1_000_000_000;
+/// Markup is held in parts per million of the cost (10 % = 100_000).
+pub const PPM: i128 = 1_000_000;
+const TOKENS_PER_MTOK: i128 = 1_000_000;
+
+/// An amount of money in nano-USD.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Nanos(pub i64);
+
+impl Nanos {
+    pub const ZERO: Nanos = Nanos(0);
+
+    /// Parses a non-negative decimal USD string with at most 9 decimal places ("12.50", "0.000001").
+    pub fn parse_usd(s: &str) -> Result<Nanos, MoneyError> {
+        parse_decimal(s, 9).map(Nanos)
+    }
+
+    /// Exact decimal USD text, trailing zeros trimmed ("12.5", "0.000000001", "-3").
+    pub fn to_usd_string(self) -> String {
+        format_scaled(self.0 as i128, 9)
+    }
+
+    /// The amount as a JSON number whose text is the exact decimal value.
+    ///
+    /// The conversion goes through the decimal text: an f64 parsed from a decimal with at most 15
+    /// significant digits prints back as the same digits, so the number on the wire is the amount.
+    pub fn usd_json(self) -> serde_json::Value {
+        if self.0 % NANOS_PER_USD == 0 {
+            return serde_json::Value::from(self.0 / NANOS_PER_USD);
+        }
+        let v: f64 = self.to_usd_string().parse().unwrap_or(0.0);
+        serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
+    }
+}
+
+impl fmt::Display for Nanos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "${}", self.to_usd_string())
+    }
+}
+
+/// A price in nano-USD per million tokens (0.50 USD/M = 500_000_000).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MtokPrice(pub i64);
+
+impl MtokPrice {
+    pub fn parse_usd(s: &str) -> Result<MtokPrice, MoneyError> {
+        parse_decimal(s, 9).map(MtokPrice)
+    }
+
+    /// USD per million tokens as an exact decimal string ("0.5").
+    pub fn to_usd_string(self) -> String {
+        format_scaled(self.0 as i128, 9)
+    }
+}
+
+impl<'de> Deserialize<'de> for MtokPrice {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        MtokPrice::parse_usd(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Markup over provider cost in parts per million (10 % = 100_000). May be negative down to -100 %.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Markup(pub i64);
+
+impl Markup {
+    /// Parses a percent string with at most 4 decimal places ("10", "5.5", "0").
+    pub fn parse_percent(s: &str) -> Result<Markup, MoneyError> {
+        let ppm = parse_decimal(s, 4)?;
+        Ok(Markup(ppm))
+    }
+
+    pub fn to_percent_string(self) -> String {
+        format_scaled(self.0 as i128, 4)
+    }
+}
+
+impl<'de> Deserialize<'de> for Markup {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Markup::parse_percent(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What one request costs at one endpoint's prices, captured when it is admitted so that a price change
+/// never alters a request already in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pricing {
+    pub input: MtokPrice,
+    pub output: MtokPrice,
+    pub markup: Markup,
+}
+
+impl Pricing {
+    /// Provider cost of the tokens, rounded up once to a whole nano-USD.
+    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> Nanos {
+        let raw = self.raw(prompt_tokens, completion_tokens);
+        Nanos(clamp_i64(div_ceil(raw, TOKENS_PER_MTOK)))
+    }
+
+    /// What the tenant is charged: cost x (1 + markup), computed exactly and rounded up once.
+    pub fn charge(&self, prompt_tokens: u64, completion_tokens: u64) -> Nanos {
+        let raw = self.raw(prompt_tokens, completion_tokens);
+        let num = raw.saturating_mul(PPM + self.markup.0 as i128);
+        Nanos(clamp_i64(div_ceil(num, TOKENS_PER_MTOK * PPM).max(0)))
+    }
+
+    /// Sale price per token as OpenRouter shows it: an exact decimal string of USD per token.
+    pub fn per_token_usd(price: MtokPrice, markup: Markup) -> String {
+        // nanos/Mtok x (1e6 + ppm) / 1e6  -> nanos/Mtok after markup (scaled by 1e6)
+        // USD/token = that / 1e6 tokens / 1e9 nanos; keep everything as an integer scaled by 1e21.
+        let scaled = price.0 as i128 * (PPM + markup.0 as i128);
+        format_scaled(scaled, 21)
+    }
+
+    /// Sale price per million tokens after markup, as exact decimal USD.
+    pub fn per_mtok_usd(price: MtokPrice, markup: Markup) -> String {
+        let scaled = price.0 as i128 * (PPM + markup.0 as i128);
+        format_scaled(scaled, 15)
+    }
+
+    fn raw(&self, prompt_tokens: u64, completion_tokens: u64) -> i128 {
+        (prompt_tokens as i128) * (self.input.0 as i128)
+            + (completion_tokens as i128) * (self.output.0 as i128)
+    }
+}
+
+fn div_ceil(a: i128, b: i128) -> i128 {
+    let q = a / b;
+    if a % b > 0 {
+        q + 1
+    } else {
+        q
+    }
+}
+
+fn clamp_i64(v: i128) -> i64 {
+    v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MoneyError {
+    #[error("expected a decimal number like \"12.50\", got {0:?}")]
+    NotDecimal(String),
+    #[error("{0:?} has more than {1} decimal places")]
+    TooPrecise(String, u32),
+    #[error("{0:?} must not be negative")]
+    Negative(String),
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
+/// Parses a non-negative decimal into an integer scaled by 10^places.
+fn parse_decimal(s: &str, places: u32) -> Result<i64, MoneyError> {
+    let t = s.trim();
+    if t.starts_with('-') {
+        return Err(MoneyError::Negative(s.to_string()));
+    }
+    let (int, frac) = match t.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (t, ""),
+    };
+    let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty())
+        || !digits(int)
+        || !digits(frac)
+        || (t.contains('.') && frac.is_empty())
+    {
+        return Err(MoneyError::NotDecimal(s.to_string()));
+    }
+    if frac.len() as u32 > places {
+        return Err(MoneyError::TooPrecise(s.to_string(), places));
+    }
+    let scale = 10i128.pow(places);
+    let int_v: i128 = if int.is_empty() {
+        0
+    } else {
+        int.parse::<i128>()
+            .map_err(|_| MoneyError::TooLarge(s.to_string()))?
+    };
+    let frac_v: i128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<i128>()
+            .map_err(|_| MoneyError::NotDecimal(s.to_string()))?
+            * 10i128.pow(places - frac.len() as u32)
+    };
+    let v = int_v
+        .checked_mul(scale)
+        .and_then(|x| x.checked_add(frac_v))
+        .ok_or_else(|| MoneyError::TooLarge(s.to_string()))?;
+    i64::try_from(v).map_err(|_| MoneyError::TooLarge(s.to_string()))
+}
+
+/// Formats an integer scaled by 10^places as an exact decimal, trailing zeros trimmed.
+fn format_scaled(v: i128, places: u32) -> String {
+    let neg = v < 0;
+    let a = v.unsigned_abs();
+    let scale = 10u128.pow(places);
+    let int = a / scale;
+    let frac = a % scale;
+    let mut out = String::new();
+    if neg {
+        out.push('-');
+    }
+    out.push_str(&int.to_string());
+    if frac != 0 {
+        let f = format!("{:0width$}", frac, width = places as usize);
+        out.push('.');
+        out.push_str(f.trim_end_matches('0'));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_formats_usd_exactly() {
+        assert_eq!(Nanos::parse_usd("12.50"), Ok(Nanos(12_500_000_000)));
+        assert_eq!(Nanos::parse_usd("0.000000001"), Ok(Nanos(1)));
+        assert_eq!(Nanos::parse_usd(".5"), Ok(Nanos(500_000_000)));
+        assert_eq!(Nanos(12_500_000_000).to_usd_string(), "12.5");
+        assert_eq!(Nanos(-1).to_usd_string(), "-0.000000001");
+        assert_eq!(Nanos(0).to_usd_string(), "0");
+        for bad in [
+            "",
+            ".",
+            "1.",
+            "abc",
+            "1e5",
+            "1.2.3",
+            " 1 2",
+            "-1",
+            "0.0000000001",
+            "99999999999999999999",
+        ] {
+            assert!(Nanos::parse_usd(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn charge_rounds_up_once() {
+        let p = Pricing {
+            input: MtokPrice(500_000_000),
+            output: MtokPrice(1_500_000_000),
+            markup: Markup(100_000),
+        };
+        // 1 prompt token at $0.50/M = 500 nanos; x1.1 = 550
+        assert_eq!(p.charge(1, 0), Nanos(550));
+        assert_eq!(p.cost(1, 0), Nanos(500));
+        // 3 tokens at $0.000001/M (1 nano per Mtok) = 3e-6 nanos -> rounds up to 1 once, not per token
+        let tiny = Pricing {
+            input: MtokPrice(1),
+            output: MtokPrice(1),
+            markup: Markup(0),
+        };
+        assert_eq!(tiny.charge(3, 3), Nanos(1));
+        // 1000 prompt + 500 completion: 500_000 + 750_000 = 1_250_000 nanos; x1.1 = 1_375_000
+        assert_eq!(p.charge(1000, 500), Nanos(1_375_000));
+    }
+
+    #[test]
+    fn per_token_price_strings_are_exact() {
+        let m = Markup::parse_percent("10").expect("valid");
+        assert_eq!(
+            Pricing::per_token_usd(MtokPrice::parse_usd("0.50").expect("valid"), m),
+            "0.00000055"
+        );
+        assert_eq!(Pricing::per_token_usd(MtokPrice(0), m), "0");
+        assert_eq!(
+            Pricing::per_mtok_usd(MtokPrice::parse_usd("1.50").expect("valid"), m),
+            "1.65"
+        );
+        assert_eq!(Markup::parse_percent("5.5"), Ok(Markup(55_000)));
+    }
+
+    #[test]
+    fn json_number_text_is_the_decimal() {
+        for n in [
+            1i64,
+            550,
+            1_375_000,
+            12_500_000_000,
+            123_456_789_012,
+            999_999_999,
+        ] {
+            let text = Nanos(n).usd_json().to_string();
+            let back: f64 = text.parse().expect("number");
+            assert_eq!(
+                Nanos::parse_usd(&format!("{back:.9}")),
+                Ok(Nanos(n)),
+                "{text}"
+            );
+        }
+    }
+}

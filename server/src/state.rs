@@ -1,0 +1,29 @@
+//! The application state every handler shares: one `Arc`, cheap to clone.
+
+use crate::billing::CreditGate;
+use crate::catalog::CatalogHandle;
+use crate::config::Config;
+use crate::crypto::Cipher;
+use crate::keys::KeyCache;
+use crate::store::Store;
+use std::{ops::Deref, sync::Arc};
+
+pub struct Inner {
+    pub cfg: Config,
+    pub store: Store,
+    pub cipher: Cipher,
+    pub catalog: CatalogHandle,
+    pub keys: KeyCache,
+    pub gate: CreditGate,
+    pub http: reqwest::Client,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

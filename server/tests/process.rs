@@ -1,0 +1,414 @@
+//! The `switchyard` binary as a real process: the operator's commands, SIGTERM draining, what a hard
+//! kill loses, and the official `openai` Python SDK calling the gateway from another process.
+
+mod common;
+
+use common::{chat_body, Db, TestDb, UPSTREAM_KEY};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+use switchyard::{billing::ledger, devupstream, store::Store};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+const KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn cli(db: &TestDb, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .env("SWITCHYARD_SECRET_KEY", KEY_B64)
+        .env("FAKE_UPSTREAM_KEY", UPSTREAM_KEY)
+        .output()
+        .expect("run switchyard");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p.display().to_string()
+}
+
+/// Sets up a platform through the CLI, as an operator would; returns the API key.
+async fn operator_setup(db: &TestDb, fake: std::net::SocketAddr) -> String {
+    let cat = common::test_catalog(fake, common::dead_addr().await)
+        .replace(&format!("\"{UPSTREAM_KEY}\""), "\"env:FAKE_UPSTREAM_KEY\"");
+    let file = write(db.dir(), "catalog.toml", &cat);
+    let (ok, out, err) = cli(db, &["catalog", "apply", &file]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("3 endpoints"), "{out}");
+    let (ok, out, err) = cli(
+        db,
+        &[
+            "org",
+            "create",
+            "--name",
+            "acme",
+            "--owner-email",
+            "Ops@Acme.test",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = cli(
+        db,
+        &[
+            "credits", "grant", "--org", "acme", "--usd", "12.50", "--note", "welcome",
+        ],
+    );
+    assert!(ok && out.contains("balance is now $12.5"), "{out}{err}");
+    let (ok, out, err) = cli(
+        db,
+        &[
+            "key",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "laptop",
+            "--limit-usd",
+            "5",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let secret = out.lines().last().expect("a last line").to_string();
+    assert!(
+        secret.starts_with("sk-sy-v1-") && secret.len() == 9 + 64,
+        "{secret:?}"
+    );
+    secret
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+/// A server left running by a failed test is killed, not leaked.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn start_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("SWITCHYARD_SECRET_KEY", KEY_B64)
+        .env("SWITCHYARD_ADDR", "127.0.0.1:0")
+        .env("SWITCHYARD_KEY_CACHE_TTL_MS", "200")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn switchyard serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("server printed its address")
+            .expect("line");
+        if let Some(rest) = line.trim().strip_prefix("Dashboard:") {
+            break rest.trim().trim_end_matches('/').to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    Server { child, base }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(sig)
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok);
+}
+
+async fn cli_sets_up_a_platform_that_serves_requests(db: Db) {
+    let tdb = TestDb::new(db).await;
+    let (fake, _) = devupstream::spawn(
+        "127.0.0.1:0".parse().expect("a"),
+        devupstream::FakeConfig {
+            chunk_delay_ms: 0,
+            api_key: Some(UPSTREAM_KEY.into()),
+        },
+    )
+    .await
+    .expect("fake");
+    let key = operator_setup(&tdb, fake).await;
+
+    // Applying the same file again changes nothing.
+    let file = tdb.dir().join("catalog.toml").display().to_string();
+    let (ok, out, _) = cli(&tdb, &["catalog", "apply", &file]);
+    assert!(ok && out.contains("3 endpoints"), "{out}");
+
+    // A bad file names the line and applies nothing (the model below would otherwise be added).
+    let bad = format!(
+        "{}\n[[models]]\nslug = \"test/new\"\nname = \"New\"\ncontext_length = 1000\n[[models.endpoints]]\nprovider = \"fake\"\nupstream_model = \"x\"\ninput_per_mtok = \"cheap\"\noutput_per_mtok = \"1\"\n",
+        std::fs::read_to_string(&file).expect("read")
+    );
+    let bad_file = write(tdb.dir(), "bad.toml", &bad);
+    let (ok, out, err) = cli(&tdb, &["catalog", "apply", &bad_file]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("line ") && err.contains("cheap") && err.contains("nothing was applied"),
+        "{err}"
+    );
+    let store = Store::open(&tdb.url, 2).await.expect("store");
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM models WHERE slug = 'test/new'")
+        .fetch_one(&store.pool)
+        .await
+        .expect("q");
+    assert_eq!(n, 0);
+
+    let (ok, _, err) = cli(&tdb, &["credits", "grant", "--org", "nobody", "--usd", "1"]);
+    assert!(!ok && err.contains("no organisation named"), "{err}");
+    let (ok, _, err) = cli(
+        &tdb,
+        &["credits", "grant", "--org", "acme", "--usd", "1.2.3"],
+    );
+    assert!(!ok && err.contains("--usd"), "{err}");
+    for sub in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["catalog", "apply", "--help"],
+        &["org", "create", "--help"],
+        &["credits", "grant", "--help"],
+        &["key", "create", "--help"],
+        &["key", "revoke", "--help"],
+        &["dev-upstream", "--help"],
+    ] {
+        let (ok, out, _) = cli(&tdb, sub);
+        assert!(ok && out.contains("Usage"), "{sub:?}: {out}");
+    }
+
+    let mut server = start_server(&tdb, &[]);
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/api/v1/chat/completions", server.base))
+        .bearer_auth(&key)
+        .json(&chat_body(json!({})))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    assert!(v["usage"]["cost"].as_f64().expect("cost") > 0.0);
+
+    // Revoking through the CLI stops the key within the cache TTL.
+    let (ok, out, err) = cli(
+        &tdb,
+        &["key", "revoke", "--org", "acme", "--name", "laptop"],
+    );
+    assert!(ok, "{out}{err}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = http
+        .post(format!("{}/api/v1/chat/completions", server.base))
+        .bearer_auth(&key)
+        .json(&chat_body(json!({})))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 401);
+    let child = &mut server.child;
+    signal(child, "-TERM");
+    assert!(child.wait().expect("wait").success());
+}
+
+async fn sigterm_drains_streams_and_flushes_usage(db: Db) {
+    let tdb = TestDb::new(db).await;
+    let (fake, _) = devupstream::spawn(
+        "127.0.0.1:0".parse().expect("a"),
+        devupstream::FakeConfig {
+            chunk_delay_ms: 0,
+            api_key: Some(UPSTREAM_KEY.into()),
+        },
+    )
+    .await
+    .expect("fake");
+    let key = operator_setup(&tdb, fake).await;
+    let mut server = start_server(&tdb, &[]);
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/api/v1/chat/completions", server.base))
+        .bearer_auth(&key)
+        .json(&chat_body(
+            json!({"stream": true, "x_fake": {"tokens": 12, "chunk_delay_ms": 100}}),
+        ))
+        .send()
+        .await
+        .expect("req");
+    let gen_id = r.headers()["x-generation-id"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    let child = &mut server.child;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    signal(child, "-TERM");
+    let text = r.text().await.expect("the stream finishes despite SIGTERM");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "exit {status:?}");
+    let store = Store::open(&tdb.url, 2).await.expect("store");
+    let (completion, charge): (i64, i64) =
+        sqlx::query_as("SELECT completion_tokens, charge_nanos FROM generations WHERE id = $1")
+            .bind(&gen_id)
+            .fetch_one(&store.pool)
+            .await
+            .expect("generation recorded before exit");
+    assert_eq!(completion, 12);
+    assert!(charge > 0);
+    let (org,): (String,) = sqlx::query_as("SELECT id FROM orgs WHERE name = 'acme'")
+        .fetch_one(&store.pool)
+        .await
+        .expect("org");
+    assert!(ledger::audit(&store, &org).await.expect("audit").is_empty());
+}
+
+async fn a_hard_kill_loses_at_most_the_requests_in_flight(db: Db) {
+    let tdb = TestDb::new(db).await;
+    let (fake, _) = devupstream::spawn(
+        "127.0.0.1:0".parse().expect("a"),
+        devupstream::FakeConfig {
+            chunk_delay_ms: 0,
+            api_key: Some(UPSTREAM_KEY.into()),
+        },
+    )
+    .await
+    .expect("fake");
+    let key = operator_setup(&tdb, fake).await;
+    let mut server = start_server(&tdb, &[]);
+    let http = reqwest::Client::new();
+    // One finished request, then one cut by the kill.
+    let r = http
+        .post(format!("{}/api/v1/chat/completions", server.base))
+        .bearer_auth(&key)
+        .json(&chat_body(json!({})))
+        .send()
+        .await
+        .expect("req");
+    let first: Value = r.json().await.expect("json");
+    let r = http
+        .post(format!("{}/api/v1/chat/completions", server.base))
+        .bearer_auth(&key)
+        .json(&chat_body(
+            json!({"stream": true, "x_fake": {"tokens": 100, "chunk_delay_ms": 50}}),
+        ))
+        .send()
+        .await
+        .expect("req");
+    let mut body = r.bytes_stream();
+    let _ = body.next().await;
+    let child = &mut server.child;
+    signal(child, "-KILL");
+    let _ = child.wait();
+    drop(body);
+    let store = Store::open(&tdb.url, 2).await.expect("store");
+    let (org,): (String,) = sqlx::query_as("SELECT id FROM orgs WHERE name = 'acme'")
+        .fetch_one(&store.pool)
+        .await
+        .expect("org");
+    let before = ledger::balance(&store, &org)
+        .await
+        .expect("b")
+        .expect("org");
+    assert!(
+        before.reserved.0 > 0,
+        "the killed request's hold is still reserved"
+    );
+
+    // The next start releases the dead instance's holds once it is stale.
+    let mut server = start_server(&tdb, &[("SWITCHYARD_INSTANCE_STALE_MS", "500")]);
+    let mut released = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let b = ledger::balance(&store, &org)
+            .await
+            .expect("b")
+            .expect("org");
+        if b.reserved.0 == 0 {
+            released = true;
+            break;
+        }
+    }
+    assert!(released, "holds of the killed instance were not released");
+    let after = ledger::balance(&store, &org)
+        .await
+        .expect("b")
+        .expect("org");
+    // The finished request was billed; the cut one was not (that is the documented loss bound).
+    let first_cost = switchyard::money::Nanos::parse_usd(&format!(
+        "{:.9}",
+        first["usage"]["cost"].as_f64().expect("cost")
+    ))
+    .expect("usd")
+    .0;
+    assert_eq!(after.usage.0, first_cost);
+    assert!(ledger::audit(&store, &org).await.expect("audit").is_empty());
+    let child = &mut server.child;
+    signal(child, "-TERM");
+    assert!(child.wait().expect("wait").success());
+}
+
+/// The official `openai` Python package, in its own process, streaming and not.
+async fn the_openai_python_sdk_works_and_cost_matches_credits(db: Db) {
+    let tdb = TestDb::new(db).await;
+    let (fake, _) = devupstream::spawn(
+        "127.0.0.1:0".parse().expect("a"),
+        devupstream::FakeConfig {
+            chunk_delay_ms: 5,
+            api_key: Some(UPSTREAM_KEY.into()),
+        },
+    )
+    .await
+    .expect("fake");
+    let key = operator_setup(&tdb, fake).await;
+    let mut server = start_server(&tdb, &[]);
+    let python = std::env::var("SWITCHYARD_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/openai_sdk_check.py");
+    let out = tokio::process::Command::new(&python)
+        .arg(&script)
+        .env("SWITCHYARD_BASE_URL", format!("{}/api/v1", server.base))
+        .env("SWITCHYARD_API_KEY", &key)
+        .output()
+        .await
+        .expect("run python (the test command installs the openai package; SWITCHYARD_PYTHON picks the interpreter)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "openai SDK check failed:\n{stdout}\n{stderr}"
+    );
+    let report: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("{}")).expect("a JSON report");
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(report["non_stream_cost"].as_f64().expect("cost") > 0.0);
+    assert!(report["stream_cost"].as_f64().expect("cost") > 0.0);
+    let child = &mut server.child;
+    signal(child, "-TERM");
+    assert!(child.wait().expect("wait").success());
+}
+
+both_backends!(
+    cli_sets_up_a_platform_that_serves_requests,
+    sigterm_drains_streams_and_flushes_usage,
+    a_hard_kill_loses_at_most_the_requests_in_flight,
+    the_openai_python_sdk_works_and_cost_matches_credits,
+);
