@@ -144,6 +144,15 @@ fn matches(m: &ModelCard, q: &str) -> bool {
         || m.providers.iter().any(|p| p.to_lowercase().contains(q))
 }
 
+/// "$3.3" reads as a typo: money shows at least cents ("3.30"), and every digit beyond that it has.
+fn dollars(exact: &str) -> String {
+    match exact.split_once('.') {
+        Some((i, f)) if f.len() < 2 => format!("${i}.{f:0<2}"),
+        Some(_) => format!("${exact}"),
+        None => format!("${exact}.00"),
+    }
+}
+
 fn format_context(tokens: u64) -> String {
     if tokens >= 1_000_000 && tokens % 1_000_000 == 0 {
         format!("{}M", tokens / 1_000_000)
@@ -200,8 +209,8 @@ fn ModelTable(list: Vec<ModelCard>, query: ReadSignal<String>) -> impl IntoView 
                                     <p class="desc">{m.description.clone()}</p>
                                 </td>
                                 <td>{format_context(m.context_length)}</td>
-                                <td class="num">"$" {m.input_usd_per_mtok.clone()}</td>
-                                <td class="num">"$" {m.output_usd_per_mtok.clone()}</td>
+                                <td class="num">{dollars(&m.input_usd_per_mtok)}</td>
+                                <td class="num">{dollars(&m.output_usd_per_mtok)}</td>
                                 <td>{m.providers.join(", ")}</td>
                             </tr>
                         }
@@ -252,6 +261,19 @@ fn NotFound() -> impl IntoView {
             <h1>"Page not found"</h1>
             <p><a href="/">"← Back to the models"</a></p>
         </main>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn money_shows_at_least_cents() {
+        assert_eq!(super::dollars("3.3"), "$3.30");
+        assert_eq!(super::dollars("0.55"), "$0.55");
+        assert_eq!(super::dollars("0.000001"), "$0.000001");
+        assert_eq!(super::dollars("15"), "$15.00");
+        assert_eq!(super::format_context(128_000), "128K");
+        assert_eq!(super::format_context(1_000_000), "1M");
     }
 }
 

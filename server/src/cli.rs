@@ -153,7 +153,8 @@ fn init_logging(cfg: &Config, quiet: bool) {
         "info,tower_http=warn,sqlx=warn"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     if cfg.log_format == "json" {
         let _ = builder.json().try_init();
     } else {

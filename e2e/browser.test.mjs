@@ -1,0 +1,132 @@
+// Browser tests: the real `switchyard serve --demo` binary, Debian's Chromium driven by playwright-core.
+// Env: SWITCHYARD_BIN, SWITCHYARD_NODE_MODULES (where playwright-core is), SWITCHYARD_SITE_DIR (built UI),
+// SWITCHYARD_SCREENSHOTS (where pictures go). Run by e2e/test-all.sh.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+
+const require = createRequire(path.join(process.env.SWITCHYARD_NODE_MODULES, 'noop.js'));
+const { chromium } = require('playwright-core');
+const shots = process.env.SWITCHYARD_SCREENSHOTS || tmpdir();
+mkdirSync(shots, { recursive: true });
+
+let server;
+let base;
+let demoKey;
+let browser;
+
+before(async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sy-e2e-'));
+  server = spawn(process.env.SWITCHYARD_BIN, ['serve', '--demo'], {
+    env: {
+      ...process.env,
+      DATABASE_URL: `sqlite://${dir}/e2e.db`,
+      SWITCHYARD_ADDR: '127.0.0.1:0',
+      SWITCHYARD_SECRET_KEY_FILE: `${dir}/secret.key`,
+      RUST_LOG: 'warn',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 60000);
+    server.stdout.on('data', (d) => {
+      out += d;
+      const url = out.match(/Dashboard:\s+(\S+?)\/?\s/);
+      const key = out.match(/Demo key:\s+(sk-sy-v1-[0-9a-f]+)/);
+      if (url && key) {
+        base = url[1];
+        demoKey = key[1];
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    server.on('exit', (c) => reject(new Error(`server exited with ${c}:\n${out}`)));
+  });
+  browser = await chromium.launchPersistentContext(mkdtempSync(path.join(tmpdir(), 'sy-chromium-')), {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    viewport: { width: 1280, height: 860 },
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run', '--disable-quic'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  if (server && server.exitCode === null) {
+    server.kill('SIGTERM');
+    await new Promise((r) => server.on('exit', r));
+  }
+});
+
+function watchErrors(page) {
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  return errors;
+}
+
+test('the home page is rendered on the server with the catalog and tenant prices', async () => {
+  const res = await fetch(`${base}/`);
+  assert.equal(res.status, 200);
+  const html = await res.text();
+  assert.match(html, /Demo Fast 1/);
+  assert.match(html, /demo\/smart-1/);
+  // $0.50 per M input plus the demo's 10 % markup.
+  assert.match(html, /\$0\.55/);
+  assert.match(html, /\$3\.30/);
+  assert.match(html, /switchyard_bg\.wasm/);
+});
+
+test('the home page hydrates, and filtering the models works in the browser', async () => {
+  const page = await browser.newPage();
+  const errors = watchErrors(page);
+  await page.goto(`${base}/`);
+  await page.waitForSelector('main[data-hydrated="true"]', { timeout: 20000 });
+  assert.equal(await page.locator('tr.model-row').count(), 2);
+  assert.match(await page.locator('tr.model-row').first().innerText(), /\$0\.55/);
+  await page.screenshot({ path: path.join(shots, 'home.png'), fullPage: true });
+
+  await page.fill('input.filter', 'smart');
+  await page.waitForFunction(() => document.querySelectorAll('tr.model-row').length === 1);
+  assert.match(await page.locator('tr.model-row').first().innerText(), /Demo Smart 1/);
+  assert.match(await page.locator('.count').innerText(), /1 of 2 models/);
+
+  await page.fill('input.filter', 'no-such-model');
+  await page.waitForFunction(() => document.querySelectorAll('tr.model-row').length === 0);
+  assert.match(await page.locator('.count').innerText(), /No model matches/);
+  await page.screenshot({ path: path.join(shots, 'home-filtered.png') });
+  assert.deepEqual(errors, []);
+});
+
+test('the sign-in link leads to its page', async () => {
+  const page = await browser.newPage();
+  const errors = watchErrors(page);
+  await page.goto(`${base}/`);
+  await page.waitForSelector('main[data-hydrated="true"]', { timeout: 20000 });
+  await page.click('header a.button');
+  await page.waitForURL(/\/signin$/);
+  assert.match(await page.locator('h1').innerText(), /Sign in/);
+  await page.screenshot({ path: path.join(shots, 'signin.png') });
+  assert.deepEqual(errors, []);
+});
+
+test('the demo key printed at start makes a first call, and credits drop by its cost', async () => {
+  const headers = { Authorization: `Bearer ${demoKey}`, 'Content-Type': 'application/json' };
+  const before = (await (await fetch(`${base}/api/v1/credits`, { headers })).json()).data.total_usage;
+  const res = await fetch(`${base}/api/v1/chat/completions`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ model: 'demo/fast-1', messages: [{ role: 'user', content: 'Hello' }] }),
+  });
+  assert.equal(res.status, 200);
+  const body = await res.json();
+  assert.ok(body.usage.cost > 0);
+  const after = (await (await fetch(`${base}/api/v1/credits`, { headers })).json()).data.total_usage;
+  assert.equal(Math.round((after - before) * 1e9), Math.round(body.usage.cost * 1e9));
+});
