@@ -110,6 +110,10 @@ impl Application {
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = stop_tx.send(true);
         };
+        // Streams are many small writes: without TCP_NODELAY, Nagle + delayed ACKs stall them ~40 ms.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let mut server = tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(signal)

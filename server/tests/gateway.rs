@@ -238,6 +238,59 @@ async fn concurrent_requests_never_overspend(db: Db) {
     app.stop().await;
 }
 
+async fn concurrent_requests_respect_the_key_limit(db: Db) {
+    let app = TestApp::start(db).await;
+    app.grant("100").await;
+    let body = chat_body(json!({"max_tokens": 100, "x_fake": {"first_byte_delay_ms": 400}}));
+    let hold = expected_charge(serde_json::to_vec(&body).expect("json").len() as u64, 100);
+    // The org could pay for all of them; the key's limit covers three.
+    let k = switchyard::keys::create_key(
+        &app.store,
+        &app.org_id,
+        "limited",
+        Some(switchyard::money::Nanos(hold * 3 + hold / 2)),
+        None,
+    )
+    .await
+    .expect("key");
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (http, url, key, body) = (
+            app.http.clone(),
+            app.url("/api/v1/chat/completions"),
+            k.secret.clone(),
+            body.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .expect("req")
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.expect("task"));
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 402).count(),
+        17,
+        "{statuses:?}"
+    );
+    app.assert_books_balance().await;
+    app.assert_no_holds().await;
+    app.stop().await;
+}
+
 async fn client_that_disconnects_mid_stream_is_billed_once(db: Db) {
     let app = TestApp::start(db).await;
     app.grant("1").await;
@@ -766,6 +819,7 @@ both_backends!(
     streaming_forwards_chunks_and_bills_the_final_usage,
     keepalive_comments_flow_while_upstream_is_slow,
     concurrent_requests_never_overspend,
+    concurrent_requests_respect_the_key_limit,
     client_that_disconnects_mid_stream_is_billed_once,
     upstream_failures_map_to_clear_errors_and_charge_nothing,
     mid_stream_failure_ends_with_an_error_chunk,

@@ -6,6 +6,7 @@
 //! transaction, idempotent by generation id. All of this goes through one writer task that commits whatever
 //! is queued in a single transaction (group commit): one commit serves many requests under load.
 
+mod batch;
 pub mod ledger;
 
 use crate::money::Nanos;
@@ -226,10 +227,7 @@ async fn writer_loop(store: Store, mut rx: mpsc::UnboundedReceiver<Op>, instance
 async fn run_batch(store: &Store, batch: &mut Vec<Op>, instance_id: &str) {
     let together = async {
         let mut tx = store.writer.begin().await?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for op in batch.iter() {
-            outcomes.push(apply_op(&mut tx, op, instance_id).await?);
-        }
+        let outcomes = apply_ops(&mut tx, batch, instance_id).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(outcomes)
     };
@@ -246,7 +244,10 @@ async fn run_batch(store: &Store, batch: &mut Vec<Op>, instance_id: &str) {
                 loop {
                     let one = async {
                         let mut tx = store.writer.begin().await?;
-                        let o = apply_op(&mut tx, &op, instance_id).await?;
+                        let o = apply_ops(&mut tx, std::slice::from_ref(&op), instance_id)
+                            .await?
+                            .pop()
+                            .unwrap_or(Ok(()));
                         tx.commit().await?;
                         Ok::<_, sqlx::Error>(o)
                     };
@@ -296,43 +297,50 @@ fn reply(op: Op, outcome: Result<(), Refusal>) {
     }
 }
 
-async fn apply_op(
+/// Applies ops in one transaction: settlements first (what they release is available to admissions in
+/// the same batch), then admissions; returns one outcome per op, in order.
+async fn apply_ops(
     tx: &mut Transaction<'static, Any>,
-    op: &Op,
+    ops: &[Op],
     instance_id: &str,
-) -> Result<Result<(), Refusal>, sqlx::Error> {
-    match op {
-        Op::Admit { hold, .. } => admit(tx, hold, instance_id).await,
-        Op::Settle {
-            hold, generation, ..
-        } => settle(tx, hold, generation).await.map(Ok),
-        Op::Flush(_) => Ok(Ok(())),
-    }
+) -> Result<Vec<Result<(), Refusal>>, sqlx::Error> {
+    let settles: Vec<(&Hold, &Generation)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Settle {
+                hold, generation, ..
+            } => Some((hold, &**generation)),
+            _ => None,
+        })
+        .collect();
+    batch::settle_many(tx, &settles).await?;
+    let admits: Vec<&Hold> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Admit { hold, .. } => Some(hold),
+            _ => None,
+        })
+        .collect();
+    let mut admitted = batch::admit_many(tx, &admits, instance_id)
+        .await?
+        .into_iter();
+    Ok(ops
+        .iter()
+        .map(|op| match op {
+            Op::Admit { .. } => admitted.next().unwrap_or(Ok(())),
+            _ => Ok(()),
+        })
+        .collect())
 }
 
-async fn admit(
+/// Reserves one hold against its key limit, then its org balance (undoing the key part if the org
+/// cannot pay). Does not write the hold row.
+async fn reserve_one(
     tx: &mut Transaction<'static, Any>,
     h: &Hold,
-    instance_id: &str,
 ) -> Result<Result<(), Refusal>, sqlx::Error> {
-    let key = sqlx::query(
-        "UPDATE api_keys SET reserved_nanos = reserved_nanos + $1 \
-         WHERE id = $2 AND (limit_nanos IS NULL OR limit_nanos - usage_nanos - reserved_nanos >= $1)",
-    )
-    .bind(h.amount.0)
-    .bind(&h.key_id)
-    .execute(&mut **tx)
-    .await?;
-    if key.rows_affected() == 0 {
-        let (remaining,): (i64,) = sqlx::query_as(
-            "SELECT COALESCE(limit_nanos - usage_nanos - reserved_nanos, 0) FROM api_keys WHERE id = $1",
-        )
-        .bind(&h.key_id)
-        .fetch_one(&mut **tx)
-        .await?;
-        return Ok(Err(Refusal::KeyLimit {
-            remaining: Nanos(remaining.max(0)),
-        }));
+    if let Err(r) = reserve_key(tx, h).await? {
+        return Ok(Err(r));
     }
     let org = sqlx::query(
         "UPDATE orgs SET reserved_nanos = reserved_nanos + $1 \
@@ -358,109 +366,34 @@ async fn admit(
             available: Nanos(available),
         }));
     }
-    sqlx::query(
-        "INSERT INTO holds (id, org_id, key_id, amount_nanos, instance_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&h.id)
-    .bind(&h.org_id)
-    .bind(&h.key_id)
-    .bind(h.amount.0)
-    .bind(instance_id)
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await?;
     Ok(Ok(()))
 }
 
-/// Releases the hold (once) and records the generation and its charge (once), in the caller's transaction.
-async fn settle(
+/// Reserves one hold against its key's limit only.
+async fn reserve_key(
     tx: &mut Transaction<'static, Any>,
     h: &Hold,
-    g: &Generation,
-) -> Result<(), sqlx::Error> {
-    let released = sqlx::query("DELETE FROM holds WHERE id = $1")
-        .bind(&h.id)
-        .execute(&mut **tx)
-        .await?;
-    if released.rows_affected() == 1 {
-        sqlx::query("UPDATE orgs SET reserved_nanos = reserved_nanos - $1 WHERE id = $2")
-            .bind(h.amount.0)
-            .bind(&h.org_id)
-            .execute(&mut **tx)
-            .await?;
-        sqlx::query("UPDATE api_keys SET reserved_nanos = reserved_nanos - $1 WHERE id = $2")
-            .bind(h.amount.0)
-            .bind(&h.key_id)
-            .execute(&mut **tx)
-            .await?;
-    }
-    let inserted = sqlx::query(
-        "INSERT INTO generations (id, org_id, key_id, model_slug, provider_slug, endpoint_id, upstream_model, upstream_id, \
-           prompt_tokens, completion_tokens, usage_estimated, cost_nanos, charge_nanos, latency_ms, ttft_ms, finish_reason, \
-           native_finish_reason, streamed, cancelled, status, error, attempts, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
-         ON CONFLICT (id) DO NOTHING",
+) -> Result<Result<(), Refusal>, sqlx::Error> {
+    let key = sqlx::query(
+        "UPDATE api_keys SET reserved_nanos = reserved_nanos + $1 \
+         WHERE id = $2 AND (limit_nanos IS NULL OR limit_nanos - usage_nanos - reserved_nanos >= $1)",
     )
-    .bind(&g.id)
-    .bind(&g.org_id)
-    .bind(&g.key_id)
-    .bind(&g.model_slug)
-    .bind(&g.provider_slug)
-    .bind(&g.endpoint_id)
-    .bind(&g.upstream_model)
-    .bind(&g.upstream_id)
-    .bind(g.prompt_tokens as i64)
-    .bind(g.completion_tokens as i64)
-    .bind(g.usage_estimated as i64)
-    .bind(g.cost.0)
-    .bind(g.charge.0)
-    .bind(g.latency_ms)
-    .bind(g.ttft_ms)
-    .bind(&g.finish_reason)
-    .bind(&g.native_finish_reason)
-    .bind(g.streamed as i64)
-    .bind(g.cancelled as i64)
-    .bind(g.status as i64)
-    .bind(&g.error)
-    .bind(g.attempts.to_string())
-    .bind(g.created_at)
+    .bind(h.amount.0)
+    .bind(&h.key_id)
     .execute(&mut **tx)
     .await?;
-    let now = now_ms();
-    if inserted.rows_affected() == 1 && g.charge.0 != 0 {
-        let entry = sqlx::query(
-            "INSERT INTO ledger (id, org_id, amount_nanos, kind, idempotency_key, reference, created_at) \
-             VALUES ($1, $2, $3, 'usage', $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING",
+    if key.rows_affected() == 0 {
+        let (remaining,): (i64,) = sqlx::query_as(
+            "SELECT COALESCE(limit_nanos - usage_nanos - reserved_nanos, 0) FROM api_keys WHERE id = $1",
         )
-        .bind(new_id())
-        .bind(&g.org_id)
-        .bind(-g.charge.0)
-        .bind(format!("gen:{}", g.id))
-        .bind(&g.id)
-        .bind(now)
-        .execute(&mut **tx)
+        .bind(&h.key_id)
+        .fetch_one(&mut **tx)
         .await?;
-        if entry.rows_affected() == 1 {
-            sqlx::query("UPDATE orgs SET usage_nanos = usage_nanos + $1 WHERE id = $2")
-                .bind(g.charge.0)
-                .bind(&g.org_id)
-                .execute(&mut **tx)
-                .await?;
-            sqlx::query("UPDATE api_keys SET usage_nanos = usage_nanos + $1, last_used_at = $2 WHERE id = $3")
-                .bind(g.charge.0)
-                .bind(now)
-                .bind(&g.key_id)
-                .execute(&mut **tx)
-                .await?;
-        }
-    } else if inserted.rows_affected() == 1 {
-        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(&g.key_id)
-            .execute(&mut **tx)
-            .await?;
+        return Ok(Err(Refusal::KeyLimit {
+            remaining: Nanos(remaining.max(0)),
+        }));
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// Releases the holds of instances that stopped beating (a crash or hard kill): the tenant is not charged

@@ -85,6 +85,9 @@ pub async fn spawn(
     let local = listener.local_addr()?;
     let (app, stats) = router(cfg);
     tokio::spawn(async move {
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "dev upstream stopped");
         }

@@ -1,0 +1,307 @@
+//! Group commit: a whole batch of admissions and settlements in a handful of statements.
+//!
+//! Settlements are written with multi-row statements and the projections updated once per org and key.
+//! Admissions of one org are first tried together: one conditional UPDATE reserves their sum, which is
+//! exactly as safe as reserving each (the condition is the same inequality over the same row); if the
+//! sum does not fit, each is decided alone, in order, so refusals are precise. Settlements go first, so
+//! credit they release is available to the admissions of the same batch.
+
+use super::{Generation, Hold, Refusal};
+use crate::store::{new_id, now_ms};
+use sqlx::{Any, Transaction};
+use std::collections::{HashMap, HashSet};
+
+type Tx = Transaction<'static, Any>;
+
+/// `($s,$s+1,…),(…)` for `rows` rows of `cols` columns; values are always bound, never inlined.
+fn placeholders(rows: usize, cols: usize, start: usize) -> String {
+    let mut out = String::with_capacity(rows * cols * 5);
+    let mut n = start;
+    for r in 0..rows {
+        if r > 0 {
+            out.push(',');
+        }
+        out.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                out.push(',');
+            }
+            out.push('$');
+            out.push_str(&n.to_string());
+            n += 1;
+        }
+        out.push(')');
+    }
+    out
+}
+
+fn in_list(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Writes many settlements; each releases its hold once and is charged once, whatever was settled before.
+pub(super) async fn settle_many(
+    tx: &mut Tx,
+    items: &[(&Hold, &Generation)],
+) -> Result<(), sqlx::Error> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    // 1. Release the holds that are still open.
+    let sql = format!(
+        "DELETE FROM holds WHERE id IN ({}) RETURNING id",
+        in_list(items.len())
+    );
+    let mut q = sqlx::query_as::<_, (String,)>(&sql);
+    for (h, _) in items {
+        q = q.bind(&h.id);
+    }
+    let released: HashSet<String> = q
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .map(|(id,)| id)
+        .collect();
+
+    // 2. Record the generations not recorded yet.
+    const GEN_COLS: usize = 23;
+    let sql = format!(
+        "INSERT INTO generations (id, org_id, key_id, model_slug, provider_slug, endpoint_id, upstream_model, upstream_id, \
+           prompt_tokens, completion_tokens, usage_estimated, cost_nanos, charge_nanos, latency_ms, ttft_ms, finish_reason, \
+           native_finish_reason, streamed, cancelled, status, error, attempts, created_at) VALUES {} \
+         ON CONFLICT (id) DO NOTHING RETURNING id",
+        placeholders(items.len(), GEN_COLS, 1)
+    );
+    let mut q = sqlx::query_as::<_, (String,)>(&sql);
+    for (_, g) in items {
+        q = q
+            .bind(&g.id)
+            .bind(&g.org_id)
+            .bind(&g.key_id)
+            .bind(&g.model_slug)
+            .bind(&g.provider_slug)
+            .bind(&g.endpoint_id)
+            .bind(&g.upstream_model)
+            .bind(&g.upstream_id)
+            .bind(g.prompt_tokens as i64)
+            .bind(g.completion_tokens as i64)
+            .bind(g.usage_estimated as i64)
+            .bind(g.cost.0)
+            .bind(g.charge.0)
+            .bind(g.latency_ms)
+            .bind(g.ttft_ms)
+            .bind(&g.finish_reason)
+            .bind(&g.native_finish_reason)
+            .bind(g.streamed as i64)
+            .bind(g.cancelled as i64)
+            .bind(g.status as i64)
+            .bind(&g.error)
+            .bind(g.attempts.to_string())
+            .bind(g.created_at);
+    }
+    let recorded: HashSet<String> = q
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .map(|(id,)| id)
+        .collect();
+
+    // 3. One usage ledger entry per newly recorded, charged generation.
+    let now = now_ms();
+    let mut seen = HashSet::new();
+    let charged: Vec<&Generation> = items
+        .iter()
+        .map(|(_, g)| *g)
+        .filter(|g| recorded.contains(&g.id) && g.charge.0 != 0 && seen.insert(g.id.clone()))
+        .collect();
+    let mut billed: HashSet<String> = HashSet::new();
+    if !charged.is_empty() {
+        let sql = format!(
+            "INSERT INTO ledger (id, org_id, amount_nanos, kind, idempotency_key, reference, created_at) VALUES {} \
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING reference",
+            placeholders(charged.len(), 7, 1)
+        );
+        let mut q = sqlx::query_as::<_, (Option<String>,)>(&sql);
+        for g in &charged {
+            q = q
+                .bind(new_id())
+                .bind(&g.org_id)
+                .bind(-g.charge.0)
+                .bind("usage")
+                .bind(format!("gen:{}", g.id))
+                .bind(&g.id)
+                .bind(now);
+        }
+        billed = q
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .filter_map(|(r,)| r)
+            .collect();
+    }
+
+    // 4. Projections, once per org and per key.
+    #[derive(Default)]
+    struct Delta {
+        reserved: i64,
+        usage: i64,
+        used: bool,
+    }
+    let mut orgs: HashMap<&str, Delta> = HashMap::new();
+    let mut keys: HashMap<&str, Delta> = HashMap::new();
+    let mut released_once = HashSet::new();
+    let mut billed_once = HashSet::new();
+    for (h, g) in items {
+        if released.contains(&h.id) && released_once.insert(h.id.as_str()) {
+            orgs.entry(&h.org_id).or_default().reserved += h.amount.0;
+            keys.entry(&h.key_id).or_default().reserved += h.amount.0;
+        }
+        if billed.contains(&g.id) && billed_once.insert(g.id.as_str()) {
+            orgs.entry(&g.org_id).or_default().usage += g.charge.0;
+            keys.entry(&g.key_id).or_default().usage += g.charge.0;
+        }
+        if recorded.contains(&g.id) {
+            keys.entry(&g.key_id).or_default().used = true;
+        }
+    }
+    for (org, d) in orgs {
+        sqlx::query("UPDATE orgs SET reserved_nanos = reserved_nanos - $1, usage_nanos = usage_nanos + $2 WHERE id = $3")
+            .bind(d.reserved)
+            .bind(d.usage)
+            .bind(org)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for (key, d) in keys {
+        sqlx::query(
+            "UPDATE api_keys SET reserved_nanos = reserved_nanos - $1, usage_nanos = usage_nanos + $2, \
+             last_used_at = COALESCE($3, last_used_at) WHERE id = $4",
+        )
+        .bind(d.reserved)
+        .bind(d.usage)
+        .bind(d.used.then_some(now))
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Decides many admissions; returns one outcome per hold, in order.
+pub(super) async fn admit_many(
+    tx: &mut Tx,
+    holds: &[&Hold],
+    instance_id: &str,
+) -> Result<Vec<Result<(), Refusal>>, sqlx::Error> {
+    let mut out: Vec<Option<Result<(), Refusal>>> = vec![None; holds.len()];
+    let mut by_org: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, h) in holds.iter().enumerate() {
+        match by_org.iter_mut().find(|(o, _)| *o == h.org_id) {
+            Some((_, v)) => v.push(i),
+            None => by_org.push((&h.org_id, vec![i])),
+        }
+    }
+    for (org, idxs) in by_org {
+        let total: i64 = idxs.iter().map(|&i| holds[i].amount.0).sum();
+        let together = idxs.len() > 1
+            && sqlx::query(
+                "UPDATE orgs SET reserved_nanos = reserved_nanos + $1 WHERE id = $2 AND credits_nanos - usage_nanos - reserved_nanos >= $1",
+            )
+            .bind(total)
+            .bind(org)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+                == 1;
+        if !together {
+            for &i in &idxs {
+                out[i] = Some(super::reserve_one(tx, holds[i]).await?);
+            }
+            continue;
+        }
+        // The org reserved the sum; now each key's share.
+        let mut by_key: Vec<(&str, Vec<usize>)> = Vec::new();
+        for &i in &idxs {
+            match by_key.iter_mut().find(|(k, _)| *k == holds[i].key_id) {
+                Some((_, v)) => v.push(i),
+                None => by_key.push((&holds[i].key_id, vec![i])),
+            }
+        }
+        let mut given_back = 0i64;
+        for (key, kidx) in by_key {
+            let ktotal: i64 = kidx.iter().map(|&i| holds[i].amount.0).sum();
+            let fits = sqlx::query(
+                "UPDATE api_keys SET reserved_nanos = reserved_nanos + $1 \
+                 WHERE id = $2 AND (limit_nanos IS NULL OR limit_nanos - usage_nanos - reserved_nanos >= $1)",
+            )
+            .bind(ktotal)
+            .bind(key)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if fits {
+                for &i in &kidx {
+                    out[i] = Some(Ok(()));
+                }
+                continue;
+            }
+            for &i in &kidx {
+                let r = super::reserve_key(tx, holds[i]).await?;
+                if r.is_err() {
+                    given_back += holds[i].amount.0;
+                }
+                out[i] = Some(r);
+            }
+        }
+        if given_back != 0 {
+            sqlx::query("UPDATE orgs SET reserved_nanos = reserved_nanos - $1 WHERE id = $2")
+                .bind(given_back)
+                .bind(org)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    let out: Vec<Result<(), Refusal>> = out
+        .into_iter()
+        .map(|o| o.unwrap_or(Err(Refusal::Unavailable("not decided".into()))))
+        .collect();
+
+    let admitted: Vec<&Hold> = holds
+        .iter()
+        .zip(&out)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(h, _)| *h)
+        .collect();
+    if !admitted.is_empty() {
+        let sql = format!(
+            "INSERT INTO holds (id, org_id, key_id, amount_nanos, instance_id, created_at) VALUES {}",
+            placeholders(admitted.len(), 6, 1)
+        );
+        let now = now_ms();
+        let mut q = sqlx::query(&sql);
+        for h in admitted {
+            q = q
+                .bind(&h.id)
+                .bind(&h.org_id)
+                .bind(&h.key_id)
+                .bind(h.amount.0)
+                .bind(instance_id)
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_number_every_value() {
+        assert_eq!(super::placeholders(2, 3, 1), "($1,$2,$3),($4,$5,$6)");
+        assert_eq!(super::in_list(3), "$1,$2,$3");
+    }
+}
