@@ -227,6 +227,16 @@ async fn writer_loop(store: Store, mut rx: mpsc::UnboundedReceiver<Op>, instance
 async fn run_batch(store: &Store, batch: &mut Vec<Op>, instance_id: &str) {
     let together = async {
         let mut tx = store.writer.begin().await?;
+        // A batch of admissions only need not wait for its WAL flush: if the server dies before it is
+        // durable, the requests it admitted die too and nothing was charged. Settlements always wait, and
+        // their flush covers every earlier admission.
+        if store.backend == crate::store::Backend::Postgres
+            && !batch.iter().any(|op| matches!(op, Op::Settle { .. }))
+        {
+            sqlx::query("SET LOCAL synchronous_commit TO OFF")
+                .execute(&mut *tx)
+                .await?;
+        }
         let outcomes = apply_ops(&mut tx, batch, instance_id).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(outcomes)
