@@ -73,6 +73,7 @@ impl Application {
             keys,
             gate,
             http,
+            cut_streams: tokio::sync::watch::channel(false).0,
         }));
         Ok(Application {
             listener,
@@ -130,13 +131,16 @@ impl Application {
                 let _ = stop_rx.wait_for(|stopped| *stopped).await;
                 tokio::time::sleep(grace).await;
             } => {
-                tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; cutting the remaining requests (they are billed for what they produced)");
-                server.abort();
-                let _ = server.await;
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; ending the remaining streams (billed for what they produced)");
+                // Streams end themselves with an error chunk and settle; connections then close.
+                let _ = state.cut_streams.send(true);
+                if tokio::time::timeout(Duration::from_secs(5), &mut server).await.is_err() {
+                    server.abort();
+                }
             }
         }
         refresher.abort();
-        // Streams cut above settle from their destructors; give those a moment to queue, then flush.
+        // Anything cut without settling queued its settlement from a destructor; give it a moment.
         tokio::time::sleep(Duration::from_millis(50)).await;
         state.gate.close(&state.store).await;
         drop(writer);

@@ -16,6 +16,8 @@ pub struct Inner {
     pub keys: KeyCache,
     pub gate: CreditGate,
     pub http: reqwest::Client,
+    /// Set when shutdown's grace period is over: streams still running end (and settle) at once.
+    pub cut_streams: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Clone)]

@@ -84,6 +84,17 @@ async fn non_streaming_is_metered_and_charged_exactly(db: Db) {
         1
     );
 
+    // Provider credentials are encrypted at rest.
+    let (enc,): (String,) = sqlx::query_as("SELECT api_key_enc FROM providers WHERE slug = 'fake'")
+        .fetch_one(&app.store.pool)
+        .await
+        .expect("provider");
+    assert!(!enc.contains(common::UPSTREAM_KEY) && !enc.contains("upstream-test"));
+    assert_eq!(
+        app.state.cipher.decrypt(&enc).expect("decrypts"),
+        common::UPSTREAM_KEY
+    );
+
     // Both prefixes serve the API.
     let r = app
         .http
@@ -814,7 +825,61 @@ async fn graceful_shutdown_finishes_streams_and_records_usage(db: Db) {
     assert!(problems.is_empty(), "{problems:?}");
 }
 
+async fn streams_past_the_shutdown_grace_end_cleanly_and_are_billed(db: Db) {
+    let app = TestApp::start_with(db, |c| c.shutdown_grace_ms = 300).await;
+    app.grant("1").await;
+    let (http, url, key) = (
+        app.http.clone(),
+        app.url("/api/v1/chat/completions"),
+        app.key.clone(),
+    );
+    let stream = tokio::spawn(async move {
+        let r = http
+            .post(url)
+            .bearer_auth(key)
+            .json(&chat_body(
+                json!({"stream": true, "x_fake": {"tokens": 200, "chunk_delay_ms": 50}}),
+            ))
+            .send()
+            .await
+            .expect("req");
+        let id = r.headers()["x-generation-id"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        (id, r.text().await.expect("body"))
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let org = app.org_id.clone();
+    let db = app.stop().await;
+    let (gen_id, text) = stream.await.expect("stream task");
+    assert!(
+        text.contains("shutting down") && text.ends_with("data: [DONE]\n\n"),
+        "{text}"
+    );
+    let store = switchyard::store::Store::open(&db.url, 2)
+        .await
+        .expect("reopen");
+    let (completion, charge, finish): (i64, i64, Option<String>) = sqlx::query_as(
+        "SELECT completion_tokens, charge_nanos, finish_reason FROM generations WHERE id = $1",
+    )
+    .bind(&gen_id)
+    .fetch_one(&store.pool)
+    .await
+    .expect("the cut stream was recorded");
+    assert!(
+        completion > 0 && completion < 200 && charge > 0,
+        "{completion} {charge}"
+    );
+    assert_eq!(finish.as_deref(), Some("error"));
+    assert!(switchyard::billing::ledger::audit(&store, &org)
+        .await
+        .expect("audit")
+        .is_empty());
+}
+
 both_backends!(
+    streams_past_the_shutdown_grace_end_cleanly_and_are_billed,
     non_streaming_is_metered_and_charged_exactly,
     streaming_forwards_chunks_and_bills_the_final_usage,
     keepalive_comments_flow_while_upstream_is_slow,

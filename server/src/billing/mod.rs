@@ -414,12 +414,17 @@ pub async fn release_stale_holds(
     stale_after: Duration,
 ) -> Result<u64, sqlx::Error> {
     let cutoff = now_ms() - stale_after.as_millis() as i64;
-    let dead: Vec<(String,)> =
-        sqlx::query_as("SELECT id FROM instances WHERE heartbeat_at < $1 AND id <> $2")
-            .bind(cutoff)
-            .bind(me)
-            .fetch_all(&store.pool)
-            .await?;
+    // Dead: stopped beating, or gone from the table altogether (an instance that gave up on its grace
+    // period may leave holds behind after deregistering).
+    let dead: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM instances WHERE heartbeat_at < $1 AND id <> $2 \
+         UNION SELECT DISTINCT h.instance_id FROM holds h LEFT JOIN instances i ON i.id = h.instance_id \
+         WHERE i.id IS NULL AND h.instance_id <> $2",
+    )
+    .bind(cutoff)
+    .bind(me)
+    .fetch_all(&store.pool)
+    .await?;
     let mut released = 0;
     for (inst,) in dead {
         let mut tx = store.writer.begin().await?;

@@ -99,6 +99,7 @@ enum Wake {
     Data(Result<Option<String>, super::sse::SseError>),
     Idle,
     KeepAlive,
+    Cut,
 }
 
 enum Step {
@@ -190,6 +191,11 @@ pub(super) fn respond(
         content_chunks: 0,
     };
     let header_gen = gen_id.clone();
+    let mut cut = p
+        .billed
+        .as_ref()
+        .map(|b| b.state.cut_streams.subscribe())
+        .expect("not settled yet");
     let body = async_stream::stream! {
         let mut failure: Option<String> = None;
         match step(&mut p, &gen_id, &slug, &first) {
@@ -205,9 +211,11 @@ pub(super) fn respond(
                 next = reader.next_data() => Wake::Data(next),
                 _ = tokio::time::sleep_until(deadline.into()) => Wake::Idle,
                 _ = ka.tick() => Wake::KeepAlive,
+                _ = cut.wait_for(|c| *c) => Wake::Cut,
             };
             match woke {
                 Wake::KeepAlive => yield Ok(Bytes::from_static(b": SWITCHYARD PROCESSING\n\n")),
+                Wake::Cut => failure = Some("the platform is shutting down; retry the request".to_string()),
                 Wake::Idle => failure = Some(format!("provider {provider_name} sent nothing for {} s", idle.as_secs())),
                 Wake::Data(next) => {
                     deadline = Instant::now() + idle;

@@ -38,6 +38,13 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let fn_ctx = ctx.clone();
     let pkg = state.cfg.site_dir.join("pkg");
+    if !pkg.join("switchyard.js").exists() {
+        tracing::warn!(
+            site_dir = %state.cfg.site_dir.display(),
+            "the UI bundle (pkg/switchyard.js) is missing: pages render but do not become interactive; \
+             build it with deploy/run-local.sh or point SWITCHYARD_SITE_DIR at a built site"
+        );
+    }
     Router::new()
         .route(
             "/_app/{*fn_name}",
