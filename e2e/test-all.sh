@@ -40,14 +40,24 @@ export SWITCHYARD_PYTHON="$VENV/bin/python"
 
 build_ui
 
+LOGS="$(mktemp -d)"
 step "cargo test (SQLite and PostgreSQL)"
-cargo test --workspace --all-targets
+cargo test --workspace --all-targets 2>&1 | tee "$LOGS/cargo.log"
 
 step "browser tests (Playwright, Debian Chromium)"
 export SWITCHYARD_BIN="$CARGO_TARGET_DIR/debug/switchyard"
 export SWITCHYARD_NODE_MODULES="$NODE_DIR/node_modules"
 export SWITCHYARD_SCREENSHOTS="${SWITCHYARD_SCREENSHOTS:-$CACHE/screenshots}"
 mkdir -p "$SWITCHYARD_SCREENSHOTS"
-node --test --test-reporter=tap e2e/browser.test.mjs
+node --test --test-reporter=tap e2e/browser.test.mjs 2>&1 | tee "$LOGS/node.log"
 echo "screenshots: $SWITCHYARD_SCREENSHOTS" >&2
-echo "all tests passed in ${SECONDS}s" >&2
+
+# One closing line for the whole suite.
+count() { # count WORD: sums "N WORD;" on cargo's result lines and "# WORD N" on node's
+  awk -v w="$1" '/^test result:/ { for (i = 2; i <= NF; i++) if ($i == w";") n += $(i-1) }
+                 $1 == "#" && $2 == w { n += $3 } END { print n + 0 }' "$LOGS/cargo.log" "$LOGS/node.log"
+}
+passed=$(count pass); passed=$(( passed + $(count passed) ))
+failed=$(count fail); failed=$(( failed + $(count failed) ))
+echo "finished in ${SECONDS}s" >&2
+echo "tests: $passed passed, $failed failed"

@@ -38,8 +38,18 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
-/// Sets up a platform through the CLI, as an operator would; returns the API key.
-async fn operator_setup(db: &TestDb, fake: std::net::SocketAddr) -> String {
+/// Starts a fake upstream (streaming a chunk every `chunk_delay_ms`) and sets up a platform on it through
+/// the CLI, as an operator would; returns the API key.
+async fn operator_setup(db: &TestDb, chunk_delay_ms: u64) -> String {
+    let (fake, _) = devupstream::spawn(
+        "127.0.0.1:0".parse().expect("a"),
+        devupstream::FakeConfig {
+            chunk_delay_ms,
+            api_key: Some(UPSTREAM_KEY.into()),
+        },
+    )
+    .await
+    .expect("fake");
     let cat = common::test_catalog(fake, common::dead_addr().await)
         .replace(&format!("\"{UPSTREAM_KEY}\""), "\"env:FAKE_UPSTREAM_KEY\"");
     let file = write(db.dir(), "catalog.toml", &cat);
@@ -143,16 +153,7 @@ fn signal(child: &Child, sig: &str) {
 
 async fn cli_sets_up_a_platform_that_serves_requests(db: Db) {
     let tdb = TestDb::new(db).await;
-    let (fake, _) = devupstream::spawn(
-        "127.0.0.1:0".parse().expect("a"),
-        devupstream::FakeConfig {
-            chunk_delay_ms: 0,
-            api_key: Some(UPSTREAM_KEY.into()),
-        },
-    )
-    .await
-    .expect("fake");
-    let key = operator_setup(&tdb, fake).await;
+    let key = operator_setup(&tdb, 0).await;
 
     // Applying the same file again changes nothing.
     let file = tdb.dir().join("catalog.toml").display().to_string();
@@ -234,16 +235,7 @@ async fn cli_sets_up_a_platform_that_serves_requests(db: Db) {
 
 async fn sigterm_drains_streams_and_flushes_usage(db: Db) {
     let tdb = TestDb::new(db).await;
-    let (fake, _) = devupstream::spawn(
-        "127.0.0.1:0".parse().expect("a"),
-        devupstream::FakeConfig {
-            chunk_delay_ms: 0,
-            api_key: Some(UPSTREAM_KEY.into()),
-        },
-    )
-    .await
-    .expect("fake");
-    let key = operator_setup(&tdb, fake).await;
+    let key = operator_setup(&tdb, 0).await;
     let mut server = start_server(&tdb, &[]);
     let http = reqwest::Client::new();
     let r = http
@@ -284,16 +276,7 @@ async fn sigterm_drains_streams_and_flushes_usage(db: Db) {
 
 async fn a_hard_kill_loses_at_most_the_requests_in_flight(db: Db) {
     let tdb = TestDb::new(db).await;
-    let (fake, _) = devupstream::spawn(
-        "127.0.0.1:0".parse().expect("a"),
-        devupstream::FakeConfig {
-            chunk_delay_ms: 0,
-            api_key: Some(UPSTREAM_KEY.into()),
-        },
-    )
-    .await
-    .expect("fake");
-    let key = operator_setup(&tdb, fake).await;
+    let key = operator_setup(&tdb, 0).await;
     let mut server = start_server(&tdb, &[]);
     let http = reqwest::Client::new();
     // One finished request, then one cut by the kill.
@@ -370,16 +353,7 @@ async fn a_hard_kill_loses_at_most_the_requests_in_flight(db: Db) {
 /// The official `openai` Python package, in its own process, streaming and not.
 async fn the_openai_python_sdk_works_and_cost_matches_credits(db: Db) {
     let tdb = TestDb::new(db).await;
-    let (fake, _) = devupstream::spawn(
-        "127.0.0.1:0".parse().expect("a"),
-        devupstream::FakeConfig {
-            chunk_delay_ms: 5,
-            api_key: Some(UPSTREAM_KEY.into()),
-        },
-    )
-    .await
-    .expect("fake");
-    let key = operator_setup(&tdb, fake).await;
+    let key = operator_setup(&tdb, 5).await;
     let mut server = start_server(&tdb, &[]);
     let python = std::env::var("SWITCHYARD_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/openai_sdk_check.py");
