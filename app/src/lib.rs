@@ -154,7 +154,7 @@ fn dollars(exact: &str) -> String {
 }
 
 fn format_context(tokens: u64) -> String {
-    if tokens >= 1_000_000 && tokens % 1_000_000 == 0 {
+    if tokens >= 1_000_000 && tokens.is_multiple_of(1_000_000) {
         format!("{}M", tokens / 1_000_000)
     } else if tokens >= 1000 {
         format!("{}K", tokens / 1000)

@@ -354,7 +354,16 @@ async fn dispatch(cfg: Config, command: Command) -> anyhow::Result<()> {
         Command::Key(KeyCmd::List { org }) => {
             let store = open(&cfg).await?;
             let org = accounts::find_org(&store, &org).await?;
-            let rows: Vec<(String, String, String, Option<i64>, i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+            type Row = (
+                String,
+                String,
+                String,
+                Option<i64>,
+                i64,
+                Option<i64>,
+                Option<i64>,
+            );
+            let rows: Vec<Row> = sqlx::query_as(
                 "SELECT id, name, prefix, limit_nanos, usage_nanos, expires_at, revoked_at FROM api_keys WHERE org_id = $1 ORDER BY created_at",
             )
             .bind(&org.id)

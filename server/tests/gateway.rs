@@ -428,6 +428,25 @@ async fn upstream_failures_map_to_clear_errors_and_charge_nothing(db: Db) {
         "{v}"
     );
 
+    // A provider that refuses the platform's own credentials is the operator's problem, not the client's.
+    let r = app
+        .chat(json!({"model": "test/badkey", "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["metadata"]["error_type"], "upstream_auth_failed");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .expect("msg")
+            .contains("credentials"),
+        "{v}"
+    );
+    assert!(
+        !v.to_string().contains("sk-wrong-platform-credential"),
+        "credentials leaked: {v}"
+    );
+
     assert_eq!(app.usage_nanos().await, 0, "errors charge nothing");
     app.assert_books_balance().await;
     app.assert_no_holds().await;
@@ -761,7 +780,7 @@ async fn catalog_changes_reach_the_gateway_without_restart(db: Db) {
             .json()
             .await
             .expect("json");
-        seen = v["data"][1]["pricing"]["prompt"]
+        seen = v["data"][2]["pricing"]["prompt"]
             .as_str()
             .unwrap_or_default()
             .to_string();
@@ -777,7 +796,7 @@ async fn catalog_changes_reach_the_gateway_without_restart(db: Db) {
         v["usage"]["prompt_tokens"].as_u64().expect("p"),
         v["usage"]["completion_tokens"].as_u64().expect("c"),
     );
-    let expected = (((p * 500 + c * 1500) * 15 + 9) / 10) as i64;
+    let expected = ((p * 500 + c * 1500) * 15).div_ceil(10) as i64;
     assert_eq!(usd_to_nanos(&v["usage"]["cost"]), expected);
     app.stop().await;
 }

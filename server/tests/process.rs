@@ -55,7 +55,7 @@ async fn operator_setup(db: &TestDb, chunk_delay_ms: u64) -> String {
     let file = write(db.dir(), "catalog.toml", &cat);
     let (ok, out, err) = cli(db, &["catalog", "apply", &file]);
     assert!(ok, "{out}{err}");
-    assert!(out.contains("3 endpoints"), "{out}");
+    assert!(out.contains("4 endpoints"), "{out}");
     let (ok, out, err) = cli(
         db,
         &[
@@ -158,7 +158,7 @@ async fn cli_sets_up_a_platform_that_serves_requests(db: Db) {
     // Applying the same file again changes nothing.
     let file = tdb.dir().join("catalog.toml").display().to_string();
     let (ok, out, _) = cli(&tdb, &["catalog", "apply", &file]);
-    assert!(ok && out.contains("3 endpoints"), "{out}");
+    assert!(ok && out.contains("4 endpoints"), "{out}");
 
     // A bad file names the line and applies nothing (the model below would otherwise be added).
     let bad = format!(

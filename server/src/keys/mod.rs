@@ -118,8 +118,11 @@ pub async fn lookup(store: &Store, hash: &str) -> Result<Option<KeyInfo>, sqlx::
 /// cached too, so a flood of bad keys does not reach the database.
 pub struct KeyCache {
     ttl: Duration,
-    map: RwLock<HashMap<String, (Option<Arc<KeyInfo>>, Instant)>>,
+    map: RwLock<HashMap<String, CachedKey>>,
 }
+
+/// A lookup result (None: no such key) and when it was read.
+type CachedKey = (Option<Arc<KeyInfo>>, Instant);
 
 const KEY_CACHE_MAX: usize = 100_000;
 

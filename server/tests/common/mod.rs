@@ -145,6 +145,23 @@ name = "Dead Provider"
 kind = "openai"
 base_url = "http://{dead}/v1"
 
+[[providers]]
+slug = "badkey"
+name = "Misconfigured Provider"
+kind = "openai"
+base_url = "http://{fake}/v1"
+api_key = "sk-wrong-platform-credential"
+
+[[models]]
+slug = "test/badkey"
+name = "Test Bad Key"
+context_length = 16000
+[[models.endpoints]]
+provider = "badkey"
+upstream_model = "fast-1"
+input_per_mtok = "0.50"
+output_per_mtok = "1.50"
+
 [[models]]
 slug = "test/fast"
 name = "Test Fast"
