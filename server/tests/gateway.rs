@@ -453,6 +453,41 @@ async fn upstream_failures_map_to_clear_errors_and_charge_nothing(db: Db) {
     app.stop().await;
 }
 
+async fn a_client_that_gives_up_before_the_answer_releases_its_hold(db: Db) {
+    let app = TestApp::start(db).await;
+    app.grant("1").await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("client");
+    let r = impatient
+        .post(app.url("/api/v1/chat/completions"))
+        .bearer_auth(&app.key)
+        .json(&chat_body(json!({"x_fake": {"first_byte_delay_ms": 1000}})))
+        .send()
+        .await;
+    assert!(r.is_err(), "the client should have timed out");
+    let mut released = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if app.balance().await.reserved.0 == 0 {
+            released = true;
+            break;
+        }
+    }
+    assert!(released, "the abandoned request's hold is still reserved");
+    let (status, cancelled, charge): (i64, i64, i64) =
+        sqlx::query_as("SELECT status, cancelled, charge_nanos FROM generations WHERE org_id = $1")
+            .bind(&app.org_id)
+            .fetch_one(&app.store.pool)
+            .await
+            .expect("the abandoned request is in the log");
+    assert_eq!((status, cancelled, charge), (499, 1, 0));
+    app.assert_books_balance().await;
+    app.assert_no_holds().await;
+    app.stop().await;
+}
+
 async fn mid_stream_failure_ends_with_an_error_chunk(db: Db) {
     let app = TestApp::start(db).await;
     app.grant("1").await;
@@ -907,6 +942,7 @@ both_backends!(
     client_that_disconnects_mid_stream_is_billed_once,
     upstream_failures_map_to_clear_errors_and_charge_nothing,
     mid_stream_failure_ends_with_an_error_chunk,
+    a_client_that_gives_up_before_the_answer_releases_its_hold,
     falls_back_to_the_next_endpoint_before_the_first_byte,
     bad_requests_get_the_documented_error_shape,
     keys_are_refused_when_revoked_expired_or_over_limit,

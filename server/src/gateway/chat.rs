@@ -34,6 +34,8 @@ pub(super) struct Billed {
     pub hold: Hold,
     pub prompt_estimate: u64,
     pub attempts: Vec<Value>,
+    /// Set once the settlement is queued; until then, dropping this settles it as cancelled.
+    pub settled: bool,
 }
 
 /// The usage of a finished (or cut) response.
@@ -57,7 +59,47 @@ pub(super) struct Outcome<'a> {
     pub error: Option<String>,
 }
 
+/// A request dropped before it settled (the client went away while it waited for the upstream) releases
+/// its hold and is recorded as cancelled; nothing is charged, since no answer was received.
+impl Drop for Billed {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let generation = self.generation(Outcome {
+            endpoint: None,
+            pricing: None,
+            usage: Usage::default(),
+            upstream_id: None,
+            finish_reason: None,
+            ttft_ms: None,
+            streamed: false,
+            cancelled: true,
+            status: 499,
+            error: Some("the client closed the connection before the answer arrived".into()),
+        });
+        tracing::info!(generation = %self.gen_id, "client went away before the answer; hold released");
+        self.settle_detached(generation);
+    }
+}
+
 impl Billed {
+    /// Settles and waits for the commit (so what the client is told next is already in the books).
+    pub async fn settle(&mut self, generation: Generation) {
+        self.settled = true;
+        if let Err(e) = self.state.gate.settle(self.hold.clone(), generation).await {
+            tracing::error!(generation = %self.gen_id, error = %e, "settlement failed");
+        }
+    }
+
+    /// Queues the settlement without waiting (from destructors).
+    pub fn settle_detached(&mut self, generation: Generation) {
+        self.settled = true;
+        self.state
+            .gate
+            .settle_detached(self.hold.clone(), generation);
+    }
+
     /// The generation row for an outcome; charges nothing when no output came with an error
     /// (zero-completion insurance) or when nothing was served.
     pub fn generation(&self, o: Outcome<'_>) -> Generation {
@@ -160,6 +202,7 @@ pub async fn chat_completions(
         hold,
         prompt_estimate: req.prompt_estimate,
         attempts: Vec::new(),
+        settled: false,
     };
     dispatch(billed, req, priced).await
 }
@@ -267,9 +310,7 @@ async fn dispatch(
         error: Some(err.message.clone()),
     };
     let generation = billed.generation(outcome);
-    if let Err(e) = state.gate.settle(billed.hold.clone(), generation).await {
-        tracing::error!(generation = %billed.gen_id, error = %e, "could not record a failed generation");
-    }
+    billed.settle(generation).await;
     let mut res = err.into_response();
     if let Ok(v) = HeaderValue::from_str(&billed.gen_id) {
         res.headers_mut().insert(GEN_HEADER, v);
@@ -418,8 +459,7 @@ pub(super) fn usage_json(upstream: Option<&Value>, g: &Generation) -> Value {
 }
 
 /// A complete (non-streaming) answer: charge the upstream's usage, settle, then answer.
-async fn complete(billed: Billed, ep: &Endpoint, pricing: Pricing, mut v: Value) -> Response {
-    let state = billed.state.clone();
+async fn complete(mut billed: Billed, ep: &Endpoint, pricing: Pricing, mut v: Value) -> Response {
     let (usage, estimated) = match parse_usage(&v) {
         Some((p, c)) => (
             Usage {
@@ -471,13 +511,7 @@ async fn complete(billed: Billed, ep: &Endpoint, pricing: Pricing, mut v: Value)
         tracing::warn!(generation = %billed.gen_id, provider = %ep.provider.slug, "upstream reported no usage; billed an estimate");
     }
     let usage_v = usage_json(v.get("usage"), &generation);
-    if let Err(e) = state
-        .gate
-        .settle(billed.hold.clone(), generation.clone())
-        .await
-    {
-        tracing::error!(generation = %billed.gen_id, error = %e, "settlement failed");
-    }
+    billed.settle(generation).await;
     v["id"] = Value::String(billed.gen_id.clone());
     v["model"] = Value::String(billed.model.slug.clone());
     v["provider"] = Value::String(ep.provider.name.clone());

@@ -74,16 +74,12 @@ impl Progress {
 
 impl Drop for Progress {
     fn drop(&mut self) {
-        let Some(billed) = self.billed.as_ref() else {
+        let Some(mut billed) = self.billed.take() else {
             return;
         };
         let generation = billed.generation(self.outcome(true, None));
         tracing::info!(generation = %generation.id, completion_tokens = generation.completion_tokens, "client disconnected mid-stream; billing what was produced");
-        billed
-            .state
-            .gate
-            .settle_detached(billed.hold.clone(), generation);
-        self.billed = None;
+        billed.settle_detached(generation);
     }
 }
 
@@ -243,12 +239,10 @@ pub(super) fn respond(
                 "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error", "native_finish_reason": "error"}],
             })));
         }
-        let billed = p.billed.take().expect("settled once");
+        let mut billed = p.billed.take().expect("settled once");
         let generation = billed.generation(p.outcome(false, failure));
         let usage = usage_json(p.upstream_usage.as_ref(), &generation);
-        if let Err(e) = billed.state.gate.settle(billed.hold.clone(), generation).await {
-            tracing::error!(generation = %gen_id, error = %e, "settlement failed");
-        }
+        billed.settle(generation).await;
         yield Ok(event(&json!({
             "id": gen_id, "object": "chat.completion.chunk", "created": created, "model": slug, "provider": provider_name,
             "choices": [], "usage": usage,
