@@ -113,6 +113,9 @@ pub enum KeyCmd {
         /// When the key stops working (RFC 3339, e.g. 2027-01-01T00:00:00Z).
         #[arg(long)]
         expires: Option<String>,
+        /// A management key: manages the org's API keys over /api/v1/keys and cannot call models.
+        #[arg(long, conflicts_with_all = ["limit_usd", "expires"])]
+        management: bool,
     },
     /// Revoke a key (it stops working within the key cache TTL, 5 s by default).
     Revoke {
@@ -297,6 +300,7 @@ async fn dispatch(cfg: Config, command: Command) -> anyhow::Result<()> {
             name,
             limit_usd,
             expires,
+            management,
         }) => {
             let store = open(&cfg).await?;
             let org = accounts::find_org(&store, &org).await?;
@@ -314,9 +318,19 @@ async fn dispatch(cfg: Config, command: Command) -> anyhow::Result<()> {
                         })
                 })
                 .transpose()?;
-            let k = keys::create_key(&store, &org.id, &name, limit, expires_at).await?;
+            let (k, what) = if management {
+                (
+                    keys::create_management_key(&store, &org.id, &name).await?,
+                    "management key",
+                )
+            } else {
+                (
+                    keys::create_key(&store, &org.id, &name, limit, expires_at).await?,
+                    "key",
+                )
+            };
             println!(
-                "created key {:?} (id {}, {}) for {:?}; the secret is shown once:",
+                "created {what} {:?} (id {}, {}) for {:?}; the secret is shown once:",
                 name, k.id, k.prefix, org.name
             );
             println!("{}", k.secret);

@@ -213,6 +213,31 @@ async fn cli_sets_up_a_platform_that_serves_requests(db: Db) {
     let v: Value = r.json().await.expect("json");
     assert!(v["usage"]["cost"].as_f64().expect("cost") > 0.0);
 
+    // A management key made on the command line manages keys over the API.
+    let (ok, out, err) = cli(
+        &tdb,
+        &[
+            "key",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "ops",
+            "--management",
+        ],
+    );
+    assert!(ok && out.contains("management key"), "{out}{err}");
+    let mkey = out.lines().last().expect("secret").to_string();
+    let r = http
+        .get(format!("{}/api/v1/keys", server.base))
+        .bearer_auth(&mkey)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["data"][0]["name"], "laptop");
+
     // Revoking through the CLI stops the key within the cache TTL.
     let (ok, out, err) = cli(
         &tdb,

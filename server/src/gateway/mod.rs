@@ -2,13 +2,13 @@
 //! parse -> authenticate -> route -> admit credits -> dispatch -> stream -> settle.
 
 mod chat;
-mod info;
+pub(crate) mod info;
 mod request;
 mod sse;
 mod stream;
 
 use crate::error::ApiError;
-use crate::keys::{KeyInfo, KEY_PREFIX};
+use crate::keys::{KeyInfo, KeyKind, KEY_PREFIX};
 use crate::state::AppState;
 use axum::{
     extract::{FromRequest, FromRequestParts, Request},
@@ -19,6 +19,7 @@ use axum::{
 use bytes::Bytes;
 use std::sync::Arc;
 
+/// Every API route under both `/v1` and `/api/v1`: the gateway's and the key management API.
 pub fn router() -> Router<AppState> {
     let api = Router::new()
         .route("/chat/completions", post(chat::chat_completions))
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/key", get(info::key))
         .route("/auth/key", get(info::key))
         .route("/credits", get(info::credits))
+        .merge(crate::keys::api::routes())
         .fallback(|| async {
             ApiError::not_found("no such API route; see the README for the endpoints")
         })
@@ -40,57 +42,89 @@ pub fn router() -> Router<AppState> {
     Router::new().nest("/v1", api.clone()).nest("/api/v1", api)
 }
 
-/// The calling API key, authenticated. Handlers receive this, never the header.
+/// The calling API key (one that calls models), authenticated. Handlers receive this, never the header.
 pub struct ApiKeyAuth(pub Arc<KeyInfo>);
 
 impl FromRequestParts<AppState> for ApiKeyAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "missing API key: send the header `Authorization: Bearer sk-sy-v1-…`",
-                )
-            })?;
-        let secret = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be `Bearer <API key>`")
-            })?;
-        if !secret.starts_with(KEY_PREFIX) || secret.len() > 200 {
-            return Err(ApiError::unauthorized("invalid API key"));
-        }
-        let info = state
-            .keys
-            .get(&state.store, secret)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
-        if info.revoked {
-            return Err(ApiError::unauthorized(
-                "this API key was revoked; create a new one",
+        let key = authenticate(parts, state).await?;
+        if key.kind != KeyKind::Inference {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "permission_error",
+                "management keys cannot call models; use an API key",
             ));
         }
-        if info.disabled {
-            return Err(ApiError::unauthorized(
-                "this API key is disabled; an org admin can enable it",
-            ));
-        }
-        if let Some(exp) = info.expires_at {
-            if exp <= crate::store::now_ms() {
-                return Err(ApiError::unauthorized(format!(
-                    "this API key expired at {}; create a new one",
-                    info::rfc3339(exp)
-                )));
-            }
-        }
-        Ok(ApiKeyAuth(info))
+        Ok(ApiKeyAuth(key))
     }
+}
+
+/// The calling management key, authenticated.
+pub struct ManagementAuth(pub Arc<KeyInfo>);
+
+impl FromRequestParts<AppState> for ManagementAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = authenticate(parts, state).await?;
+        if key.kind != KeyKind::Management {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "permission_error",
+                "this endpoint needs a management key; API keys cannot manage keys",
+            ));
+        }
+        Ok(ManagementAuth(key))
+    }
+}
+
+/// A live key from the bearer header: present, known, not revoked, disabled or expired.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Arc<KeyInfo>, ApiError> {
+    let header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing API key: send the header `Authorization: Bearer sk-sy-v1-…`",
+            )
+        })?;
+    let secret = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::unauthorized("the Authorization header must be `Bearer <API key>`")
+        })?;
+    if !secret.starts_with(KEY_PREFIX) || secret.len() > 200 {
+        return Err(ApiError::unauthorized("invalid API key"));
+    }
+    let info = state
+        .keys
+        .get(&state.store, secret)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+    if info.revoked {
+        return Err(ApiError::unauthorized(
+            "this API key was revoked; create a new one",
+        ));
+    }
+    if info.disabled {
+        return Err(ApiError::unauthorized(
+            "this API key is disabled; an org admin can enable it",
+        ));
+    }
+    if let Some(exp) = info.expires_at {
+        if exp <= crate::store::now_ms() {
+            return Err(ApiError::unauthorized(format!(
+                "this API key expired at {}; create a new one",
+                info::rfc3339(exp)
+            )));
+        }
+    }
+    Ok(info)
 }
 
 /// The request body, refused with 413 past the configured limit.

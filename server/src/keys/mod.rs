@@ -1,5 +1,8 @@
 //! API keys: generation (`sk-sy-v1-` + 256 random bits, shown once), storage as SHA-256 hash plus a display
-//! prefix, revocation, and the in-memory cache the gateway authenticates against.
+//! prefix, revocation, and the in-memory cache the gateway authenticates against. Management keys manage
+//! an organisation's keys over the API (`api.rs`) and cannot call models.
+
+pub mod api;
 
 use crate::money::Nanos;
 use crate::store::{new_id, now_ms, Store};
@@ -25,6 +28,24 @@ pub struct KeyInfo {
     pub expires_at: Option<i64>,
     pub disabled: bool,
     pub revoked: bool,
+    pub kind: KeyKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Calls models; spends credits.
+    Inference,
+    /// Manages the org's keys over the API; cannot call models.
+    Management,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Inference => "inference",
+            KeyKind::Management => "management",
+        }
+    }
 }
 
 pub fn hash_secret(secret: &str) -> String {
@@ -43,6 +64,7 @@ pub struct NewKey {
     pub prefix: String,
 }
 
+/// Creates an inference key (one that calls models).
 pub async fn create_key(
     store: &Store,
     org_id: &str,
@@ -50,16 +72,36 @@ pub async fn create_key(
     limit: Option<Nanos>,
     expires_at: Option<i64>,
 ) -> anyhow::Result<NewKey> {
+    insert_key(store, org_id, name, limit, expires_at, KeyKind::Inference).await
+}
+
+/// Creates a management key (one that manages the org's keys and cannot call models).
+pub async fn create_management_key(
+    store: &Store,
+    org_id: &str,
+    name: &str,
+) -> anyhow::Result<NewKey> {
+    insert_key(store, org_id, name, None, None, KeyKind::Management).await
+}
+
+async fn insert_key(
+    store: &Store,
+    org_id: &str,
+    name: &str,
+    limit: Option<Nanos>,
+    expires_at: Option<i64>,
+    kind: KeyKind,
+) -> anyhow::Result<NewKey> {
     let name = name.trim();
-    if name.is_empty() || name.len() > 100 {
-        bail!("--name must be 1 to 100 characters");
+    if name.is_empty() || name.chars().count() > 100 {
+        bail!("the name must be 1 to 100 characters");
     }
     let secret = generate_secret();
     let prefix = format!("{}…", &secret[..KEY_PREFIX.len() + 6]);
     let id = new_id();
     sqlx::query(
-        "INSERT INTO api_keys (id, org_id, name, hash, prefix, limit_nanos, expires_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO api_keys (id, org_id, name, hash, prefix, limit_nanos, expires_at, created_at, kind) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&id)
     .bind(org_id)
@@ -69,6 +111,7 @@ pub async fn create_key(
     .bind(limit.map(|n| n.0))
     .bind(expires_at)
     .bind(now_ms())
+    .bind(kind.as_str())
     .execute(&store.writer)
     .await?;
     Ok(NewKey { id, secret, prefix })
@@ -84,6 +127,7 @@ pub async fn revoke_key(store: &Store, id: &str) -> anyhow::Result<bool> {
     Ok(r.rows_affected() == 1)
 }
 
+/// id, org_id, name, limit_nanos, expires_at, disabled, revoked_at, kind
 type KeyRow = (
     String,
     String,
@@ -92,17 +136,18 @@ type KeyRow = (
     Option<i64>,
     i64,
     Option<i64>,
+    String,
 );
 
 pub async fn lookup(store: &Store, hash: &str) -> Result<Option<KeyInfo>, sqlx::Error> {
     let row: Option<KeyRow> = sqlx::query_as(
-        "SELECT id, org_id, name, limit_nanos, expires_at, disabled, revoked_at FROM api_keys WHERE hash = $1",
+        "SELECT id, org_id, name, limit_nanos, expires_at, disabled, revoked_at, kind FROM api_keys WHERE hash = $1",
     )
     .bind(hash)
     .fetch_optional(&store.pool)
     .await?;
     Ok(row.map(
-        |(id, org_id, name, limit, expires_at, disabled, revoked_at)| KeyInfo {
+        |(id, org_id, name, limit, expires_at, disabled, revoked_at, kind)| KeyInfo {
             id,
             org_id,
             name,
@@ -110,6 +155,11 @@ pub async fn lookup(store: &Store, hash: &str) -> Result<Option<KeyInfo>, sqlx::
             expires_at,
             disabled: disabled != 0,
             revoked: revoked_at.is_some(),
+            kind: if kind == "management" {
+                KeyKind::Management
+            } else {
+                KeyKind::Inference
+            },
         },
     ))
 }

@@ -1,0 +1,256 @@
+//! The key management API (OpenRouter-compatible), for scripts holding a management key:
+//! `GET/POST /keys`, `GET/PATCH/DELETE /keys/{hash}`. Every query is scoped by the org of the calling
+//! management key; another org's key is simply not found.
+
+use super::{create_key, hash_secret, KeyKind};
+use crate::error::ApiError;
+use crate::gateway::{info::rfc3339, LimitedBody, ManagementAuth};
+use crate::money::Nanos;
+use crate::state::AppState;
+use crate::store::now_ms;
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    routing::get,
+    Json, Router,
+};
+use serde_json::{json, Value};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/keys", get(list).post(create))
+        .route("/keys/{hash}", get(show).patch(update).delete(delete))
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    hash: String,
+    name: String,
+    prefix: String,
+    limit_nanos: Option<i64>,
+    usage_nanos: i64,
+    reserved_nanos: i64,
+    disabled: i64,
+    expires_at: Option<i64>,
+    created_at: i64,
+    updated_at: Option<i64>,
+    last_used_at: Option<i64>,
+}
+
+const COLUMNS: &str = "hash, name, prefix, limit_nanos, usage_nanos, reserved_nanos, disabled, expires_at, created_at, \
+                       updated_at, last_used_at";
+
+impl KeyRow {
+    fn json(&self) -> Value {
+        json!({
+            "hash": self.hash,
+            "name": self.name,
+            "label": self.prefix,
+            "disabled": self.disabled != 0,
+            "limit": self.limit_nanos.map(|l| Nanos(l).usd_json()),
+            "limit_remaining": self.limit_nanos.map(|l| Nanos((l - self.usage_nanos - self.reserved_nanos).max(0)).usd_json()),
+            "usage": Nanos(self.usage_nanos).usd_json(),
+            "created_at": rfc3339(self.created_at),
+            "updated_at": self.updated_at.map(rfc3339),
+            "expires_at": self.expires_at.map(rfc3339),
+            "last_used_at": self.last_used_at.map(rfc3339),
+        })
+    }
+}
+
+async fn find(state: &AppState, org_id: &str, hash: &str) -> Result<KeyRow, ApiError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 AND hash = $2 AND kind = 'inference' AND revoked_at IS NULL"
+    );
+    sqlx::query_as::<_, KeyRow>(&sql)
+        .bind(org_id)
+        .bind(hash)
+        .fetch_optional(&state.store.pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no API key {hash:?} in this organisation")))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ManagementAuth(me): ManagementAuth,
+) -> Result<Json<Value>, ApiError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 AND kind = 'inference' AND revoked_at IS NULL ORDER BY created_at"
+    );
+    let rows: Vec<KeyRow> = sqlx::query_as(&sql)
+        .bind(&me.org_id)
+        .fetch_all(&state.store.pool)
+        .await?;
+    Ok(Json(
+        json!({ "data": rows.iter().map(KeyRow::json).collect::<Vec<_>>() }),
+    ))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    ManagementAuth(me): ManagementAuth,
+    Path(hash): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({ "data": find(&state, &me.org_id, &hash).await?.json() }),
+    ))
+}
+
+/// The fields a request may set, checked strictly: an unknown or mistyped field is a 400 naming it.
+#[derive(Default)]
+struct KeyFields {
+    name: Option<String>,
+    /// Some(None) removes the limit.
+    limit: Option<Option<Nanos>>,
+    expires_at: Option<Option<i64>>,
+    disabled: Option<bool>,
+}
+
+fn parse_fields(bytes: &[u8], allow_disabled: bool) -> Result<KeyFields, ApiError> {
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+    let Value::Object(map) = v else {
+        return Err(ApiError::bad_request("request body must be a JSON object"));
+    };
+    let mut f = KeyFields::default();
+    for (k, v) in &map {
+        match (k.as_str(), v) {
+            ("name", Value::String(s))
+                if !s.trim().is_empty() && s.trim().chars().count() <= 100 =>
+            {
+                f.name = Some(s.trim().to_string())
+            }
+            ("name", _) => {
+                return Err(ApiError::bad_field(
+                    "name",
+                    "must be a string of 1 to 100 characters",
+                ))
+            }
+            ("limit", Value::Null) => f.limit = Some(None),
+            ("limit", Value::Number(n)) => {
+                let amount = Nanos::parse_usd(&n.to_string()).map_err(|e| {
+                    ApiError::bad_field("limit", format!("must be a USD amount: {e}"))
+                })?;
+                f.limit = Some(Some(amount));
+            }
+            ("limit", Value::String(s)) => {
+                let amount = Nanos::parse_usd(s).map_err(|e| {
+                    ApiError::bad_field("limit", format!("must be a USD amount: {e}"))
+                })?;
+                f.limit = Some(Some(amount));
+            }
+            ("limit", _) => {
+                return Err(ApiError::bad_field("limit", "must be a USD amount or null"))
+            }
+            ("expires_at", Value::Null) => f.expires_at = Some(None),
+            ("expires_at", Value::String(s)) => {
+                let t =
+                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                        .map_err(|_| {
+                            ApiError::bad_field(
+                                "expires_at",
+                                "must be an RFC 3339 time like 2027-01-01T00:00:00Z, or null",
+                            )
+                        })?;
+                f.expires_at = Some(Some((t.unix_timestamp_nanos() / 1_000_000) as i64));
+            }
+            ("expires_at", _) => {
+                return Err(ApiError::bad_field(
+                    "expires_at",
+                    "must be an RFC 3339 time or null",
+                ))
+            }
+            ("disabled", Value::Bool(b)) if allow_disabled => f.disabled = Some(*b),
+            ("disabled", _) if allow_disabled => {
+                return Err(ApiError::bad_field("disabled", "must be true or false"))
+            }
+            (other, _) => {
+                return Err(ApiError::bad_field(
+                    other,
+                    "is not a field this endpoint accepts",
+                ))
+            }
+        }
+    }
+    Ok(f)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ManagementAuth(me): ManagementAuth,
+    LimitedBody(body): LimitedBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let f = parse_fields(&body, false)?;
+    let name = f
+        .name
+        .ok_or_else(|| ApiError::bad_field("name", "is required"))?;
+    let k = create_key(
+        &state.store,
+        &me.org_id,
+        &name,
+        f.limit.flatten(),
+        f.expires_at.flatten(),
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    let row = find(&state, &me.org_id, &hash_secret(&k.secret)).await?;
+    tracing::info!(org = %me.org_id, by = %me.id, key = %k.id, "API key created over the management API");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "data": row.json(), "key": k.secret })),
+    ))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    ManagementAuth(me): ManagementAuth,
+    Path(hash): Path<String>,
+    LimitedBody(body): LimitedBody,
+) -> Result<Json<Value>, ApiError> {
+    let f = parse_fields(&body, true)?;
+    let current = find(&state, &me.org_id, &hash).await?;
+    let name = f.name.unwrap_or(current.name);
+    let limit = f.limit.unwrap_or(current.limit_nanos.map(Nanos));
+    let expires_at = f.expires_at.unwrap_or(current.expires_at);
+    let disabled = f.disabled.unwrap_or(current.disabled != 0);
+    sqlx::query(
+        "UPDATE api_keys SET name = $1, limit_nanos = $2, expires_at = $3, disabled = $4, updated_at = $5 \
+         WHERE org_id = $6 AND hash = $7 AND kind = $8 AND revoked_at IS NULL",
+    )
+    .bind(&name)
+    .bind(limit.map(|l| l.0))
+    .bind(expires_at)
+    .bind(disabled as i64)
+    .bind(now_ms())
+    .bind(&me.org_id)
+    .bind(&hash)
+    .bind(KeyKind::Inference.as_str())
+    .execute(&state.store.writer)
+    .await?;
+    tracing::info!(org = %me.org_id, by = %me.id, key = %hash, "API key updated over the management API");
+    Ok(Json(
+        json!({ "data": find(&state, &me.org_id, &hash).await?.json() }),
+    ))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    ManagementAuth(me): ManagementAuth,
+    Path(hash): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let r = sqlx::query(
+        "UPDATE api_keys SET revoked_at = $1, updated_at = $1 WHERE org_id = $2 AND hash = $3 AND kind = 'inference' AND revoked_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(&me.org_id)
+    .bind(&hash)
+    .execute(&state.store.writer)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Err(ApiError::not_found(format!(
+            "no API key {hash:?} in this organisation"
+        )));
+    }
+    tracing::info!(org = %me.org_id, by = %me.id, key = %hash, "API key deleted over the management API");
+    Ok(Json(json!({ "deleted": true })))
+}
