@@ -113,8 +113,17 @@ pub enum KeyCmd {
         /// When the key stops working (RFC 3339, e.g. 2027-01-01T00:00:00Z).
         #[arg(long)]
         expires: Option<String>,
+        /// The limit counts usage since the start of each day, week or month (UTC).
+        #[arg(long, value_parser = ["daily", "weekly", "monthly"], requires = "limit_usd")]
+        limit_reset: Option<String>,
+        /// Only these models (comma-separated ids, e.g. acme/fast-1,acme/smart-1).
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        /// At most this many requests per minute.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rpm: Option<u32>,
         /// A management key: manages the org's API keys over /api/v1/keys and cannot call models.
-        #[arg(long, conflicts_with_all = ["limit_usd", "expires"])]
+        #[arg(long, conflicts_with_all = ["limit_usd", "expires", "limit_reset", "models", "rpm"])]
         management: bool,
     },
     /// Revoke a key (it stops working within the key cache TTL, 5 s by default).
@@ -300,6 +309,9 @@ async fn dispatch(cfg: Config, command: Command) -> anyhow::Result<()> {
             name,
             limit_usd,
             expires,
+            limit_reset,
+            models,
+            rpm,
             management,
         }) => {
             let store = open(&cfg).await?;
@@ -324,8 +336,14 @@ async fn dispatch(cfg: Config, command: Command) -> anyhow::Result<()> {
                     "management key",
                 )
             } else {
+                let rules = keys::KeyRules {
+                    limit_reset: limit_reset.as_deref().and_then(keys::LimitReset::parse),
+                    allowed_models: models,
+                    requests_per_minute: rpm,
+                };
                 (
-                    keys::create_key(&store, &org.id, &name, limit, expires_at).await?,
+                    keys::create_key_with(&store, &org.id, &name, limit, expires_at, &rules)
+                        .await?,
                     "key",
                 )
             };

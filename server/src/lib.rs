@@ -74,6 +74,7 @@ impl Application {
             gate,
             http,
             cut_streams: tokio::sync::watch::channel(false).0,
+            rpm: keys::RpmLimiter::default(),
         }));
         Ok(Application {
             listener,

@@ -18,6 +18,7 @@ pub struct Inner {
     pub http: reqwest::Client,
     /// Set when shutdown's grace period is over: streams still running end (and settle) at once.
     pub cut_streams: tokio::sync::watch::Sender<bool>,
+    pub rpm: crate::keys::RpmLimiter,
 }
 
 #[derive(Clone)]

@@ -178,6 +178,7 @@ pub(super) async fn settle_many(
     for (key, d) in keys {
         sqlx::query(
             "UPDATE api_keys SET reserved_nanos = reserved_nanos - $1, usage_nanos = usage_nanos + $2, \
+             period_usage_nanos = period_usage_nanos + $2, \
              last_used_at = COALESCE($3, last_used_at) WHERE id = $4",
         )
         .bind(d.reserved)
@@ -196,6 +197,22 @@ pub(super) async fn admit_many(
     holds: &[&Hold],
     instance_id: &str,
 ) -> Result<Vec<Result<(), Refusal>>, sqlx::Error> {
+    // Keys whose limit resets start a new period the first time a request of that period arrives.
+    let mut rolled: HashSet<(&str, i64)> = HashSet::new();
+    for h in holds {
+        if let Some(start) = h.period_start {
+            if rolled.insert((&h.key_id, start)) {
+                sqlx::query(
+                    "UPDATE api_keys SET period_usage_nanos = 0, period_start = $1 \
+                     WHERE id = $2 AND (period_start IS NULL OR period_start < $1)",
+                )
+                .bind(start)
+                .bind(&h.key_id)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+    }
     let mut out: Vec<Option<Result<(), Refusal>>> = vec![None; holds.len()];
     let mut by_org: Vec<(&str, Vec<usize>)> = Vec::new();
     for (i, h) in holds.iter().enumerate() {
@@ -235,7 +252,7 @@ pub(super) async fn admit_many(
             let ktotal: i64 = kidx.iter().map(|&i| holds[i].amount.0).sum();
             let fits = sqlx::query(
                 "UPDATE api_keys SET reserved_nanos = reserved_nanos + $1 \
-                 WHERE id = $2 AND (limit_nanos IS NULL OR limit_nanos - usage_nanos - reserved_nanos >= $1)",
+                 WHERE id = $2 AND (limit_nanos IS NULL OR limit_nanos - period_usage_nanos - reserved_nanos >= $1)",
             )
             .bind(ktotal)
             .bind(key)

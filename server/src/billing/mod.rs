@@ -23,6 +23,9 @@ pub struct Hold {
     pub org_id: String,
     pub key_id: String,
     pub amount: Nanos,
+    /// For a key whose limit resets: when the current period began (the key's period usage restarts
+    /// from zero the first time a request of a new period is admitted).
+    pub period_start: Option<i64>,
 }
 
 /// Why a request was not admitted.
@@ -138,12 +141,19 @@ impl CreditGate {
     }
 
     /// Reserves `amount` for a request, or says why not.
-    pub async fn admit(&self, org_id: &str, key_id: &str, amount: Nanos) -> Result<Hold, Refusal> {
+    pub async fn admit(
+        &self,
+        org_id: &str,
+        key_id: &str,
+        amount: Nanos,
+        period_start: Option<i64>,
+    ) -> Result<Hold, Refusal> {
         let hold = Hold {
             id: new_id(),
             org_id: org_id.to_string(),
             key_id: key_id.to_string(),
             amount,
+            period_start,
         };
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -386,7 +396,7 @@ async fn reserve_key(
 ) -> Result<Result<(), Refusal>, sqlx::Error> {
     let key = sqlx::query(
         "UPDATE api_keys SET reserved_nanos = reserved_nanos + $1 \
-         WHERE id = $2 AND (limit_nanos IS NULL OR limit_nanos - usage_nanos - reserved_nanos >= $1)",
+         WHERE id = $2 AND (limit_nanos IS NULL OR limit_nanos - period_usage_nanos - reserved_nanos >= $1)",
     )
     .bind(h.amount.0)
     .bind(&h.key_id)
@@ -394,7 +404,7 @@ async fn reserve_key(
     .await?;
     if key.rows_affected() == 0 {
         let (remaining,): (i64,) = sqlx::query_as(
-            "SELECT COALESCE(limit_nanos - usage_nanos - reserved_nanos, 0) FROM api_keys WHERE id = $1",
+            "SELECT COALESCE(limit_nanos - period_usage_nanos - reserved_nanos, 0) FROM api_keys WHERE id = $1",
         )
         .bind(&h.key_id)
         .fetch_one(&mut **tx)

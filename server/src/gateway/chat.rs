@@ -164,6 +164,33 @@ pub async fn chat_completions(
         ))
         .with_meta("model", req.model.clone())
     })?;
+    if let Some(allowed) = &key.rules.allowed_models {
+        if !allowed.iter().any(|m| *m == model.slug) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                format!(
+                    "this API key may not call `{}`; it may call: {}",
+                    model.slug,
+                    allowed.join(", ")
+                ),
+            )
+            .with_meta("model", model.slug.clone()));
+        }
+    }
+    if let Some(rpm) = key.rules.requests_per_minute {
+        if let Err(wait) = state.rpm.check(&key.id, rpm) {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                format!("this API key is limited to {rpm} requests per minute; retry in {wait} s"),
+            )
+            .with_meta("error_type", "key_rate_limited")
+            .with_meta("requests_per_minute", rpm);
+            e.retry_after = Some(wait);
+            return Err(e);
+        }
+    }
     if model.endpoints.is_empty() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -188,7 +215,14 @@ pub async fn chat_completions(
 
     let hold = state
         .gate
-        .admit(&key.org_id, &key.id, worst)
+        .admit(
+            &key.org_id,
+            &key.id,
+            worst,
+            key.rules
+                .limit_reset
+                .map(|r| r.period_start(crate::store::now_ms())),
+        )
         .await
         .map_err(|r| refusal_error(r, worst))?;
     let billed = Billed {

@@ -155,21 +155,41 @@ pub async fn key(
     State(state): State<AppState>,
     ApiKeyAuth(key): ApiKeyAuth,
 ) -> Result<Json<Value>, ApiError> {
-    let (usage, reserved): (i64, i64) =
-        sqlx::query_as("SELECT usage_nanos, reserved_nanos FROM api_keys WHERE id = $1")
-            .bind(&key.id)
-            .fetch_one(&state.store.pool)
-            .await?;
-    let remaining = key.limit.map(|l| Nanos((l.0 - usage - reserved).max(0)));
+    let (usage, period_usage, reserved): (i64, i64, i64) = sqlx::query_as(
+        "SELECT usage_nanos, period_usage_nanos, reserved_nanos FROM api_keys WHERE id = $1",
+    )
+    .bind(&key.id)
+    .fetch_one(&state.store.pool)
+    .await?;
+    // A period that has ended but not yet rolled over (no request since) counts as empty.
+    let period_usage = match key.rules.limit_reset {
+        Some(r) => {
+            let (start,): (Option<i64>,) =
+                sqlx::query_as("SELECT period_start FROM api_keys WHERE id = $1")
+                    .bind(&key.id)
+                    .fetch_one(&state.store.pool)
+                    .await?;
+            if start.is_some_and(|s| s >= r.period_start(crate::store::now_ms())) {
+                period_usage
+            } else {
+                0
+            }
+        }
+        None => period_usage,
+    };
+    let remaining = key
+        .limit
+        .map(|l| Nanos((l.0 - period_usage - reserved).max(0)));
     Ok(Json(json!({ "data": {
         "label": key.name,
         "limit": key.limit.map(Nanos::usd_json),
-        "limit_reset": null,
+        "limit_reset": key.rules.limit_reset.map(|r| r.as_str()),
         "limit_remaining": remaining.map(Nanos::usd_json),
         "usage": Nanos(usage).usd_json(),
         "is_free_tier": false,
         "expires_at": key.expires_at.map(rfc3339),
-        "rate_limit": {"requests": -1, "interval": "10s"},
+        "allowed_models": key.rules.allowed_models,
+        "rate_limit": {"requests": key.rules.requests_per_minute.map_or(-1, i64::from), "interval": "1m"},
     }})))
 }
 

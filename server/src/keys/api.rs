@@ -2,7 +2,7 @@
 //! `GET/POST /keys`, `GET/PATCH/DELETE /keys/{hash}`. Every query is scoped by the org of the calling
 //! management key; another org's key is simply not found.
 
-use super::{create_key, hash_secret, KeyKind};
+use super::{allowed_models_json, create_key_with, hash_secret, KeyKind, KeyRules, LimitReset};
 use crate::error::ApiError;
 use crate::gateway::{info::rfc3339, LimitedBody, ManagementAuth};
 use crate::money::Nanos;
@@ -29,16 +29,20 @@ struct KeyRow {
     prefix: String,
     limit_nanos: Option<i64>,
     usage_nanos: i64,
+    period_usage_nanos: i64,
     reserved_nanos: i64,
     disabled: i64,
     expires_at: Option<i64>,
     created_at: i64,
     updated_at: Option<i64>,
     last_used_at: Option<i64>,
+    limit_reset: Option<String>,
+    allowed_models: Option<String>,
+    rpm_limit: Option<i64>,
 }
 
-const COLUMNS: &str = "hash, name, prefix, limit_nanos, usage_nanos, reserved_nanos, disabled, expires_at, created_at, \
-                       updated_at, last_used_at";
+const COLUMNS: &str = "hash, name, prefix, limit_nanos, usage_nanos, period_usage_nanos, reserved_nanos, disabled, \
+                       expires_at, created_at, updated_at, last_used_at, limit_reset, allowed_models, rpm_limit";
 
 impl KeyRow {
     fn json(&self) -> Value {
@@ -48,12 +52,15 @@ impl KeyRow {
             "label": self.prefix,
             "disabled": self.disabled != 0,
             "limit": self.limit_nanos.map(|l| Nanos(l).usd_json()),
-            "limit_remaining": self.limit_nanos.map(|l| Nanos((l - self.usage_nanos - self.reserved_nanos).max(0)).usd_json()),
+            "limit_remaining": self.limit_nanos.map(|l| Nanos((l - self.period_usage_nanos - self.reserved_nanos).max(0)).usd_json()),
             "usage": Nanos(self.usage_nanos).usd_json(),
             "created_at": rfc3339(self.created_at),
             "updated_at": self.updated_at.map(rfc3339),
             "expires_at": self.expires_at.map(rfc3339),
             "last_used_at": self.last_used_at.map(rfc3339),
+            "limit_reset": self.limit_reset,
+            "allowed_models": self.allowed_models.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
+            "requests_per_minute": self.rpm_limit,
         })
     }
 }
@@ -104,9 +111,16 @@ struct KeyFields {
     limit: Option<Option<Nanos>>,
     expires_at: Option<Option<i64>>,
     disabled: Option<bool>,
+    limit_reset: Option<Option<LimitReset>>,
+    allowed_models: Option<Option<Vec<String>>>,
+    requests_per_minute: Option<Option<u32>>,
 }
 
-fn parse_fields(bytes: &[u8], allow_disabled: bool) -> Result<KeyFields, ApiError> {
+fn parse_fields(
+    state: &AppState,
+    bytes: &[u8],
+    allow_disabled: bool,
+) -> Result<KeyFields, ApiError> {
     let v: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
     let Value::Object(map) = v else {
@@ -160,6 +174,55 @@ fn parse_fields(bytes: &[u8], allow_disabled: bool) -> Result<KeyFields, ApiErro
                     "must be an RFC 3339 time or null",
                 ))
             }
+            ("limit_reset", Value::Null) => f.limit_reset = Some(None),
+            ("limit_reset", Value::String(s)) if LimitReset::parse(s).is_some() => {
+                f.limit_reset = Some(LimitReset::parse(s))
+            }
+            ("limit_reset", _) => {
+                return Err(ApiError::bad_field(
+                    "limit_reset",
+                    "must be \"daily\", \"weekly\", \"monthly\" or null",
+                ))
+            }
+            ("allowed_models", Value::Null) => f.allowed_models = Some(None),
+            ("allowed_models", Value::Array(items)) => {
+                let catalog = state.catalog.get();
+                let mut models = Vec::new();
+                for item in items {
+                    let Some(slug) = item.as_str() else {
+                        return Err(ApiError::bad_field(
+                            "allowed_models",
+                            "must be an array of model ids",
+                        ));
+                    };
+                    if !catalog.models.contains_key(slug) {
+                        return Err(ApiError::bad_field(
+                            "allowed_models",
+                            format!("names {slug:?}, which is not in the catalog"),
+                        ));
+                    }
+                    models.push(slug.to_string());
+                }
+                f.allowed_models = Some(Some(models));
+            }
+            ("allowed_models", _) => {
+                return Err(ApiError::bad_field(
+                    "allowed_models",
+                    "must be an array of model ids, or null",
+                ))
+            }
+            ("requests_per_minute", Value::Null) => f.requests_per_minute = Some(None),
+            ("requests_per_minute", Value::Number(n))
+                if n.as_u64().is_some_and(|v| (1..=1_000_000).contains(&v)) =>
+            {
+                f.requests_per_minute = Some(n.as_u64().and_then(|v| u32::try_from(v).ok()));
+            }
+            ("requests_per_minute", _) => {
+                return Err(ApiError::bad_field(
+                    "requests_per_minute",
+                    "must be a whole number from 1 to 1000000, or null",
+                ))
+            }
             ("disabled", Value::Bool(b)) if allow_disabled => f.disabled = Some(*b),
             ("disabled", _) if allow_disabled => {
                 return Err(ApiError::bad_field("disabled", "must be true or false"))
@@ -180,16 +243,22 @@ async fn create(
     ManagementAuth(me): ManagementAuth,
     LimitedBody(body): LimitedBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let f = parse_fields(&body, false)?;
+    let f = parse_fields(&state, &body, false)?;
     let name = f
         .name
         .ok_or_else(|| ApiError::bad_field("name", "is required"))?;
-    let k = create_key(
+    let rules = KeyRules {
+        limit_reset: f.limit_reset.flatten(),
+        allowed_models: f.allowed_models.flatten(),
+        requests_per_minute: f.requests_per_minute.flatten(),
+    };
+    let k = create_key_with(
         &state.store,
         &me.org_id,
         &name,
         f.limit.flatten(),
         f.expires_at.flatten(),
+        &rules,
     )
     .await
     .map_err(ApiError::internal)?;
@@ -207,14 +276,25 @@ async fn update(
     Path(hash): Path<String>,
     LimitedBody(body): LimitedBody,
 ) -> Result<Json<Value>, ApiError> {
-    let f = parse_fields(&body, true)?;
+    let f = parse_fields(&state, &body, true)?;
     let current = find(&state, &me.org_id, &hash).await?;
     let name = f.name.unwrap_or(current.name);
     let limit = f.limit.unwrap_or(current.limit_nanos.map(Nanos));
     let expires_at = f.expires_at.unwrap_or(current.expires_at);
     let disabled = f.disabled.unwrap_or(current.disabled != 0);
+    let limit_reset = f
+        .limit_reset
+        .unwrap_or(current.limit_reset.as_deref().and_then(LimitReset::parse));
+    let allowed_models = match f.allowed_models {
+        Some(m) => allowed_models_json(&m),
+        None => current.allowed_models,
+    };
+    let rpm = f
+        .requests_per_minute
+        .unwrap_or(current.rpm_limit.and_then(|r| u32::try_from(r).ok()));
     sqlx::query(
-        "UPDATE api_keys SET name = $1, limit_nanos = $2, expires_at = $3, disabled = $4, updated_at = $5 \
+        "UPDATE api_keys SET name = $1, limit_nanos = $2, expires_at = $3, disabled = $4, updated_at = $5, \
+           limit_reset = $9, allowed_models = $10, rpm_limit = $11 \
          WHERE org_id = $6 AND hash = $7 AND kind = $8 AND revoked_at IS NULL",
     )
     .bind(&name)
@@ -225,6 +305,9 @@ async fn update(
     .bind(&me.org_id)
     .bind(&hash)
     .bind(KeyKind::Inference.as_str())
+    .bind(limit_reset.map(LimitReset::as_str))
+    .bind(allowed_models)
+    .bind(rpm.map(i64::from))
     .execute(&state.store.writer)
     .await?;
     tracing::info!(org = %me.org_id, by = %me.id, key = %hash, "API key updated over the management API");

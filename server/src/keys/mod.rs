@@ -29,6 +29,58 @@ pub struct KeyInfo {
     pub disabled: bool,
     pub revoked: bool,
     pub kind: KeyKind,
+    pub rules: KeyRules,
+}
+
+/// What a key may do beyond its credit limit and expiry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyRules {
+    /// The credit limit counts usage since the start of the current day/week/month (UTC).
+    pub limit_reset: Option<LimitReset>,
+    /// Model slugs the key may call; None: every model.
+    pub allowed_models: Option<Vec<String>>,
+    pub requests_per_minute: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitReset {
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+impl LimitReset {
+    pub fn parse(s: &str) -> Option<LimitReset> {
+        match s {
+            "daily" => Some(LimitReset::Daily),
+            "weekly" => Some(LimitReset::Weekly),
+            "monthly" => Some(LimitReset::Monthly),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitReset::Daily => "daily",
+            LimitReset::Weekly => "weekly",
+            LimitReset::Monthly => "monthly",
+        }
+    }
+
+    /// When the period holding `now_ms` began: UTC midnight, Monday 00:00 UTC, or the 1st 00:00 UTC.
+    pub fn period_start(self, now_ms: i64) -> i64 {
+        let now = time::OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000))
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let day = now.date();
+        let start = match self {
+            LimitReset::Daily => day,
+            LimitReset::Weekly => {
+                day - time::Duration::days(day.weekday().number_days_from_monday() as i64)
+            }
+            LimitReset::Monthly => day.replace_day(1).unwrap_or(day),
+        };
+        start.midnight().assume_utc().unix_timestamp() * 1000
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +124,37 @@ pub async fn create_key(
     limit: Option<Nanos>,
     expires_at: Option<i64>,
 ) -> anyhow::Result<NewKey> {
-    insert_key(store, org_id, name, limit, expires_at, KeyKind::Inference).await
+    insert_key(
+        store,
+        org_id,
+        name,
+        limit,
+        expires_at,
+        KeyKind::Inference,
+        &KeyRules::default(),
+    )
+    .await
+}
+
+/// Creates an inference key with rules (limit reset, allowed models, requests per minute).
+pub async fn create_key_with(
+    store: &Store,
+    org_id: &str,
+    name: &str,
+    limit: Option<Nanos>,
+    expires_at: Option<i64>,
+    rules: &KeyRules,
+) -> anyhow::Result<NewKey> {
+    insert_key(
+        store,
+        org_id,
+        name,
+        limit,
+        expires_at,
+        KeyKind::Inference,
+        rules,
+    )
+    .await
 }
 
 /// Creates a management key (one that manages the org's keys and cannot call models).
@@ -81,7 +163,23 @@ pub async fn create_management_key(
     org_id: &str,
     name: &str,
 ) -> anyhow::Result<NewKey> {
-    insert_key(store, org_id, name, None, None, KeyKind::Management).await
+    insert_key(
+        store,
+        org_id,
+        name,
+        None,
+        None,
+        KeyKind::Management,
+        &KeyRules::default(),
+    )
+    .await
+}
+
+/// The allow-list as stored (a JSON array), or NULL.
+pub fn allowed_models_json(models: &Option<Vec<String>>) -> Option<String> {
+    models
+        .as_ref()
+        .map(|m| serde_json::Value::from(m.clone()).to_string())
 }
 
 async fn insert_key(
@@ -91,6 +189,7 @@ async fn insert_key(
     limit: Option<Nanos>,
     expires_at: Option<i64>,
     kind: KeyKind,
+    rules: &KeyRules,
 ) -> anyhow::Result<NewKey> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
@@ -100,8 +199,9 @@ async fn insert_key(
     let prefix = format!("{}…", &secret[..KEY_PREFIX.len() + 6]);
     let id = new_id();
     sqlx::query(
-        "INSERT INTO api_keys (id, org_id, name, hash, prefix, limit_nanos, expires_at, created_at, kind) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO api_keys (id, org_id, name, hash, prefix, limit_nanos, expires_at, created_at, kind, \
+           limit_reset, allowed_models, rpm_limit) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&id)
     .bind(org_id)
@@ -112,6 +212,9 @@ async fn insert_key(
     .bind(expires_at)
     .bind(now_ms())
     .bind(kind.as_str())
+    .bind(rules.limit_reset.map(LimitReset::as_str))
+    .bind(allowed_models_json(&rules.allowed_models))
+    .bind(rules.requests_per_minute.map(i64::from))
     .execute(&store.writer)
     .await?;
     Ok(NewKey { id, secret, prefix })
@@ -127,7 +230,7 @@ pub async fn revoke_key(store: &Store, id: &str) -> anyhow::Result<bool> {
     Ok(r.rows_affected() == 1)
 }
 
-/// id, org_id, name, limit_nanos, expires_at, disabled, revoked_at, kind
+/// id, org_id, name, limit_nanos, expires_at, disabled, revoked_at, kind, limit_reset, allowed_models, rpm_limit
 type KeyRow = (
     String,
     String,
@@ -137,29 +240,40 @@ type KeyRow = (
     i64,
     Option<i64>,
     String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
 );
 
 pub async fn lookup(store: &Store, hash: &str) -> Result<Option<KeyInfo>, sqlx::Error> {
     let row: Option<KeyRow> = sqlx::query_as(
-        "SELECT id, org_id, name, limit_nanos, expires_at, disabled, revoked_at, kind FROM api_keys WHERE hash = $1",
+        "SELECT id, org_id, name, limit_nanos, expires_at, disabled, revoked_at, kind, limit_reset, allowed_models, rpm_limit \
+         FROM api_keys WHERE hash = $1",
     )
     .bind(hash)
     .fetch_optional(&store.pool)
     .await?;
     Ok(row.map(
-        |(id, org_id, name, limit, expires_at, disabled, revoked_at, kind)| KeyInfo {
-            id,
-            org_id,
-            name,
-            limit: limit.map(Nanos),
-            expires_at,
-            disabled: disabled != 0,
-            revoked: revoked_at.is_some(),
-            kind: if kind == "management" {
-                KeyKind::Management
-            } else {
-                KeyKind::Inference
-            },
+        |(id, org_id, name, limit, expires_at, disabled, revoked_at, kind, reset, models, rpm)| {
+            KeyInfo {
+                id,
+                org_id,
+                name,
+                limit: limit.map(Nanos),
+                expires_at,
+                disabled: disabled != 0,
+                revoked: revoked_at.is_some(),
+                kind: if kind == "management" {
+                    KeyKind::Management
+                } else {
+                    KeyKind::Inference
+                },
+                rules: KeyRules {
+                    limit_reset: reset.as_deref().and_then(LimitReset::parse),
+                    allowed_models: models.and_then(|m| serde_json::from_str(&m).ok()),
+                    requests_per_minute: rpm.and_then(|r| u32::try_from(r).ok()),
+                },
+            }
         },
     ))
 }
@@ -206,5 +320,57 @@ impl KeyCache {
 
     pub fn forget_all(&self) {
         self.map.write().clear();
+    }
+}
+
+/// Requests-per-minute limits, per key, over a sliding 60-second window. Held per instance; with several
+/// instances each enforces the limit on the traffic it sees.
+#[derive(Default)]
+pub struct RpmLimiter {
+    windows: parking_lot::Mutex<HashMap<String, std::collections::VecDeque<Instant>>>,
+}
+
+impl RpmLimiter {
+    /// Counts a request; Err(seconds to wait) when the key already made `limit` requests in the last minute.
+    pub fn check(&self, key_id: &str, limit: u32) -> Result<(), u64> {
+        let now = Instant::now();
+        let window = Duration::from_secs(60);
+        let mut all = self.windows.lock();
+        let q = all.entry(key_id.to_string()).or_default();
+        while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
+            q.pop_front();
+        }
+        if q.len() >= limit as usize {
+            let oldest = *q.front().expect("non-empty when at the limit");
+            let wait = window.saturating_sub(now.duration_since(oldest));
+            return Err(wait.as_secs().max(1));
+        }
+        q.push_back(now);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_start_at_utc_midnight_monday_and_the_first() {
+        // 2026-11-21 (a Saturday) 15:30:00 UTC
+        let now = 1_795_275_000_000;
+        assert_eq!(LimitReset::Daily.period_start(now), 1_795_219_200_000); // 2026-11-21 00:00
+        assert_eq!(LimitReset::Weekly.period_start(now), 1_794_787_200_000); // 2026-11-16 00:00, Monday
+        assert_eq!(LimitReset::Monthly.period_start(now), 1_793_491_200_000); // 2026-11-01 00:00
+    }
+
+    #[test]
+    fn rpm_allows_the_limit_then_says_how_long_to_wait() {
+        let l = RpmLimiter::default();
+        for _ in 0..3 {
+            assert!(l.check("k", 3).is_ok());
+        }
+        let wait = l.check("k", 3).expect_err("fourth in a minute");
+        assert!((1..=60).contains(&wait));
+        assert!(l.check("other", 3).is_ok(), "limits are per key");
     }
 }
