@@ -22,6 +22,36 @@ pub struct ModelCard {
     pub providers: Vec<String>,
 }
 
+/// The password rules, shown to people before they submit and enforced by the server with the same code.
+pub const PASSWORD_RULES: &[&str] = &[
+    "at least 10 characters",
+    "at most 128 characters",
+    "not your email address",
+    "not one character repeated",
+];
+
+/// The rules a password breaks (empty when it is acceptable).
+pub fn password_problems(password: &str, email: &str) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let n = password.chars().count();
+    if n < 10 {
+        out.push(PASSWORD_RULES[0]);
+    }
+    if n > 128 {
+        out.push(PASSWORD_RULES[1]);
+    }
+    if !email.is_empty() && password.trim().eq_ignore_ascii_case(email.trim()) {
+        out.push(PASSWORD_RULES[2]);
+    }
+    let mut chars = password.chars();
+    if let Some(first) = chars.next() {
+        if chars.all(|c| c == first) {
+            out.push(PASSWORD_RULES[3]);
+        }
+    }
+    out
+}
+
 /// The catalog as the UI may read it; implemented by the server.
 pub trait PublicCatalog: Send + Sync + 'static {
     fn model_cards(&self) -> Vec<ModelCard>;
@@ -266,6 +296,27 @@ fn NotFound() -> impl IntoView {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn password_rules_name_what_is_wrong() {
+        assert_eq!(
+            super::password_problems("short", ""),
+            vec!["at least 10 characters"]
+        );
+        assert_eq!(
+            super::password_problems("aaaaaaaaaaaa", ""),
+            vec!["not one character repeated"]
+        );
+        assert_eq!(
+            super::password_problems("me@example.com", "Me@Example.com"),
+            vec!["not your email address"]
+        );
+        assert!(super::password_problems("correct horse battery", "me@example.com").is_empty());
+        assert_eq!(
+            super::password_problems(&"x1".repeat(70), ""),
+            vec!["at most 128 characters"]
+        );
+    }
+
     #[test]
     fn money_shows_at_least_cents() {
         assert_eq!(super::dollars("3.3"), "$3.30");

@@ -39,8 +39,23 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Manage platform admins.
+    #[command(subcommand)]
+    Admin(AdminCmd),
     /// Run the fake OpenAI-compatible upstream used for development, tests and benchmarks.
     DevUpstream(DevUpstreamArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCmd {
+    /// Create a platform admin (or make an existing account one, setting its password).
+    Create {
+        #[arg(long)]
+        email: String,
+        /// The password; without it, the first line of standard input is read (keeps it out of `ps`).
+        #[arg(long)]
+        password: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -244,6 +259,22 @@ async fn dispatch(cfg: Config, command: Command) -> anyhow::Result<()> {
                 "running servers pick this up within {} ms",
                 cfg.catalog_refresh_ms
             );
+            Ok(())
+        }
+        Command::Admin(AdminCmd::Create { email, password }) => {
+            let store = open(&cfg).await?;
+            let password = match password {
+                Some(p) => p,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the password from standard input")?;
+                    line.trim_end_matches(['\n', '\r']).to_string()
+                }
+            };
+            let user = accounts::create_admin(&store, &email, &password).await?;
+            println!("{} is a platform admin (user id {})", user.email, user.id);
             Ok(())
         }
         Command::Org(OrgCmd::Create { name, owner_email }) => {

@@ -119,7 +119,7 @@ fn start_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
         .env("SWITCHYARD_SECRET_KEY", KEY_B64)
         .env("SWITCHYARD_ADDR", "127.0.0.1:0")
         .env("SWITCHYARD_KEY_CACHE_TTL_MS", "200")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for (k, v) in extra_env {
@@ -212,6 +212,35 @@ async fn cli_sets_up_a_platform_that_serves_requests(db: Db) {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.expect("json");
     assert!(v["usage"]["cost"].as_f64().expect("cost") > 0.0);
+
+    // The operator makes a platform admin; the password comes on standard input, not the command line.
+    let mut child = Command::new(BIN)
+        .args(["admin", "create", "--email", "Ops@Acme.test"])
+        .env("DATABASE_URL", &tdb.url)
+        .env("SWITCHYARD_SECRET_KEY", KEY_B64)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"operator password 1\n")
+            .expect("write");
+    }
+    let out = child.wait_with_output().expect("admin create");
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("ops@acme.test is a platform admin")
+    );
+    let store = Store::open(&tdb.url, 2).await.expect("store");
+    let admin = switchyard::accounts::sign_in(&store, "ops@acme.test", "operator password 1")
+        .await
+        .expect("sign in");
+    assert!(admin.is_admin);
 
     // A management key made on the command line manages keys over the API.
     let (ok, out, err) = cli(

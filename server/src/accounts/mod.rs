@@ -1,5 +1,6 @@
-//! Accounts: users, organisations and memberships. The dashboard's sign-up and sessions build on these;
-//! for now the operator creates organisations from the command line.
+//! Accounts: users (argon2id passwords), organisations and memberships; sign-up makes a personal
+//! organisation, the first account of a platform is its admin. The dashboard's pages and sessions build on
+//! these; the operator also creates organisations and admins from the command line.
 
 use crate::store::{is_unique_violation, new_id, now_ms, Store};
 use anyhow::{bail, Context};
@@ -76,4 +77,217 @@ fn valid_email(e: &str) -> bool {
         return false;
     };
     !local.is_empty() && !domain.is_empty() && !e.contains(char::is_whitespace) && e.len() <= 254
+}
+
+/// A person who can sign in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub is_admin: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AccountError {
+    #[error("{0:?} is not an email address")]
+    BadEmail(String),
+    #[error("the password must be {}", .0.join(", "))]
+    WeakPassword(Vec<&'static str>),
+    /// Deliberately vague: it must not tell a stranger whether an address has an account.
+    #[error("could not create an account with this email; if you already have one, sign in or reset your password")]
+    EmailTaken,
+    /// The same answer for an unknown email and a wrong password.
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("this account is disabled; contact the platform's operator")]
+    Disabled,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for AccountError {
+    fn from(e: sqlx::Error) -> Self {
+        AccountError::Internal(e.to_string())
+    }
+}
+
+/// argon2id with a random salt, off the async threads (it is deliberately slow).
+pub async fn hash_password(password: &str) -> Result<String, AccountError> {
+    let pw = password.to_string();
+    tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::PasswordHasher;
+        argon2::Argon2::default()
+            .hash_password(pw.as_bytes())
+            .map(|h| h.to_string())
+    })
+    .await
+    .map_err(|e| AccountError::Internal(e.to_string()))?
+    .map_err(|e| AccountError::Internal(e.to_string()))
+}
+
+async fn verify_password(password: &str, phc: &str) -> bool {
+    let (pw, phc) = (password.to_string(), phc.to_string());
+    tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::{phc::PasswordHash, PasswordVerifier};
+        PasswordHash::new(&phc).is_ok_and(|h| {
+            argon2::Argon2::default()
+                .verify_password(pw.as_bytes(), &h)
+                .is_ok()
+        })
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A hash of a password nobody has, verified against when the email is unknown so that both failures
+/// take the same time.
+static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Creates an account and its personal organisation (owned by it). The first account of a platform
+/// without a platform admin becomes the platform admin.
+pub async fn sign_up(
+    store: &Store,
+    email: &str,
+    password: &str,
+) -> Result<(User, Org), AccountError> {
+    let email = email.trim().to_ascii_lowercase();
+    if !valid_email(&email) {
+        return Err(AccountError::BadEmail(email));
+    }
+    let problems = switchyard_app::password_problems(password, &email);
+    if !problems.is_empty() {
+        return Err(AccountError::WeakPassword(problems));
+    }
+    let hash = hash_password(password).await?;
+    let now = now_ms();
+    let mut tx = store.writer.begin().await?;
+    let user_id = new_id();
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, email, password_hash, is_admin, created_at) \
+         SELECT $1, $2, $3, CASE WHEN EXISTS (SELECT 1 FROM users WHERE is_admin = 1) THEN 0 ELSE 1 END, $4",
+    )
+    .bind(&user_id)
+    .bind(&email)
+    .bind(&hash)
+    .bind(now)
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) => return Err(AccountError::EmailTaken),
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    let (is_admin,): (i64,) = sqlx::query_as("SELECT is_admin FROM users WHERE id = $1")
+        .bind(&user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    // Personal organisation: "<email> (personal)", made unique if an operator already used the name.
+    let mut name = format!("{email} (personal)");
+    let (taken,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orgs WHERE name = $1")
+        .bind(&name)
+        .fetch_one(&mut *tx)
+        .await?;
+    if taken > 0 {
+        name = format!("{name} {}", &user_id[user_id.len() - 6..]);
+    }
+    let org = Org { id: new_id(), name };
+    sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)")
+        .bind(&org.id)
+        .bind(&org.name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)",
+    )
+    .bind(&org.id)
+    .bind(&user_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    tracing::info!(user = %user_id, admin = is_admin != 0, "account created");
+    Ok((
+        User {
+            id: user_id,
+            email,
+            is_admin: is_admin != 0,
+        },
+        org,
+    ))
+}
+
+/// Checks an email and password. Unknown emails and wrong passwords get the same error, in the same time.
+pub async fn sign_in(store: &Store, email: &str, password: &str) -> Result<User, AccountError> {
+    let email = email.trim().to_ascii_lowercase();
+    let row: Option<(String, Option<String>, i64, i64)> =
+        sqlx::query_as("SELECT id, password_hash, is_admin, disabled FROM users WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(&store.pool)
+            .await?;
+    let Some((id, Some(hash), is_admin, disabled)) = row else {
+        let dummy = match DUMMY_HASH.get() {
+            Some(h) => h.clone(),
+            None => {
+                let h = hash_password("not a real password, only for timing").await?;
+                DUMMY_HASH.get_or_init(|| h).clone()
+            }
+        };
+        let _ = verify_password(password, &dummy).await;
+        return Err(AccountError::InvalidCredentials);
+    };
+    if !verify_password(password, &hash).await {
+        return Err(AccountError::InvalidCredentials);
+    }
+    if disabled != 0 {
+        return Err(AccountError::Disabled);
+    }
+    Ok(User {
+        id,
+        email,
+        is_admin: is_admin != 0,
+    })
+}
+
+/// Makes (or promotes) a platform admin with this email and password; the operator's bootstrap.
+pub async fn create_admin(
+    store: &Store,
+    email: &str,
+    password: &str,
+) -> Result<User, AccountError> {
+    let email = email.trim().to_ascii_lowercase();
+    if !valid_email(&email) {
+        return Err(AccountError::BadEmail(email));
+    }
+    let problems = switchyard_app::password_problems(password, &email);
+    if !problems.is_empty() {
+        return Err(AccountError::WeakPassword(problems));
+    }
+    let hash = hash_password(password).await?;
+    let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE email = $1")
+        .bind(&email)
+        .fetch_optional(&store.pool)
+        .await?;
+    if exists.is_none() {
+        let (user, _) = sign_up(store, &email, password).await?;
+        sqlx::query("UPDATE users SET is_admin = 1 WHERE id = $1")
+            .bind(&user.id)
+            .execute(&store.writer)
+            .await?;
+        return Ok(User {
+            is_admin: true,
+            ..user
+        });
+    }
+    let (id,) = exists.expect("checked above");
+    sqlx::query("UPDATE users SET password_hash = $1, is_admin = 1, disabled = 0 WHERE id = $2")
+        .bind(&hash)
+        .bind(&id)
+        .execute(&store.writer)
+        .await?;
+    Ok(User {
+        id,
+        email,
+        is_admin: true,
+    })
 }
