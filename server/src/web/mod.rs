@@ -1,6 +1,8 @@
 //! The web UI: server-side rendering of the Leptos `app`, its server functions, the built wasm/JS
 //! bundle (`SWITCHYARD_SITE_DIR/pkg`) and the stylesheet compiled into the binary.
 
+pub mod sessions;
+
 use crate::state::AppState;
 use axum::{
     body::Body,
