@@ -836,19 +836,18 @@ async fn catalog_changes_reach_the_gateway_without_restart(db: Db) {
     app.stop().await;
 }
 
-async fn graceful_shutdown_finishes_streams_and_records_usage(db: Db) {
-    let app = TestApp::start(db).await;
-    app.grant("1").await;
-    let http = app.http.clone();
-    let url = app.url("/api/v1/chat/completions");
-    let key = app.key.clone();
-    let stream = tokio::spawn(async move {
+/// Starts a streamed request in the background; resolves to its generation id and whole body.
+fn spawn_stream(app: &TestApp, extra: Value) -> tokio::task::JoinHandle<(String, String)> {
+    let (http, url, key) = (
+        app.http.clone(),
+        app.url("/api/v1/chat/completions"),
+        app.key.clone(),
+    );
+    tokio::spawn(async move {
         let r = http
             .post(url)
             .bearer_auth(key)
-            .json(&chat_body(
-                json!({"stream": true, "x_fake": {"tokens": 10, "chunk_delay_ms": 100}}),
-            ))
+            .json(&chat_body(extra))
             .send()
             .await
             .expect("req");
@@ -857,7 +856,16 @@ async fn graceful_shutdown_finishes_streams_and_records_usage(db: Db) {
             .expect("ascii")
             .to_string();
         (id, r.text().await.expect("body"))
-    });
+    })
+}
+
+async fn graceful_shutdown_finishes_streams_and_records_usage(db: Db) {
+    let app = TestApp::start(db).await;
+    app.grant("1").await;
+    let stream = spawn_stream(
+        &app,
+        json!({"stream": true, "x_fake": {"tokens": 10, "chunk_delay_ms": 100}}),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let org = app.org_id.clone();
     let db = app.stop().await; // returns only after the stream finished and usage was flushed
@@ -882,27 +890,10 @@ async fn graceful_shutdown_finishes_streams_and_records_usage(db: Db) {
 async fn streams_past_the_shutdown_grace_end_cleanly_and_are_billed(db: Db) {
     let app = TestApp::start_with(db, |c| c.shutdown_grace_ms = 300).await;
     app.grant("1").await;
-    let (http, url, key) = (
-        app.http.clone(),
-        app.url("/api/v1/chat/completions"),
-        app.key.clone(),
+    let stream = spawn_stream(
+        &app,
+        json!({"stream": true, "x_fake": {"tokens": 200, "chunk_delay_ms": 50}}),
     );
-    let stream = tokio::spawn(async move {
-        let r = http
-            .post(url)
-            .bearer_auth(key)
-            .json(&chat_body(
-                json!({"stream": true, "x_fake": {"tokens": 200, "chunk_delay_ms": 50}}),
-            ))
-            .send()
-            .await
-            .expect("req");
-        let id = r.headers()["x-generation-id"]
-            .to_str()
-            .expect("ascii")
-            .to_string();
-        (id, r.text().await.expect("body"))
-    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let org = app.org_id.clone();
     let db = app.stop().await;

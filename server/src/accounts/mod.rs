@@ -49,16 +49,46 @@ pub async fn create_org(store: &Store, name: &str, owner_email: &str) -> anyhow:
         .bind(&email)
         .fetch_one(&mut *tx)
         .await?;
-    sqlx::query(
-        "INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)",
-    )
-    .bind(&org.id)
-    .bind(&user_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    add_member(&mut tx, &org.id, &user_id, Role::Owner, now).await?;
     tx.commit().await?;
     Ok(org)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+}
+
+/// Adds a user to an org with a role, in the caller's transaction.
+pub async fn add_member(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    org_id: &str,
+    user_id: &str,
+    role: Role,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(org_id)
+    .bind(user_id)
+    .bind(role.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 pub async fn find_org(store: &Store, name: &str) -> anyhow::Result<Org> {
@@ -197,14 +227,7 @@ pub async fn sign_up(
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)",
-    )
-    .bind(&org.id)
-    .bind(&user_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    add_member(&mut tx, &org.id, &user_id, Role::Owner, now).await?;
     tx.commit().await?;
     tracing::info!(user = %user_id, admin = is_admin != 0, "account created");
     Ok((
