@@ -942,3 +942,26 @@ both_backends!(
     catalog_changes_reach_the_gateway_without_restart,
     graceful_shutdown_finishes_streams_and_records_usage,
 );
+
+/// `/health` tells a load balancer the truth: 503 once the database is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_an_unreachable_database() {
+    let app = TestApp::start(Db::Postgres).await;
+    let r = app.http.get(app.url("/health")).send().await.expect("req");
+    assert_eq!(r.status(), 200);
+    let name = app.db.url.rsplit('/').next().expect("db name").to_string();
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&common::pg_admin_url())
+            .await
+            .expect("admin connection");
+        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .execute(&mut c)
+            .await
+            .expect("drop");
+    }
+    let r = app.http.get(app.url("/health")).send().await.expect("req");
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["database"], "unreachable");
+}
