@@ -367,6 +367,16 @@ async fn dispatch(cfg: Config, command: Command) -> anyhow::Result<()> {
                     "management key",
                 )
             } else {
+                for m in models.iter().flatten() {
+                    let known: Option<(String,)> =
+                        sqlx::query_as("SELECT id FROM models WHERE slug = $1")
+                            .bind(m)
+                            .fetch_optional(&store.pool)
+                            .await?;
+                    if known.is_none() {
+                        bail!("--models: {m:?} is not in the catalog (GET /api/v1/models lists the ids)");
+                    }
+                }
                 let rules = keys::KeyRules {
                     limit_reset: limit_reset.as_deref().and_then(keys::LimitReset::parse),
                     allowed_models: models,

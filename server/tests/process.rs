@@ -179,6 +179,36 @@ async fn cli_sets_up_a_platform_that_serves_requests(db: Db) {
         .expect("q");
     assert_eq!(n, 0);
 
+    let (ok, _, err) = cli(
+        &tdb,
+        &[
+            "key",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "x",
+            "--models",
+            "test/fast,nope/none",
+        ],
+    );
+    assert!(!ok && err.contains("nope/none"), "{err}");
+    let (ok, out, err) = cli(
+        &tdb,
+        &[
+            "key",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "narrow",
+            "--models",
+            "test/fast",
+            "--rpm",
+            "5",
+        ],
+    );
+    assert!(ok, "{out}{err}");
     let (ok, _, err) = cli(&tdb, &["credits", "grant", "--org", "nobody", "--usd", "1"]);
     assert!(!ok && err.contains("no organisation named"), "{err}");
     let (ok, _, err) = cli(
