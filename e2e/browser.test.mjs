@@ -17,6 +17,7 @@ mkdirSync(shots, { recursive: true });
 let server;
 let base;
 let demoKey;
+let demoLogin;
 let browser;
 
 before(async () => {
@@ -38,9 +39,11 @@ before(async () => {
       out += d;
       const url = out.match(/Dashboard:\s+(\S+?)\/?\s/);
       const key = out.match(/Demo key:\s+(sk-sy-v1-[0-9a-f]+)/);
-      if (url && key) {
+      const login = out.match(/Sign in:\s+\S+ as (\S+) with password (\S+)/);
+      if (url && key && login) {
         base = url[1];
         demoKey = key[1];
+        demoLogin = { email: login[1], password: login[2] };
         clearTimeout(timer);
         resolve();
       }
@@ -87,7 +90,7 @@ test('the home page hydrates, and filtering the models works in the browser', as
   const page = await browser.newPage();
   const errors = watchErrors(page);
   await page.goto(`${base}/`);
-  await page.waitForSelector('main[data-hydrated="true"]', { timeout: 20000 });
+  await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
   assert.equal(await page.locator('tr.model-row').count(), 2);
   assert.match(await page.locator('tr.model-row').first().innerText(), /\$0\.55/);
   await page.screenshot({ path: path.join(shots, 'home.png'), fullPage: true });
@@ -108,8 +111,8 @@ test('the sign-in link leads to its page', async () => {
   const page = await browser.newPage();
   const errors = watchErrors(page);
   await page.goto(`${base}/`);
-  await page.waitForSelector('main[data-hydrated="true"]', { timeout: 20000 });
-  await page.click('header a.button');
+  await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+  await page.click('header a.button:has-text("Sign in")');
   await page.waitForURL(/\/signin$/);
   assert.match(await page.locator('h1').innerText(), /Sign in/);
   await page.screenshot({ path: path.join(shots, 'signin.png') });
@@ -129,4 +132,94 @@ test('the demo key printed at start makes a first call, and credits drop by its 
   assert.ok(body.usage.cost > 0);
   const after = (await (await fetch(`${base}/api/v1/credits`, { headers })).json()).data.total_usage;
   assert.equal(Math.round((after - before) * 1e9), Math.round(body.usage.cost * 1e9));
+});
+
+test('a newcomer signs up, sees the dashboard, signs out and back in', async () => {
+  const page = await browser.newPage();
+  const errors = watchErrors(page);
+  const email = `ada-${Date.now()}@example.com`;
+  await page.goto(`${base}/signup`);
+  await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+  await page.fill('input[name=email]', email);
+  // The rules are shown, and checked, before submitting.
+  await page.fill('input[name=password]', 'short');
+  assert.equal(await page.locator('.rules li.ok').count(), 3);
+  await page.fill('input[name=password]', 'correct horse battery');
+  assert.equal(await page.locator('.rules li.ok').count(), 4);
+  await page.screenshot({ path: path.join(shots, 'signup.png') });
+  await page.click('form button[type=submit]');
+  await page.waitForURL(/\/dashboard$/);
+  await page.waitForSelector('.card-value.org');
+  assert.match(await page.locator('main').innerText(), new RegExp(`Signed in as\\s+${email.replace('.', '\\.')}`));
+  assert.match(await page.locator('.card-value.org').innerText(), /\(personal\)/);
+  assert.equal(await page.locator('.card-value.balance').innerText(), '$0.00');
+  assert.match(await page.locator('header').innerText(), new RegExp(email.replace('.', '\\.')));
+  await page.screenshot({ path: path.join(shots, 'dashboard.png') });
+
+  // The session cookie is HttpOnly and SameSite=Lax.
+  const cookie = (await browser.cookies(base)).find((c) => c.name === 'sy_session');
+  assert.ok(cookie, 'a session cookie is set');
+  assert.equal(cookie.httpOnly, true);
+  assert.equal(cookie.sameSite, 'Lax');
+
+  await page.click('header button:has-text("Sign out")');
+  await page.waitForURL(`${base}/`);
+  await page.waitForSelector('header a.button:has-text("Sign in")');
+  await page.goto(`${base}/dashboard`);
+  await page.waitForURL(/\/signin$/);
+
+  await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+  await page.fill('input[name=email]', email);
+  await page.fill('input[name=password]', 'wrong horse battery');
+  await page.click('form button[type=submit]');
+  await page.waitForSelector('p.error');
+  assert.match(await page.locator('p.error').innerText(), /Wrong email or password\./);
+  await page.screenshot({ path: path.join(shots, 'signin-error.png') });
+  await page.fill('input[name=password]', 'correct horse battery');
+  await page.click('form button[type=submit]');
+  await page.waitForURL(/\/dashboard$/);
+  await page.waitForSelector('.card-value.org');
+
+  // Signing up again with the same email is refused without saying more than needed.
+  const other = await browser.newPage();
+  await browser.clearCookies();
+  await other.goto(`${base}/signup`);
+  await other.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+  await other.fill('input[name=email]', email);
+  await other.fill('input[name=password]', 'another long password');
+  await other.click('form button[type=submit]');
+  await other.waitForSelector('p.error');
+  assert.match(await other.locator('p.error').innerText(), /Could not create an account/);
+  assert.deepEqual(errors, []);
+});
+
+test('a cross-site form cannot act on the dashboard', async () => {
+  const res = await fetch(`${base}/_app/sign_in`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: 'http://evil.example' },
+    body: 'email=a%40b.c&password=whatever12345',
+  });
+  assert.equal(res.status, 403);
+  const same = await fetch(`${base}/_app/sign_in`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: base, Accept: 'application/json' },
+    body: 'email=a%40b.c&password=whatever12345',
+  });
+  assert.notEqual(same.status, 403, 'the same site may post');
+});
+
+test('the demo owner signs in with the login printed at start and sees the demo credits', async () => {
+  const page = await browser.newPage();
+  await browser.clearCookies();
+  await page.goto(`${base}/signin`);
+  await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+  await page.fill('input[name=email]', demoLogin.email);
+  await page.fill('input[name=password]', demoLogin.password);
+  await page.click('form button[type=submit]');
+  await page.waitForURL(/\/dashboard$/);
+  await page.waitForSelector('.card-value.org');
+  assert.equal(await page.locator('.card-value.org').innerText(), 'Demo');
+  assert.equal(await page.locator('.card-value.balance').innerText(), '$9.99');
+  assert.match(await page.locator('.card-value.balance').getAttribute('title'), /^\$9\.9999/);
+  await page.screenshot({ path: path.join(shots, 'dashboard-demo.png') });
 });

@@ -2,6 +2,9 @@
 //! browser (feature `hydrate`). Domain data reaches the UI through traits the server implements and
 //! provides as context; this crate never depends on the server.
 
+pub mod account;
+
+use account::{DashboardPage, SignInPage, SignUpPage, UserMenu};
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
@@ -90,11 +93,14 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    // Effects run only in the browser: this flips once the page is hydrated and interactive.
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
     view! {
         <Stylesheet id="switchyard" href="/assets/switchyard.css"/>
         <Title text="Switchyard"/>
         <Router>
-            <header class="topbar">
+            <header class="topbar" data-hydrated=move || hydrated.get().to_string()>
                 <a class="brand" href="/">
                     <span class="brand-mark" aria-hidden="true">"⇄"</span>
                     "Switchyard"
@@ -102,12 +108,14 @@ pub fn App() -> impl IntoView {
                 <nav class="topnav">
                     <a href="/#models">"Models"</a>
                     <a href="/api/v1/models">"API"</a>
-                    <a class="button" href="/signin">"Sign in"</a>
+                    <UserMenu/>
                 </nav>
             </header>
             <Routes fallback=|| view! { <NotFound/> }>
                 <Route path=path!("") view=Home/>
-                <Route path=path!("signin") view=SignIn/>
+                <Route path=path!("signin") view=SignInPage/>
+                <Route path=path!("signup") view=SignUpPage/>
+                <Route path=path!("dashboard") view=DashboardPage/>
             </Routes>
         </Router>
     }
@@ -117,11 +125,8 @@ pub fn App() -> impl IntoView {
 fn Home() -> impl IntoView {
     let models = Resource::new(|| (), |_| list_models());
     let (query, set_query) = signal(String::new());
-    // Effects run only in the browser: this flips once the page is hydrated and interactive.
-    let hydrated = RwSignal::new(false);
-    Effect::new(move |_| hydrated.set(true));
     view! {
-        <main class="page" data-hydrated=move || hydrated.get().to_string()>
+        <main class="page">
             <section class="hero">
                 <h1>"Every model, one endpoint."</h1>
                 <p class="lede">
@@ -175,12 +180,18 @@ fn matches(m: &ModelCard, q: &str) -> bool {
 }
 
 /// "$3.3" reads as a typo: money shows at least cents ("3.30"), and every digit beyond that it has.
-fn dollars(exact: &str) -> String {
+pub(crate) fn dollars(exact: &str) -> String {
     match exact.split_once('.') {
         Some((i, f)) if f.len() < 2 => format!("${i}.{f:0<2}"),
         Some(_) => format!("${exact}"),
         None => format!("${exact}.00"),
     }
+}
+
+/// A balance to the cent, cut (not rounded) so it never shows more than there is: "$9.99" for 9.99995.
+pub(crate) fn cents(exact: &str) -> String {
+    let (int, frac) = exact.split_once('.').unwrap_or((exact, ""));
+    format!("${int}.{:0<2}", &frac[..frac.len().min(2)])
 }
 
 fn format_context(tokens: u64) -> String {
@@ -263,28 +274,6 @@ fn ModelTable(list: Vec<ModelCard>, query: ReadSignal<String>) -> impl IntoView 
 }
 
 #[component]
-fn SignIn() -> impl IntoView {
-    view! {
-        <main class="page narrow">
-            <h1>"Sign in"</h1>
-            <p class="lede">"Accounts and the dashboard are on their way."</p>
-            <p>
-                "Until then, the operator creates organisations, credits and API keys with the "
-                <code>"switchyard"</code> " command:"
-            </p>
-            <pre class="snippet">
-                <code>
-                    "switchyard org create --name acme --owner-email you@example.com\n"
-                    "switchyard credits grant --org acme --usd 25\n"
-                    "switchyard key create --org acme --name laptop"
-                </code>
-            </pre>
-            <p><a href="/">"← Back to the models"</a></p>
-        </main>
-    }
-}
-
-#[component]
 fn NotFound() -> impl IntoView {
     view! {
         <main class="page narrow">
@@ -323,6 +312,9 @@ mod tests {
         assert_eq!(super::dollars("0.55"), "$0.55");
         assert_eq!(super::dollars("0.000001"), "$0.000001");
         assert_eq!(super::dollars("15"), "$15.00");
+        assert_eq!(super::cents("9.99995545"), "$9.99");
+        assert_eq!(super::cents("0"), "$0.00");
+        assert_eq!(super::cents("12.5"), "$12.50");
         assert_eq!(super::format_context(128_000), "128K");
         assert_eq!(super::format_context(1_000_000), "1M");
     }

@@ -485,7 +485,10 @@ async fn serve(cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
     println!();
     println!("  Switchyard is running.");
     println!("    Dashboard:  {base}/");
-    println!("    Sign in:    accounts arrive with the dashboard; for now use the CLI (`switchyard --help`) and the key below");
+    match &demo {
+        Some(d) => println!("    Sign in:    {base}/signin as {} with password {} (platform admin)", d.login.0, d.login.1),
+        None => println!("    Sign in:    {base}/signin (or create an account at {base}/signup; the first account is the platform admin)"),
+    }
     println!("    API:        {base}/api/v1  (OpenAI-compatible; also at {base}/v1)");
     if let Some(d) = &demo {
         println!("    Demo key:   {}", d.api_key);

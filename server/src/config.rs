@@ -57,6 +57,8 @@ pub struct Config {
     pub db_max_connections: u32,
     /// An instance silent this long is taken for dead and its holds are released.
     pub instance_stale_ms: u64,
+    /// Mark the session cookie Secure (set it when the platform is served over HTTPS).
+    pub secure_cookies: bool,
 }
 
 impl Default for Config {
@@ -78,6 +80,7 @@ impl Default for Config {
             shutdown_grace_ms: 30_000,
             db_max_connections: 16,
             instance_stale_ms: 60_000,
+            secure_cookies: false,
         }
     }
 }
@@ -162,6 +165,9 @@ const ENV: &[(&str, Setter)] = &[
     }),
     ("SWITCHYARD_INSTANCE_STALE_MS", |c, v| {
         num(v).map(|x| c.instance_stale_ms = x)
+    }),
+    ("SWITCHYARD_SECURE_COOKIES", |c, v| {
+        num(v).map(|x| c.secure_cookies = x)
     }),
 ];
 

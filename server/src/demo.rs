@@ -16,6 +16,8 @@ const DEMO_OWNER: &str = "demo@switchyard.local";
 pub struct Demo {
     pub upstream: SocketAddr,
     pub api_key: String,
+    /// The demo owner's sign-in: email and password (kept in the data folder).
+    pub login: (String, String),
 }
 
 pub async fn prepare(
@@ -83,5 +85,26 @@ pub async fn prepare(
             k.secret
         }
     };
-    Ok(Demo { upstream, api_key })
+    // The demo owner can sign in to the dashboard; the password is made once and kept beside the key.
+    let login_file = data_dir.join("demo-login.txt");
+    let password = match std::fs::read_to_string(&login_file)
+        .ok()
+        .map(|s| s.trim().to_string())
+    {
+        Some(p) if accounts::sign_in(store, DEMO_OWNER, &p).await.is_ok() => p,
+        _ => {
+            let p = format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+            accounts::create_admin(store, DEMO_OWNER, &p)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            std::fs::write(&login_file, &p)
+                .with_context(|| format!("saving the demo login to {}", login_file.display()))?;
+            p
+        }
+    };
+    Ok(Demo {
+        upstream,
+        api_key,
+        login: (DEMO_OWNER.to_string(), password),
+    })
 }

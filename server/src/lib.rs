@@ -117,9 +117,12 @@ impl Application {
             let _ = tcp.set_nodelay(true);
         });
         let mut server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(signal)
-                .await
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(signal)
+            .await
         });
         let grace = Config::ms(state.cfg.shutdown_grace_ms);
         tokio::select! {

@@ -141,7 +141,52 @@ async fn the_operator_can_make_an_admin(db: Db) {
     ));
 }
 
+async fn sign_in_attempts_are_rate_limited(db: Db) {
+    use switchyard_app::account::backend::Dashboard;
+    let (_db, store) = store(db).await;
+    sign_up(&store, "ada@example.com", "correct horse battery")
+        .await
+        .expect("sign up");
+    let pages = switchyard::web::dashboard::Accounts::new(store.clone());
+    for _ in 0..10 {
+        let e = pages
+            .sign_in("ada@example.com", "wrong horse battery", "10.0.0.1")
+            .await
+            .expect_err("wrong");
+        assert_eq!(e, "wrong email or password");
+    }
+    // Even the right password waits now, from any address: the account is being guessed at.
+    let e = pages
+        .sign_in("ada@example.com", "correct horse battery", "10.0.0.2")
+        .await
+        .expect_err("throttled");
+    assert!(e.contains("too many attempts"), "{e}");
+    // Another account is unaffected; one address trying many accounts is throttled too.
+    sign_up(&store, "bob@example.com", "another long password")
+        .await
+        .expect("sign up");
+    assert!(pages
+        .sign_in("bob@example.com", "another long password", "10.0.0.3")
+        .await
+        .is_ok());
+    let mut throttled = false;
+    for i in 0..25 {
+        if let Err(e) = pages
+            .sign_in(
+                &format!("x{i}@example.com"),
+                "whatever password",
+                "10.0.0.9",
+            )
+            .await
+        {
+            throttled |= e.contains("too many attempts");
+        }
+    }
+    assert!(throttled, "one address cannot try accounts without limit");
+}
+
 both_backends!(
+    sign_in_attempts_are_rate_limited,
     sign_up_makes_a_personal_org_and_the_first_account_is_admin,
     bad_sign_ups_are_refused_with_reasons,
     sign_in_checks_the_password_and_says_the_same_for_strangers,

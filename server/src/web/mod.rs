@@ -1,6 +1,7 @@
 //! The web UI: server-side rendering of the Leptos `app`, its server functions, the built wasm/JS
 //! bundle (`SWITCHYARD_SITE_DIR/pkg`) and the stylesheet compiled into the binary.
 
+pub mod dashboard;
 pub mod sessions;
 
 use crate::state::AppState;
@@ -15,8 +16,10 @@ use axum::{
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, handle_server_fns_with_context, LeptosRoutes};
 use std::sync::Arc;
+use switchyard_app::account::backend::{ClientAddr, DashboardHandle};
 use switchyard_app::{shell, App, CatalogSource, ModelCard, PublicCatalog};
 use tower_http::services::ServeDir;
+use tower_sessions::{cookie::SameSite, Expiry, SessionManagerLayer};
 
 struct LiveCatalog(AppState);
 
@@ -36,7 +39,27 @@ pub fn router(state: AppState) -> Router {
         .site_pkg_dir("pkg")
         .build();
     let source = CatalogSource(Arc::new(LiveCatalog(state.clone())));
-    let ctx = move || provide_context(source.clone());
+    let accounts = DashboardHandle(Arc::new(dashboard::Accounts::new(state.store.clone())));
+    let ctx = move || {
+        provide_context(source.clone());
+        provide_context(accounts.clone());
+    };
+    let sessions = SessionManagerLayer::new(sessions::DbSessionStore::new(state.store.clone()))
+        .with_name("sy_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.cfg.secure_cookies)
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(7)));
+    let sweeper = sessions::DbSessionStore::new(state.store.clone());
+    tokio::spawn(async move {
+        use tower_sessions::ExpiredDeletion;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            if let Err(e) = sweeper.delete_expired().await {
+                tracing::warn!(error = %e, "sweeping expired sessions failed");
+            }
+        }
+    });
     let routes = generate_route_list(App);
     let fn_ctx = ctx.clone();
     let pkg = state.cfg.site_dir.join("pkg");
@@ -72,6 +95,50 @@ pub fn router(state: AppState) -> Router {
             ServeDir::new(pkg).precompressed_br().precompressed_gzip(),
         )
         .with_state(options)
+        .layer(sessions)
+        .layer(axum::middleware::from_fn(same_origin_only))
+        .layer(axum::middleware::from_fn(client_addr))
+}
+
+/// CSRF defence for the dashboard: a state-changing request must come from a page of this site. Browsers
+/// say where a request comes from (`Sec-Fetch-Site`, `Origin`); a cross-site form or script is refused.
+async fn same_origin_only(req: Request<Body>, next: axum::middleware::Next) -> Response {
+    use axum::http::Method;
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let h = req.headers();
+    let site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    let origin = h.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    let same_origin = match (site, origin) {
+        (Some(s), _) => s == "same-origin" || s == "none",
+        (None, Some(o)) => {
+            host.is_some_and(|host| o.split("://").nth(1).is_some_and(|rest| rest == host))
+        }
+        (None, None) => false,
+    };
+    if same_origin {
+        next.run(req).await
+    } else {
+        tracing::warn!(path = %req.uri().path(), ?site, ?origin, "refused a cross-site request to the dashboard");
+        (
+            StatusCode::FORBIDDEN,
+            "cross-site requests to the dashboard are refused",
+        )
+            .into_response()
+    }
+}
+
+/// Puts the client's address where server functions can read it (rate limits).
+async fn client_addr(mut req: Request<Body>, next: axum::middleware::Next) -> Response {
+    let addr = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    req.extensions_mut().insert(ClientAddr(addr));
+    next.run(req).await
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
