@@ -2,7 +2,10 @@
 //! `GET/POST /keys`, `GET/PATCH/DELETE /keys/{hash}`. Every query is scoped by the org of the calling
 //! management key; another org's key is simply not found.
 
-use super::{allowed_models_json, create_key_with, hash_secret, KeyKind, KeyRules, LimitReset};
+use super::{
+    allowed_models_json, create_key_with, find_record, hash_secret, list_records, revoke_by_hash,
+    KeyKind, KeyRecord, KeyRules, KeyScope, LimitReset,
+};
 use crate::error::ApiError;
 use crate::gateway::{info::rfc3339, LimitedBody, ManagementAuth};
 use crate::money::Nanos;
@@ -22,57 +25,27 @@ pub fn routes() -> Router<AppState> {
         .route("/keys/{hash}", get(show).patch(update).delete(delete))
 }
 
-#[derive(sqlx::FromRow)]
-struct KeyRow {
-    hash: String,
-    name: String,
-    prefix: String,
-    limit_nanos: Option<i64>,
-    usage_nanos: i64,
-    period_usage_nanos: i64,
-    reserved_nanos: i64,
-    disabled: i64,
-    expires_at: Option<i64>,
-    created_at: i64,
-    updated_at: Option<i64>,
-    last_used_at: Option<i64>,
-    limit_reset: Option<String>,
-    allowed_models: Option<String>,
-    rpm_limit: Option<i64>,
+fn key_json(k: &KeyRecord) -> Value {
+    json!({
+        "hash": k.hash,
+        "name": k.name,
+        "label": k.prefix,
+        "disabled": k.disabled != 0,
+        "limit": k.limit_nanos.map(|l| Nanos(l).usd_json()),
+        "limit_remaining": k.limit_remaining().map(Nanos::usd_json),
+        "usage": Nanos(k.usage_nanos).usd_json(),
+        "created_at": rfc3339(k.created_at),
+        "updated_at": k.updated_at.map(rfc3339),
+        "expires_at": k.expires_at.map(rfc3339),
+        "last_used_at": k.last_used_at.map(rfc3339),
+        "limit_reset": k.limit_reset,
+        "allowed_models": k.allowed_models.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
+        "requests_per_minute": k.rpm_limit,
+    })
 }
 
-const COLUMNS: &str = "hash, name, prefix, limit_nanos, usage_nanos, period_usage_nanos, reserved_nanos, disabled, \
-                       expires_at, created_at, updated_at, last_used_at, limit_reset, allowed_models, rpm_limit";
-
-impl KeyRow {
-    fn json(&self) -> Value {
-        json!({
-            "hash": self.hash,
-            "name": self.name,
-            "label": self.prefix,
-            "disabled": self.disabled != 0,
-            "limit": self.limit_nanos.map(|l| Nanos(l).usd_json()),
-            "limit_remaining": self.limit_nanos.map(|l| Nanos((l - self.period_usage_nanos - self.reserved_nanos).max(0)).usd_json()),
-            "usage": Nanos(self.usage_nanos).usd_json(),
-            "created_at": rfc3339(self.created_at),
-            "updated_at": self.updated_at.map(rfc3339),
-            "expires_at": self.expires_at.map(rfc3339),
-            "last_used_at": self.last_used_at.map(rfc3339),
-            "limit_reset": self.limit_reset,
-            "allowed_models": self.allowed_models.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
-            "requests_per_minute": self.rpm_limit,
-        })
-    }
-}
-
-async fn find(state: &AppState, org_id: &str, hash: &str) -> Result<KeyRow, ApiError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 AND hash = $2 AND kind = 'inference' AND revoked_at IS NULL"
-    );
-    sqlx::query_as::<_, KeyRow>(&sql)
-        .bind(org_id)
-        .bind(hash)
-        .fetch_optional(&state.store.pool)
+async fn find(state: &AppState, org_id: &str, hash: &str) -> Result<KeyRecord, ApiError> {
+    find_record(&state.store, KeyScope::org(org_id), hash)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no API key {hash:?} in this organisation")))
 }
@@ -81,15 +54,9 @@ async fn list(
     State(state): State<AppState>,
     ManagementAuth(me): ManagementAuth,
 ) -> Result<Json<Value>, ApiError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 AND kind = 'inference' AND revoked_at IS NULL ORDER BY created_at"
-    );
-    let rows: Vec<KeyRow> = sqlx::query_as(&sql)
-        .bind(&me.org_id)
-        .fetch_all(&state.store.pool)
-        .await?;
+    let rows = list_records(&state.store, KeyScope::org(&me.org_id)).await?;
     Ok(Json(
-        json!({ "data": rows.iter().map(KeyRow::json).collect::<Vec<_>>() }),
+        json!({ "data": rows.iter().map(key_json).collect::<Vec<_>>() }),
     ))
 }
 
@@ -99,7 +66,7 @@ async fn show(
     Path(hash): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(
-        json!({ "data": find(&state, &me.org_id, &hash).await?.json() }),
+        json!({ "data": key_json(&find(&state, &me.org_id, &hash).await?) }),
     ))
 }
 
@@ -266,7 +233,7 @@ async fn create(
     tracing::info!(org = %me.org_id, by = %me.id, key = %k.id, "API key created over the management API");
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "data": row.json(), "key": k.secret })),
+        Json(json!({ "data": key_json(&row), "key": k.secret })),
     ))
 }
 
@@ -312,7 +279,7 @@ async fn update(
     .await?;
     tracing::info!(org = %me.org_id, by = %me.id, key = %hash, "API key updated over the management API");
     Ok(Json(
-        json!({ "data": find(&state, &me.org_id, &hash).await?.json() }),
+        json!({ "data": key_json(&find(&state, &me.org_id, &hash).await?) }),
     ))
 }
 
@@ -321,15 +288,7 @@ async fn delete(
     ManagementAuth(me): ManagementAuth,
     Path(hash): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let r = sqlx::query(
-        "UPDATE api_keys SET revoked_at = $1, updated_at = $1 WHERE org_id = $2 AND hash = $3 AND kind = 'inference' AND revoked_at IS NULL",
-    )
-    .bind(now_ms())
-    .bind(&me.org_id)
-    .bind(&hash)
-    .execute(&state.store.writer)
-    .await?;
-    if r.rows_affected() == 0 {
+    if !revoke_by_hash(&state.store, KeyScope::org(&me.org_id), &hash).await? {
         return Err(ApiError::not_found(format!(
             "no API key {hash:?} in this organisation"
         )));

@@ -323,6 +323,142 @@ impl KeyCache {
     }
 }
 
+/// A key as the pages and the management API show it.
+#[derive(sqlx::FromRow, Clone, Debug)]
+pub struct KeyRecord {
+    pub hash: String,
+    pub name: String,
+    pub prefix: String,
+    pub limit_nanos: Option<i64>,
+    pub usage_nanos: i64,
+    pub period_usage_nanos: i64,
+    pub reserved_nanos: i64,
+    pub disabled: i64,
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub limit_reset: Option<String>,
+    pub allowed_models: Option<String>,
+    pub rpm_limit: Option<i64>,
+    pub created_by_email: Option<String>,
+}
+
+impl KeyRecord {
+    pub fn limit_remaining(&self) -> Option<Nanos> {
+        self.limit_nanos
+            .map(|l| Nanos((l - self.period_usage_nanos - self.reserved_nanos).max(0)))
+    }
+}
+
+/// Which keys a caller may see and change: all of an org's, or only those one member created.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyScope<'a> {
+    pub org_id: &'a str,
+    pub creator: Option<&'a str>,
+}
+
+impl<'a> KeyScope<'a> {
+    pub fn org(org_id: &'a str) -> Self {
+        KeyScope {
+            org_id,
+            creator: None,
+        }
+    }
+}
+
+const RECORD_SELECT: &str = "SELECT k.hash, k.name, k.prefix, k.limit_nanos, k.usage_nanos, k.period_usage_nanos, \
+     k.reserved_nanos, k.disabled, k.expires_at, k.created_at, k.updated_at, k.last_used_at, k.limit_reset, \
+     k.allowed_models, k.rpm_limit, u.email AS created_by_email \
+     FROM api_keys k LEFT JOIN users u ON u.id = k.created_by \
+     WHERE k.org_id = $1 AND k.kind = 'inference' AND k.revoked_at IS NULL";
+
+/// `AND k.created_by = $n` when the scope is one member's keys (a fixed fragment; the value is bound).
+fn creator_clause(scope: KeyScope<'_>, n: usize) -> String {
+    if scope.creator.is_some() {
+        format!(" AND k.created_by = ${n}")
+    } else {
+        String::new()
+    }
+}
+
+pub async fn list_records(
+    store: &Store,
+    scope: KeyScope<'_>,
+) -> Result<Vec<KeyRecord>, sqlx::Error> {
+    let sql = format!(
+        "{RECORD_SELECT}{} ORDER BY k.created_at",
+        creator_clause(scope, 2)
+    );
+    let mut q = sqlx::query_as::<_, KeyRecord>(&sql).bind(scope.org_id);
+    if let Some(c) = scope.creator {
+        q = q.bind(c);
+    }
+    q.fetch_all(&store.pool).await
+}
+
+pub async fn find_record(
+    store: &Store,
+    scope: KeyScope<'_>,
+    hash: &str,
+) -> Result<Option<KeyRecord>, sqlx::Error> {
+    let sql = format!(
+        "{RECORD_SELECT} AND k.hash = $2{}",
+        creator_clause(scope, 3)
+    );
+    let mut q = sqlx::query_as::<_, KeyRecord>(&sql)
+        .bind(scope.org_id)
+        .bind(hash);
+    if let Some(c) = scope.creator {
+        q = q.bind(c);
+    }
+    q.fetch_optional(&store.pool).await
+}
+
+/// Enables or disables a key in scope; false when there is no such key.
+pub async fn set_disabled(
+    store: &Store,
+    scope: KeyScope<'_>,
+    hash: &str,
+    disabled: bool,
+) -> Result<bool, sqlx::Error> {
+    let sql = format!(
+        "UPDATE api_keys SET disabled = $3, updated_at = $4 WHERE org_id = $1 AND hash = $2 AND kind = 'inference' \
+         AND revoked_at IS NULL{}",
+        creator_clause(scope, 5).replace("k.", "")
+    );
+    let mut q = sqlx::query(&sql)
+        .bind(scope.org_id)
+        .bind(hash)
+        .bind(disabled as i64)
+        .bind(now_ms());
+    if let Some(c) = scope.creator {
+        q = q.bind(c);
+    }
+    Ok(q.execute(&store.writer).await?.rows_affected() == 1)
+}
+
+/// Deletes (revokes) a key in scope; false when there is no such key.
+pub async fn revoke_by_hash(
+    store: &Store,
+    scope: KeyScope<'_>,
+    hash: &str,
+) -> Result<bool, sqlx::Error> {
+    let sql = format!(
+        "UPDATE api_keys SET revoked_at = $3, updated_at = $3 WHERE org_id = $1 AND hash = $2 AND kind = 'inference' \
+         AND revoked_at IS NULL{}",
+        creator_clause(scope, 4).replace("k.", "")
+    );
+    let mut q = sqlx::query(&sql)
+        .bind(scope.org_id)
+        .bind(hash)
+        .bind(now_ms());
+    if let Some(c) = scope.creator {
+        q = q.bind(c);
+    }
+    Ok(q.execute(&store.writer).await?.rows_affected() == 1)
+}
+
 /// Requests-per-minute limits, per key, over a sliding 60-second window. Held per instance; with several
 /// instances each enforces the limit on the traffic it sees.
 #[derive(Default)]
