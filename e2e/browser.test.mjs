@@ -28,6 +28,7 @@ before(async () => {
       DATABASE_URL: `sqlite://${dir}/e2e.db`,
       SWITCHYARD_ADDR: '127.0.0.1:0',
       SWITCHYARD_SECRET_KEY_FILE: `${dir}/secret.key`,
+      SWITCHYARD_KEY_CACHE_TTL_MS: '200',
       RUST_LOG: 'warn',
     },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -222,4 +223,73 @@ test('the demo owner signs in with the login printed at start and sees the demo 
   assert.equal(await page.locator('.card-value.balance').innerText(), '$9.99');
   assert.match(await page.locator('.card-value.balance').getAttribute('title'), /^\$9\.9999/);
   await page.screenshot({ path: path.join(shots, 'dashboard-demo.png') });
+});
+
+test('keys are created, shown once, used, disabled and deleted in the browser', async () => {
+  const page = await browser.newPage();
+  const errors = watchErrors(page);
+  page.on('dialog', (d) => d.accept());
+  await browser.clearCookies();
+  await page.goto(`${base}/signin`);
+  await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+  await page.fill('input[name=email]', demoLogin.email);
+  await page.fill('input[name=password]', demoLogin.password);
+  await page.click('form button[type=submit]');
+  await page.waitForURL(/\/dashboard$/);
+  await page.click('a:has-text("Manage API keys")');
+  await page.waitForURL(/\/keys$/);
+  await page.waitForSelector('tr.key-row');
+
+  // A bad field is named, and nothing is created.
+  const rowsBefore = await page.locator('tr.key-row').count();
+  await page.click('summary:has-text("Create a key")');
+  await page.fill('input[name=name]', 'from the browser');
+  await page.fill('input[name=limit_usd]', 'lots');
+  await page.click('button:has-text("Create key")');
+  await page.waitForSelector('.key-form p.error');
+  assert.match(await page.locator('.key-form p.error').innerText(), /^Credit limit/);
+  assert.equal(await page.locator('tr.key-row').count(), rowsBefore);
+
+  await page.fill('input[name=limit_usd]', '2');
+  await page.selectOption('select[name=limit_reset]', 'monthly');
+  await page.fill('input[name=rpm]', '100');
+  await page.click('button:has-text("Create key")');
+  await page.waitForSelector('.secret-value');
+  const secret = await page.locator('.secret-value').innerText();
+  assert.match(secret, /^sk-sy-v1-[0-9a-f]{64}$/);
+  assert.match(await page.locator('.secret').innerText(), /won't see it again/);
+  await page.waitForSelector('tr.key-row[data-name="from the browser"]');
+  const row = page.locator('tr.key-row[data-name="from the browser"]');
+  assert.match(await row.innerText(), /resets monthly/);
+  assert.match(await row.innerText(), /\$2\.00 of \$2\.00/);
+  await page.screenshot({ path: path.join(shots, 'keys-created.png'), fullPage: true });
+
+  // The key works; its usage shows on the page.
+  const call = () => fetch(`${base}/api/v1/chat/completions`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${secret}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ model: 'demo/fast-1', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 }),
+  });
+  assert.equal((await call()).status, 200);
+  await page.reload();
+  await page.waitForSelector('tr.key-row[data-name="from the browser"]');
+  assert.notEqual(await row.locator('td.usage').innerText(), '$0.00');
+
+  // Disabled keys are refused by the gateway; enabled again, they work.
+  await row.locator('button:has-text("Disable")').click();
+  await page.waitForSelector('tr.key-row[data-name="from the browser"] .status.disabled');
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal((await call()).status, 401);
+  await row.locator('button:has-text("Enable")').click();
+  await page.waitForSelector('tr.key-row[data-name="from the browser"] .status.active');
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal((await call()).status, 200);
+
+  // Deleting asks first, then the key is gone everywhere.
+  await row.locator('button:has-text("Delete")').click();
+  await page.waitForSelector('tr.key-row[data-name="from the browser"]', { state: 'detached' });
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal((await call()).status, 401);
+  await page.screenshot({ path: path.join(shots, 'keys.png'), fullPage: true });
+  assert.deepEqual(errors, []);
 });

@@ -42,6 +42,28 @@ pub mod backend {
         ) -> BoxFut<'a, Result<String, String>>;
         /// The signed-in user, if the account still exists and is enabled.
         fn session_user<'a>(&'a self, user_id: &'a str) -> BoxFut<'a, Option<SessionUser>>;
+        /// Keys of the user's organisation they may see (members: their own; admins and owners: all).
+        fn list_keys<'a>(
+            &'a self,
+            user_id: &'a str,
+        ) -> BoxFut<'a, Result<Vec<crate::keys::KeyView>, String>>;
+        /// Creates a key; returns its secret (shown once).
+        fn create_key<'a>(
+            &'a self,
+            user_id: &'a str,
+            form: crate::keys::NewKeyForm,
+        ) -> BoxFut<'a, Result<String, String>>;
+        fn set_key_disabled<'a>(
+            &'a self,
+            user_id: &'a str,
+            hash: &'a str,
+            disabled: bool,
+        ) -> BoxFut<'a, Result<(), String>>;
+        fn delete_key<'a>(
+            &'a self,
+            user_id: &'a str,
+            hash: &'a str,
+        ) -> BoxFut<'a, Result<(), String>>;
     }
 
     #[derive(Clone)]
@@ -75,6 +97,28 @@ async fn context(
         .map(|c| c.0.clone())
         .unwrap_or_default();
     Ok((b, session, client))
+}
+
+/// The backend and the signed-in user's id, or an error asking to sign in.
+#[cfg(feature = "ssr")]
+pub(crate) async fn signed_in() -> Result<(backend::DashboardHandle, String), ServerFnError> {
+    let (b, session, _) = context().await?;
+    let user_id: Option<String> = session
+        .get(backend::USER_KEY)
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))?;
+    let signed_in_at: i64 = session
+        .get(backend::SIGNED_IN_AT_KEY)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    match user_id {
+        Some(id) if backend::now_secs() - signed_in_at <= backend::ABSOLUTE_SESSION_SECS => {
+            Ok((b, id))
+        }
+        _ => Err(ServerFnError::new("sign in first")),
+    }
 }
 
 #[cfg(feature = "ssr")]
@@ -127,7 +171,7 @@ pub async fn sign_in(email: String, password: String) -> Result<FormOutcome, Ser
 }
 
 /// The message to show under a form, if any.
-fn form_message(v: Option<Result<FormOutcome, ServerFnError>>) -> Option<String> {
+pub(crate) fn form_message(v: Option<Result<FormOutcome, ServerFnError>>) -> Option<String> {
     let text = match v? {
         Ok(outcome) => outcome?,
         Err(e) => error_text(&e),
@@ -199,6 +243,7 @@ pub fn UserMenu() -> impl IntoView {
                     .map(|r| match r.ok().flatten() {
                         Some(u) => {
                             view! {
+                                <a href="/keys">"Keys"</a>
                                 <a class="who" href="/dashboard">{u.email.clone()}</a>
                                 <ActionForm action=sign_out attr:class="inline">
                                     <button type="submit" class="button ghost">"Sign out"</button>
@@ -291,7 +336,8 @@ pub fn DashboardPage() -> impl IntoView {
                                             <div class="card-value balance" title=format!("${} exactly", u.balance_usd)>{crate::cents(&u.balance_usd)}</div>
                                         </div>
                                     </section>
-                                    <p class="muted">"API keys, usage and billing pages come next. Until then, keys are made with " <code>"switchyard key create"</code> "."</p>
+                                    <p><a class="button" href="/keys">"Manage API keys"</a></p>
+                                    <p class="muted">"Usage and billing pages come next."</p>
                                 }
                                     .into_any()
                             }

@@ -3,8 +3,10 @@
 //! provides as context; this crate never depends on the server.
 
 pub mod account;
+pub mod keys;
 
 use account::{DashboardPage, SignInPage, SignUpPage, UserMenu};
+use keys::KeysPage;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
@@ -116,6 +118,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("signin") view=SignInPage/>
                 <Route path=path!("signup") view=SignUpPage/>
                 <Route path=path!("dashboard") view=DashboardPage/>
+                <Route path=path!("keys") view=KeysPage/>
             </Routes>
         </Router>
     }

@@ -7,6 +7,7 @@ use crate::keys::RpmLimiter;
 use crate::store::Store;
 use switchyard_app::account::backend::{BoxFut, Dashboard};
 use switchyard_app::account::SessionUser;
+use switchyard_app::keys::{KeyView, NewKeyForm};
 
 pub struct Accounts {
     store: Store,
@@ -32,6 +33,11 @@ impl Accounts {
             .check(bucket, limit)
             .map_err(|wait| format!("too many attempts; wait {wait} seconds and try again"))
     }
+}
+
+/// Logs an internal failure and returns what the person is told instead.
+pub fn internal(e: impl std::fmt::Display) -> String {
+    message(AccountError::Internal(e.to_string()))
 }
 
 fn message(e: AccountError) -> String {
@@ -121,5 +127,35 @@ impl Dashboard for Accounts {
                 balance_usd: balance,
             })
         })
+    }
+
+    fn list_keys<'a>(&'a self, user_id: &'a str) -> BoxFut<'a, Result<Vec<KeyView>, String>> {
+        Box::pin(super::key_pages::list(&self.store, user_id))
+    }
+
+    fn create_key<'a>(
+        &'a self,
+        user_id: &'a str,
+        form: NewKeyForm,
+    ) -> BoxFut<'a, Result<String, String>> {
+        Box::pin(super::key_pages::create(&self.store, user_id, form))
+    }
+
+    fn set_key_disabled<'a>(
+        &'a self,
+        user_id: &'a str,
+        hash: &'a str,
+        disabled: bool,
+    ) -> BoxFut<'a, Result<(), String>> {
+        Box::pin(super::key_pages::set_disabled(
+            &self.store,
+            user_id,
+            hash,
+            disabled,
+        ))
+    }
+
+    fn delete_key<'a>(&'a self, user_id: &'a str, hash: &'a str) -> BoxFut<'a, Result<(), String>> {
+        Box::pin(super::key_pages::delete(&self.store, user_id, hash))
     }
 }

@@ -1,0 +1,286 @@
+//! The API keys page: create a key (its secret shown once, with a copy button), see every key the
+//! signed-in person may see with its usage and rules, disable, enable and delete.
+
+use crate::account::form_message;
+use leptos::prelude::*;
+use leptos_router::components::Redirect;
+use serde::{Deserialize, Serialize};
+
+/// A key as the page lists it. Money is exact decimal USD.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyView {
+    pub hash: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_by: Option<String>,
+    pub created: String,
+    pub last_used: Option<String>,
+    pub usage_usd: String,
+    pub limit_usd: Option<String>,
+    pub remaining_usd: Option<String>,
+    pub limit_reset: Option<String>,
+    pub expires: Option<String>,
+    pub models: Option<Vec<String>>,
+    pub rpm: Option<i64>,
+    /// "active", "disabled" or "expired".
+    pub status: String,
+}
+
+/// The create form as submitted; the server checks every field and says which is wrong.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewKeyForm {
+    pub name: String,
+    pub limit_usd: String,
+    pub limit_reset: String,
+    /// A date (YYYY-MM-DD): the key stops working at the start of that day, UTC.
+    pub expires: String,
+    /// Comma-separated model ids.
+    pub models: String,
+    pub rpm: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyCreated {
+    Secret { name: String, secret: String },
+    Refused(String),
+}
+
+#[server(prefix = "/_app", endpoint = "keys")]
+pub async fn list_keys() -> Result<Vec<KeyView>, ServerFnError> {
+    let (b, user) = crate::account::signed_in().await?;
+    b.0.list_keys(&user).await.map_err(ServerFnError::new)
+}
+
+#[server(prefix = "/_app", endpoint = "create_key")]
+pub async fn create_key(
+    name: String,
+    limit_usd: String,
+    limit_reset: String,
+    expires: String,
+    models: String,
+    rpm: String,
+) -> Result<KeyCreated, ServerFnError> {
+    let (b, user) = crate::account::signed_in().await?;
+    let form = NewKeyForm {
+        name: name.clone(),
+        limit_usd,
+        limit_reset,
+        expires,
+        models,
+        rpm,
+    };
+    Ok(match b.0.create_key(&user, form).await {
+        Ok(secret) => KeyCreated::Secret {
+            name: name.trim().to_string(),
+            secret,
+        },
+        Err(message) => KeyCreated::Refused(message),
+    })
+}
+
+#[server(prefix = "/_app", endpoint = "toggle_key")]
+pub async fn toggle_key(hash: String, disabled: bool) -> Result<(), ServerFnError> {
+    let (b, user) = crate::account::signed_in().await?;
+    b.0.set_key_disabled(&user, &hash, disabled)
+        .await
+        .map_err(ServerFnError::new)
+}
+
+#[server(prefix = "/_app", endpoint = "delete_key")]
+pub async fn delete_key(hash: String) -> Result<(), ServerFnError> {
+    let (b, user) = crate::account::signed_in().await?;
+    b.0.delete_key(&user, &hash)
+        .await
+        .map_err(ServerFnError::new)
+}
+
+#[cfg(feature = "hydrate")]
+fn copy_to_clipboard(text: String, done: WriteSignal<Option<bool>>) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let promise = window.navigator().clipboard().write_text(&text);
+    leptos::task::spawn_local(async move {
+        let ok = wasm_bindgen_futures::JsFuture::from(promise).await.is_ok();
+        done.set(Some(ok));
+    });
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn copy_to_clipboard(_text: String, _done: WriteSignal<Option<bool>>) {}
+
+#[cfg(feature = "hydrate")]
+fn confirm(message: &str) -> bool {
+    web_sys::window()
+        .and_then(|w| w.confirm_with_message(message).ok())
+        .unwrap_or(false)
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn confirm(_message: &str) -> bool {
+    false
+}
+
+#[component]
+pub fn KeysPage() -> impl IntoView {
+    let create = ServerAction::<CreateKey>::new();
+    let toggle = ServerAction::<ToggleKey>::new();
+    let delete = ServerAction::<DeleteKey>::new();
+    let keys = Resource::new(
+        move || {
+            (
+                create.version().get(),
+                toggle.version().get(),
+                delete.version().get(),
+            )
+        },
+        |_| list_keys(),
+    );
+    let (copied, set_copied) = signal(None::<bool>);
+    let created = move || match create.value().get() {
+        Some(Ok(KeyCreated::Secret { name, secret })) => Some((name, secret)),
+        _ => None,
+    };
+    let refused = move || match create.value().get() {
+        Some(Ok(KeyCreated::Refused(m))) => form_message(Some(Ok(Some(m)))),
+        Some(Err(e)) => form_message(Some(Err(e))),
+        _ => None,
+    };
+    view! {
+        <main class="page keys">
+            <h1>"API keys"</h1>
+            <p class="lede">"Keys call every model in the catalog with your organisation's credits. Give each app its own key, with a limit."</p>
+            {move || {
+                created()
+                    .map(|(name, secret)| {
+                        let to_copy = secret.clone();
+                        view! {
+                            <section class="secret" role="status">
+                                <h2>"Your new key “" {name} "”"</h2>
+                                <p>"Copy it now and keep it somewhere safe: " <strong>"you won't see it again."</strong></p>
+                                <div class="secret-row">
+                                    <code class="secret-value">{secret}</code>
+                                    <button type="button" class="button" on:click=move |_| copy_to_clipboard(to_copy.clone(), set_copied)>
+                                        {move || match copied.get() {
+                                            Some(true) => "Copied",
+                                            Some(false) => "Select and copy",
+                                            None => "Copy",
+                                        }}
+                                    </button>
+                                </div>
+                            </section>
+                        }
+                    })
+            }}
+            <details class="create" open=move || keys.get().and_then(|r| r.ok()).is_some_and(|k| k.is_empty())>
+                <summary class="button">"Create a key"</summary>
+                <ActionForm action=create attr:class="form key-form">
+                    <label class="wide">"Name" <input name="name" required maxlength="100" placeholder="e.g. production backend"/></label>
+                    <label>"Credit limit (USD)" <input name="limit_usd" inputmode="decimal" placeholder="no limit"/></label>
+                    <label>
+                        "Limit resets"
+                        <select name="limit_reset">
+                            <option value="">"never"</option>
+                            <option value="daily">"daily"</option>
+                            <option value="weekly">"weekly"</option>
+                            <option value="monthly">"monthly"</option>
+                        </select>
+                    </label>
+                    <label>"Expires on" <input name="expires" type="date"/></label>
+                    <label>"Requests per minute" <input name="rpm" inputmode="numeric" placeholder="no limit"/></label>
+                    <label class="wide">"Only these models" <input name="models" placeholder="all models (or ids, comma-separated)"/></label>
+                    <div class="wide actions">
+                        <button type="submit" class="button">"Create key"</button>
+                        {move || refused().map(|m| view! { <p class="error" role="alert">{m}</p> })}
+                    </div>
+                </ActionForm>
+            </details>
+            <Transition fallback=|| view! { <p class="muted">"Loading keys…"</p> }>
+                {move || {
+                    keys.get()
+                        .map(|r| match r {
+                            Err(e) if crate::account::error_text(&e).contains("sign in") => view! { <Redirect path="/signin"/> }.into_any(),
+                            Err(e) => view! { <p class="error">{crate::account::error_text(&e)}</p> }.into_any(),
+                            Ok(list) if list.is_empty() => view! { <p class="muted empty">"No keys yet."</p> }.into_any(),
+                            Ok(list) => view! { <KeyTable list toggle delete/> }.into_any(),
+                        })
+                }}
+            </Transition>
+        </main>
+    }
+}
+
+#[component]
+fn KeyTable(
+    list: Vec<KeyView>,
+    toggle: ServerAction<ToggleKey>,
+    delete: ServerAction<DeleteKey>,
+) -> impl IntoView {
+    view! {
+        <table class="key-table">
+            <thead>
+                <tr>
+                    <th>"Key"</th>
+                    <th>"Created"</th>
+                    <th>"Last used"</th>
+                    <th class="num">"Usage"</th>
+                    <th class="num">"Limit left"</th>
+                    <th>"Rules"</th>
+                    <th>"Status"</th>
+                    <th></th>
+                </tr>
+            </thead>
+            <tbody>
+                {list
+                    .into_iter()
+                    .map(|k| {
+                        let (hash_t, hash_d, name) = (k.hash.clone(), k.hash.clone(), k.name.clone());
+                        let disabled = k.status == "disabled";
+                        let mut rules = Vec::new();
+                        if let Some(r) = &k.limit_reset {
+                            rules.push(format!("resets {r}"));
+                        }
+                        if let Some(n) = k.rpm {
+                            rules.push(format!("{n}/min"));
+                        }
+                        if let Some(m) = &k.models {
+                            rules.push(format!("only {}", m.join(", ")));
+                        }
+                        if let Some(e) = &k.expires {
+                            rules.push(format!("expires {e}"));
+                        }
+                        view! {
+                            <tr class="key-row" data-name=k.name.clone()>
+                                <td>
+                                    <div class="model-name">{k.name.clone()}</div>
+                                    <code class="slug">{k.prefix.clone()}</code>
+                                </td>
+                                <td>{k.created.clone()} <div class="muted small">{k.created_by.clone().map(|e| format!("by {e}"))}</div></td>
+                                <td>{k.last_used.clone().unwrap_or_else(|| "never".into())}</td>
+                                <td class="num usage">{crate::dollars(&k.usage_usd)}</td>
+                                <td class="num">
+                                    {match (&k.remaining_usd, &k.limit_usd) {
+                                        (Some(r), Some(l)) => format!("{} of {}", crate::dollars(r), crate::dollars(l)),
+                                        _ => "no limit".into(),
+                                    }}
+                                </td>
+                                <td class="small">{if rules.is_empty() { "—".to_string() } else { rules.join(" · ") }}</td>
+                                <td><span class=format!("status {}", k.status)>{k.status.clone()}</span></td>
+                                <td class="row-actions">
+                                    <button type="button" class="button ghost small" on:click=move |_| {
+                                        toggle.dispatch(ToggleKey { hash: hash_t.clone(), disabled: !disabled });
+                                    }>{if disabled { "Enable" } else { "Disable" }}</button>
+                                    <button type="button" class="button danger small" on:click=move |_| {
+                                        if confirm(&format!("Delete the key “{name}”? Apps using it stop working at once.")) {
+                                            delete.dispatch(DeleteKey { hash: hash_d.clone() });
+                                        }
+                                    }>"Delete"</button>
+                                </td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+    }
+}

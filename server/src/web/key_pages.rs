@@ -1,0 +1,197 @@
+//! The server's side of the API keys page: scoped by the signed-in person's organisation and role
+//! (members see and change their own keys; admins and owners all of the organisation's).
+
+use super::dashboard::internal;
+use crate::keys::{self, KeyRecord, KeyRules, KeyScope, LimitReset};
+use crate::money::Nanos;
+use crate::store::{now_ms, Store};
+use switchyard_app::keys::{KeyView, NewKeyForm};
+
+/// The organisation a user works in (the one they joined first) and their role there.
+pub async fn current_org(store: &Store, user_id: &str) -> Result<(String, String), String> {
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT m.org_id, m.role FROM memberships m JOIN users u ON u.id = m.user_id \
+         WHERE m.user_id = $1 AND u.disabled = 0 ORDER BY m.created_at LIMIT 1",
+    )
+    .bind(user_id)
+    .fetch_optional(&store.pool)
+    .await
+    .map_err(internal)?;
+    row.ok_or_else(|| "you are not a member of any organisation".to_string())
+}
+
+pub fn scope<'a>(org_id: &'a str, role: &str, user_id: &'a str) -> KeyScope<'a> {
+    KeyScope {
+        org_id,
+        creator: (role == "member").then_some(user_id),
+    }
+}
+
+fn day(ms: i64) -> String {
+    crate::gateway::info::rfc3339(ms)
+        .get(..10)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn minute(ms: i64) -> String {
+    let t = crate::gateway::info::rfc3339(ms);
+    format!(
+        "{} {} UTC",
+        t.get(..10).unwrap_or_default(),
+        t.get(11..16).unwrap_or_default()
+    )
+}
+
+pub fn view(k: KeyRecord) -> KeyView {
+    let status = if k.disabled != 0 {
+        "disabled"
+    } else if k.expires_at.is_some_and(|e| e <= now_ms()) {
+        "expired"
+    } else {
+        "active"
+    };
+    KeyView {
+        remaining_usd: k.limit_remaining().map(Nanos::to_usd_string),
+        hash: k.hash,
+        name: k.name,
+        prefix: k.prefix,
+        created_by: k.created_by_email,
+        created: day(k.created_at),
+        last_used: k.last_used_at.map(minute),
+        usage_usd: Nanos(k.usage_nanos).to_usd_string(),
+        limit_usd: k.limit_nanos.map(|l| Nanos(l).to_usd_string()),
+        limit_reset: k.limit_reset,
+        expires: k.expires_at.map(day),
+        models: k.allowed_models.and_then(|m| serde_json::from_str(&m).ok()),
+        rpm: k.rpm_limit,
+        status: status.into(),
+    }
+}
+
+/// Checks the create form field by field; the message names the field to fix.
+pub async fn parse_form(
+    store: &Store,
+    f: &NewKeyForm,
+) -> Result<(String, Option<Nanos>, Option<i64>, KeyRules), String> {
+    let name = f.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err("name: give the key a name of 1 to 100 characters".into());
+    }
+    let limit = match f.limit_usd.trim().trim_start_matches('$') {
+        "" => None,
+        v => Some(Nanos::parse_usd(v).map_err(|e| format!("credit limit: {e}"))?),
+    };
+    let limit_reset = match f.limit_reset.trim() {
+        "" => None,
+        v => Some(LimitReset::parse(v).ok_or("limit resets: choose daily, weekly or monthly")?),
+    };
+    if limit_reset.is_some() && limit.is_none() {
+        return Err("limit resets: a reset needs a credit limit".into());
+    }
+    let expires_at = match f.expires.trim() {
+        "" => None,
+        v => {
+            let fmt = time::macros::format_description!("[year]-[month]-[day]");
+            let d = time::Date::parse(v, &fmt)
+                .map_err(|_| "expires on: use a date like 2027-01-31".to_string())?;
+            let ms = d.midnight().assume_utc().unix_timestamp() * 1000;
+            if ms <= now_ms() {
+                return Err("expires on: choose a day in the future".into());
+            }
+            Some(ms)
+        }
+    };
+    let models = match f.models.trim() {
+        "" => None,
+        v => {
+            let mut out = Vec::new();
+            for m in v.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+                let known: Option<(String,)> =
+                    sqlx::query_as("SELECT id FROM models WHERE slug = $1 AND enabled = 1")
+                        .bind(m)
+                        .fetch_optional(&store.pool)
+                        .await
+                        .map_err(internal)?;
+                if known.is_none() {
+                    return Err(format!("only these models: {m:?} is not in the catalog"));
+                }
+                out.push(m.to_string());
+            }
+            Some(out)
+        }
+    };
+    let rpm = match f.rpm.trim() {
+        "" => None,
+        v => Some(
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or("requests per minute: a whole number from 1 to 1000000")?,
+        ),
+    };
+    Ok((
+        name.to_string(),
+        limit,
+        expires_at,
+        KeyRules {
+            limit_reset,
+            allowed_models: models,
+            requests_per_minute: rpm,
+        },
+    ))
+}
+
+pub async fn list(store: &Store, user_id: &str) -> Result<Vec<KeyView>, String> {
+    let (org, role) = current_org(store, user_id).await?;
+    let records = keys::list_records(store, scope(&org, &role, user_id))
+        .await
+        .map_err(internal)?;
+    Ok(records.into_iter().map(view).collect())
+}
+
+pub async fn create(store: &Store, user_id: &str, form: NewKeyForm) -> Result<String, String> {
+    let (org, _) = current_org(store, user_id).await?;
+    let (name, limit, expires_at, rules) = parse_form(store, &form).await?;
+    let k = keys::create_key_with(store, &org, &name, limit, expires_at, &rules)
+        .await
+        .map_err(internal)?;
+    sqlx::query("UPDATE api_keys SET created_by = $1 WHERE id = $2")
+        .bind(user_id)
+        .bind(&k.id)
+        .execute(&store.writer)
+        .await
+        .map_err(internal)?;
+    tracing::info!(org = %org, by = %user_id, key = %k.id, "API key created in the dashboard");
+    Ok(k.secret)
+}
+
+pub async fn set_disabled(
+    store: &Store,
+    user_id: &str,
+    hash: &str,
+    disabled: bool,
+) -> Result<(), String> {
+    let (org, role) = current_org(store, user_id).await?;
+    if keys::set_disabled(store, scope(&org, &role, user_id), hash, disabled)
+        .await
+        .map_err(internal)?
+    {
+        Ok(())
+    } else {
+        Err("no such key".into())
+    }
+}
+
+pub async fn delete(store: &Store, user_id: &str, hash: &str) -> Result<(), String> {
+    let (org, role) = current_org(store, user_id).await?;
+    if keys::revoke_by_hash(store, scope(&org, &role, user_id), hash)
+        .await
+        .map_err(internal)?
+    {
+        tracing::info!(org = %org, by = %user_id, key = %hash, "API key deleted in the dashboard");
+        Ok(())
+    } else {
+        Err("no such key".into())
+    }
+}
