@@ -136,6 +136,10 @@ fn Home() -> impl IntoView {
                     "Switchyard gives you one OpenAI-compatible API and one key for every model in this catalog. "
                     "Prepaid credits, charged per request at the price shown below."
                 </p>
+                <p class="cta">
+                    <a class="button" href="/signup">"Create an account"</a>
+                    <a href="/#models">"See the models"</a>
+                </p>
                 <pre class="snippet">
                     <code>
                         "curl $SWITCHYARD/api/v1/chat/completions \\\n"

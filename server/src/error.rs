@@ -103,7 +103,8 @@ impl IntoResponse for ApiError {
         let mut res = (self.status, axum::Json(self.body())).into_response();
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // The body was not read: the connection cannot carry another request.
-            res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
