@@ -99,10 +99,12 @@ async fn context(
     Ok((b, session, client))
 }
 
-/// The backend and the signed-in user's id, or an error asking to sign in.
+/// The signed-in user's id from the session, if the session is still within its absolute lifetime
+/// (an expired one is ended here).
 #[cfg(feature = "ssr")]
-pub(crate) async fn signed_in() -> Result<(backend::DashboardHandle, String), ServerFnError> {
-    let (b, session, _) = context().await?;
+async fn session_user_id(
+    session: &tower_sessions::Session,
+) -> Result<Option<String>, ServerFnError> {
     let user_id: Option<String> = session
         .get(backend::USER_KEY)
         .await
@@ -113,11 +115,20 @@ pub(crate) async fn signed_in() -> Result<(backend::DashboardHandle, String), Se
         .ok()
         .flatten()
         .unwrap_or(0);
-    match user_id {
-        Some(id) if backend::now_secs() - signed_in_at <= backend::ABSOLUTE_SESSION_SECS => {
-            Ok((b, id))
-        }
-        _ => Err(ServerFnError::new("sign in first")),
+    if user_id.is_some() && backend::now_secs() - signed_in_at > backend::ABSOLUTE_SESSION_SECS {
+        let _ = session.flush().await;
+        return Ok(None);
+    }
+    Ok(user_id)
+}
+
+/// The backend and the signed-in user's id, or an error asking to sign in.
+#[cfg(feature = "ssr")]
+pub(crate) async fn signed_in() -> Result<(backend::DashboardHandle, String), ServerFnError> {
+    let (b, session, _) = context().await?;
+    match session_user_id(&session).await? {
+        Some(id) => Ok((b, id)),
+        None => Err(ServerFnError::new("sign in first")),
     }
 }
 
@@ -201,24 +212,10 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
 #[server(prefix = "/_app", endpoint = "me")]
 pub async fn current_user() -> Result<Option<SessionUser>, ServerFnError> {
     let (b, session, _) = context().await?;
-    let user_id: Option<String> = session
-        .get(backend::USER_KEY)
-        .await
-        .map_err(|e| ServerFnError::new(e.to_string()))?;
-    let signed_in_at: i64 = session
-        .get(backend::SIGNED_IN_AT_KEY)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(0);
-    let Some(user_id) = user_id else {
-        return Ok(None);
-    };
-    if backend::now_secs() - signed_in_at > backend::ABSOLUTE_SESSION_SECS {
-        let _ = session.flush().await;
-        return Ok(None);
+    match session_user_id(&session).await? {
+        Some(user_id) => Ok(b.0.session_user(&user_id).await),
+        None => Ok(None),
     }
-    Ok(b.0.session_user(&user_id).await)
 }
 
 /// The message of a server function error, without the framework's prefix.
