@@ -273,7 +273,8 @@ test('keys are created, shown once, used, disabled and deleted in the browser', 
   assert.equal((await call()).status, 200);
   await page.reload();
   await page.waitForSelector('tr.key-row[data-name="from the browser"]');
-  assert.notEqual(await row.locator('td.usage').innerText(), '$0.00');
+  assert.notEqual(await row.locator('.usage').innerText(), '$0.00');
+  assert.doesNotMatch(await row.locator('.usage-periods').innerText(), /today \$0\.00 /);
 
   // Disabled keys are refused by the gateway; enabled again, they work.
   await row.locator('button:has-text("Disable")').click();

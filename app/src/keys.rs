@@ -16,6 +16,8 @@ pub struct KeyView {
     pub created: String,
     pub last_used: Option<String>,
     pub usage_usd: String,
+    pub usage_today_usd: String,
+    pub usage_month_usd: String,
     pub limit_usd: Option<String>,
     pub remaining_usd: Option<String>,
     pub limit_reset: Option<String>,
@@ -257,7 +259,12 @@ fn KeyTable(
                                 </td>
                                 <td>{k.created.clone()} <div class="muted small">{k.created_by.clone().map(|e| format!("by {e}"))}</div></td>
                                 <td>{k.last_used.clone().unwrap_or_else(|| "never".into())}</td>
-                                <td class="num usage">{crate::dollars(&k.usage_usd)}</td>
+                                <td class="num">
+                                    <div class="usage">{crate::dollars(&k.usage_usd)}</div>
+                                    <div class="muted small usage-periods">
+                                        {format!("today {} · month {}", crate::dollars(&k.usage_today_usd), crate::dollars(&k.usage_month_usd))}
+                                    </div>
+                                </td>
                                 <td class="num">
                                     {match (&k.remaining_usd, &k.limit_usd) {
                                         (Some(r), Some(l)) => format!("{} of {}", crate::dollars(r), crate::dollars(l)),

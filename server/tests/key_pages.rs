@@ -191,7 +191,50 @@ async fn the_create_form_names_the_field_to_fix(db: Db) {
     );
 }
 
+async fn usage_today_and_this_month_come_from_the_request_log(db: Db) {
+    let tdb = TestDb::new(db).await;
+    let store = Store::open(&tdb.url, 4).await.expect("store");
+    let (owner, org) = sign_up(&store, "owner@example.com", "correct horse battery")
+        .await
+        .expect("owner");
+    key_pages::create(&store, &owner.id, form("busy"))
+        .await
+        .expect("key");
+    let (key_id,): (String,) = sqlx::query_as("SELECT id FROM api_keys WHERE org_id = $1")
+        .bind(&org.id)
+        .fetch_one(&store.pool)
+        .await
+        .expect("id");
+    let now = now_ms();
+    // Two requests now, one 40 days ago (outside this month), charged 1000, 2000 and 4000 nanos.
+    for (i, (at, charge)) in [
+        (now, 1000i64),
+        (now - 1, 2000),
+        (now - 40 * 86_400_000, 4000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO generations (id, org_id, key_id, model_slug, charge_nanos, status, created_at) \
+             VALUES ($1, $2, $3, 'm/x', $4, 200, $5)",
+        )
+        .bind(format!("gen-test-{i}"))
+        .bind(&org.id)
+        .bind(&key_id)
+        .bind(charge)
+        .bind(at)
+        .execute(&store.writer)
+        .await
+        .expect("generation");
+    }
+    let k = &key_pages::list(&store, &owner.id).await.expect("list")[0];
+    assert_eq!(k.usage_today_usd, "0.000003");
+    assert_eq!(k.usage_month_usd, "0.000003");
+}
+
 both_backends!(
     members_see_their_own_keys_and_admins_see_all,
-    the_create_form_names_the_field_to_fix
+    the_create_form_names_the_field_to_fix,
+    usage_today_and_this_month_come_from_the_request_log,
 );

@@ -43,7 +43,30 @@ fn minute(ms: i64) -> String {
     )
 }
 
-pub fn view(k: KeyRecord) -> KeyView {
+/// Charges per key today and this month (UTC), from the request log: hash -> (today, month).
+async fn period_usage(
+    store: &Store,
+    org_id: &str,
+) -> Result<std::collections::HashMap<String, (i64, i64)>, String> {
+    let now = now_ms();
+    let today = LimitReset::Daily.period_start(now);
+    let month = LimitReset::Monthly.period_start(now);
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT k.hash, CAST(COALESCE(SUM(CASE WHEN g.created_at >= $2 THEN g.charge_nanos ELSE 0 END), 0) AS BIGINT), \
+                CAST(COALESCE(SUM(g.charge_nanos), 0) AS BIGINT) \
+         FROM generations g JOIN api_keys k ON k.id = g.key_id \
+         WHERE g.org_id = $1 AND g.created_at >= $3 GROUP BY k.hash",
+    )
+    .bind(org_id)
+    .bind(today)
+    .bind(month)
+    .fetch_all(&store.pool)
+    .await
+    .map_err(internal)?;
+    Ok(rows.into_iter().map(|(h, d, m)| (h, (d, m))).collect())
+}
+
+pub fn view(k: KeyRecord, periods: (i64, i64)) -> KeyView {
     let status = if k.disabled != 0 {
         "disabled"
     } else if k.expires_at.is_some_and(|e| e <= now_ms()) {
@@ -60,6 +83,8 @@ pub fn view(k: KeyRecord) -> KeyView {
         created: day(k.created_at),
         last_used: k.last_used_at.map(minute),
         usage_usd: Nanos(k.usage_nanos).to_usd_string(),
+        usage_today_usd: Nanos(periods.0).to_usd_string(),
+        usage_month_usd: Nanos(periods.1).to_usd_string(),
         limit_usd: k.limit_nanos.map(|l| Nanos(l).to_usd_string()),
         limit_reset: k.limit_reset,
         expires: k.expires_at.map(day),
@@ -147,7 +172,14 @@ pub async fn list(store: &Store, user_id: &str) -> Result<Vec<KeyView>, String> 
     let records = keys::list_records(store, scope(&org, &role, user_id))
         .await
         .map_err(internal)?;
-    Ok(records.into_iter().map(view).collect())
+    let periods = period_usage(store, &org).await?;
+    Ok(records
+        .into_iter()
+        .map(|k| {
+            let p = periods.get(&k.hash).copied().unwrap_or((0, 0));
+            view(k, p)
+        })
+        .collect())
 }
 
 pub async fn create(store: &Store, user_id: &str, form: NewKeyForm) -> Result<String, String> {
