@@ -219,6 +219,7 @@ fn KeyTable(
     delete: ServerAction<DeleteKey>,
 ) -> impl IntoView {
     view! {
+        <div class="table-wrap">
         <table class="key-table">
             <thead>
                 <tr>
@@ -262,7 +263,8 @@ fn KeyTable(
                                 <td class="num">
                                     <div class="usage">{crate::dollars(&k.usage_usd)}</div>
                                     <div class="muted small usage-periods">
-                                        {format!("today {} · month {}", crate::dollars(&k.usage_today_usd), crate::dollars(&k.usage_month_usd))}
+                                        <div>{format!("today {}", crate::dollars(&k.usage_today_usd))}</div>
+                                        <div>{format!("month {}", crate::dollars(&k.usage_month_usd))}</div>
                                     </div>
                                 </td>
                                 <td class="num">
@@ -271,7 +273,9 @@ fn KeyTable(
                                         _ => "no limit".into(),
                                     }}
                                 </td>
-                                <td class="small">{if rules.is_empty() { "—".to_string() } else { rules.join(" · ") }}</td>
+                                <td class="small rules-cell">
+                                    {if rules.is_empty() { vec!["—".to_string()] } else { rules }.into_iter().map(|r| view! { <div>{r}</div> }).collect_view()}
+                                </td>
                                 <td><span class=format!("status {}", k.status)>{k.status.clone()}</span></td>
                                 <td class="row-actions">
                                     <button type="button" class="button ghost small" on:click=move |_| {
@@ -289,5 +293,6 @@ fn KeyTable(
                     .collect_view()}
             </tbody>
         </table>
+        </div>
     }
 }
