@@ -234,7 +234,7 @@ fn ModelTable(list: Vec<ModelCard>, query: ReadSignal<String>) -> impl IntoView 
         .into_any();
     }
     view! {
-        <table class="model-table">
+        <table class="model-table" class:no-rows=move || visible().is_empty()>
             <thead>
                 <tr>
                     <th>"Model"</th>
