@@ -173,13 +173,8 @@ async fn verify_password(password: &str, phc: &str) -> bool {
 /// take the same time.
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// Creates an account and its personal organisation (owned by it). The first account of a platform
-/// without a platform admin becomes the platform admin.
-pub async fn sign_up(
-    store: &Store,
-    email: &str,
-    password: &str,
-) -> Result<(User, Org), AccountError> {
+/// The email, normalised, if it is an address and the password follows the rules.
+fn checked_credentials(email: &str, password: &str) -> Result<String, AccountError> {
     let email = email.trim().to_ascii_lowercase();
     if !valid_email(&email) {
         return Err(AccountError::BadEmail(email));
@@ -188,6 +183,17 @@ pub async fn sign_up(
     if !problems.is_empty() {
         return Err(AccountError::WeakPassword(problems));
     }
+    Ok(email)
+}
+
+/// Creates an account and its personal organisation (owned by it). The first account of a platform
+/// without a platform admin becomes the platform admin.
+pub async fn sign_up(
+    store: &Store,
+    email: &str,
+    password: &str,
+) -> Result<(User, Org), AccountError> {
+    let email = checked_credentials(email, password)?;
     let hash = hash_password(password).await?;
     let now = now_ms();
     let mut tx = store.writer.begin().await?;
@@ -278,15 +284,7 @@ pub async fn create_admin(
     email: &str,
     password: &str,
 ) -> Result<User, AccountError> {
-    let email = email.trim().to_ascii_lowercase();
-    if !valid_email(&email) {
-        return Err(AccountError::BadEmail(email));
-    }
-    let problems = switchyard_app::password_problems(password, &email);
-    if !problems.is_empty() {
-        return Err(AccountError::WeakPassword(problems));
-    }
-    let hash = hash_password(password).await?;
+    let email = checked_credentials(email, password)?;
     let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE email = $1")
         .bind(&email)
         .fetch_optional(&store.pool)
@@ -303,6 +301,7 @@ pub async fn create_admin(
         });
     }
     let (id,) = exists.expect("checked above");
+    let hash = hash_password(password).await?;
     sqlx::query("UPDATE users SET password_hash = $1, is_admin = 1, disabled = 0 WHERE id = $2")
         .bind(&hash)
         .bind(&id)

@@ -422,20 +422,14 @@ pub async fn set_disabled(
     hash: &str,
     disabled: bool,
 ) -> Result<bool, sqlx::Error> {
-    let sql = format!(
-        "UPDATE api_keys SET disabled = $3, updated_at = $4 WHERE org_id = $1 AND hash = $2 AND kind = 'inference' \
-         AND revoked_at IS NULL{}",
-        creator_clause(scope, 5).replace("k.", "")
-    );
-    let mut q = sqlx::query(&sql)
-        .bind(scope.org_id)
-        .bind(hash)
-        .bind(disabled as i64)
-        .bind(now_ms());
-    if let Some(c) = scope.creator {
-        q = q.bind(c);
-    }
-    Ok(q.execute(&store.writer).await?.rows_affected() == 1)
+    update_in_scope(
+        store,
+        scope,
+        hash,
+        "disabled = $3, updated_at = $4",
+        disabled as i64,
+    )
+    .await
 }
 
 /// Deletes (revokes) a key in scope; false when there is no such key.
@@ -444,14 +438,32 @@ pub async fn revoke_by_hash(
     scope: KeyScope<'_>,
     hash: &str,
 ) -> Result<bool, sqlx::Error> {
+    update_in_scope(
+        store,
+        scope,
+        hash,
+        "revoked_at = $3, updated_at = $4",
+        now_ms(),
+    )
+    .await
+}
+
+/// Sets `set` (a fixed SQL fragment using `$3` for `value` and `$4` for now) on one live key in scope.
+async fn update_in_scope(
+    store: &Store,
+    scope: KeyScope<'_>,
+    hash: &str,
+    set: &'static str,
+    value: i64,
+) -> Result<bool, sqlx::Error> {
     let sql = format!(
-        "UPDATE api_keys SET revoked_at = $3, updated_at = $3 WHERE org_id = $1 AND hash = $2 AND kind = 'inference' \
-         AND revoked_at IS NULL{}",
-        creator_clause(scope, 4).replace("k.", "")
+        "UPDATE api_keys SET {set} WHERE org_id = $1 AND hash = $2 AND kind = 'inference' AND revoked_at IS NULL{}",
+        creator_clause(scope, 5).replace("k.", "")
     );
     let mut q = sqlx::query(&sql)
         .bind(scope.org_id)
         .bind(hash)
+        .bind(value)
         .bind(now_ms());
     if let Some(c) = scope.creator {
         q = q.bind(c);
