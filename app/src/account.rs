@@ -12,9 +12,23 @@ pub struct SessionUser {
     pub id: String,
     pub email: String,
     pub is_admin: bool,
+    pub email_verified: bool,
+    /// The organisation the session works in (empty when the person belongs to none).
+    pub org_id: String,
     pub org_name: String,
+    /// Their role there: "owner", "admin" or "member".
+    pub role: String,
     /// Exact decimal USD.
     pub balance_usd: String,
+    /// Every organisation they belong to, for the switcher.
+    pub orgs: Vec<OrgChoice>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgChoice {
+    pub id: String,
+    pub name: String,
+    pub role: String,
 }
 
 #[cfg(feature = "ssr")]
@@ -23,6 +37,17 @@ pub mod backend {
     use std::{future::Future, pin::Pin, sync::Arc};
 
     pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+    /// Who asks: the signed-in user, the organisation their session works in (checked against their
+    /// memberships on every request) and when they signed in (a later password change ends the session).
+    #[derive(Clone, Debug)]
+    pub struct Who {
+        pub user_id: String,
+        pub org_id: Option<String>,
+        pub signed_in_at: i64,
+    }
+
+    type Res<'a, T> = BoxFut<'a, Result<T, String>>;
 
     /// What the account pages need from the server. Errors are messages for the person at the keyboard.
     pub trait Dashboard: Send + Sync + 'static {
@@ -40,30 +65,75 @@ pub mod backend {
             password: &'a str,
             client: &'a str,
         ) -> BoxFut<'a, Result<String, String>>;
-        /// The signed-in user, if the account still exists and is enabled.
-        fn session_user<'a>(&'a self, user_id: &'a str) -> BoxFut<'a, Option<SessionUser>>;
-        /// Keys of the user's organisation they may see (members: their own; admins and owners: all).
-        fn list_keys<'a>(
+        /// The signed-in user, if the account still exists, is enabled and the session still counts.
+        fn session_user<'a>(&'a self, who: &'a Who) -> BoxFut<'a, Option<SessionUser>>;
+        /// Emails a new verification link to the signed-in user.
+        fn send_verification<'a>(&'a self, who: &'a Who) -> Res<'a, ()>;
+        /// Uses a verification link; returns the verified address.
+        fn verify_email<'a>(&'a self, token: &'a str) -> Res<'a, String>;
+        /// Emails a reset link if the address has an account (the answer is the same either way).
+        fn request_reset<'a>(&'a self, email: &'a str, client: &'a str) -> Res<'a, ()>;
+        /// Sets a new password with a reset link; returns the user id (to sign them in).
+        fn reset_password<'a>(
             &'a self,
-            user_id: &'a str,
-        ) -> BoxFut<'a, Result<Vec<crate::keys::KeyView>, String>>;
+            token: &'a str,
+            password: &'a str,
+            client: &'a str,
+        ) -> Res<'a, String>;
+        /// Keys of the organisation the user may see (members: their own; admins and owners: all).
+        fn list_keys<'a>(&'a self, who: &'a Who) -> Res<'a, Vec<crate::keys::KeyView>>;
         /// Creates a key; returns its secret (shown once).
-        fn create_key<'a>(
+        fn create_key<'a>(&'a self, who: &'a Who, form: crate::keys::NewKeyForm)
+            -> Res<'a, String>;
+        /// Replaces a key's name and rules with the form's.
+        fn update_key<'a>(
             &'a self,
-            user_id: &'a str,
+            who: &'a Who,
+            hash: &'a str,
             form: crate::keys::NewKeyForm,
-        ) -> BoxFut<'a, Result<String, String>>;
+        ) -> Res<'a, ()>;
         fn set_key_disabled<'a>(
             &'a self,
-            user_id: &'a str,
+            who: &'a Who,
             hash: &'a str,
             disabled: bool,
-        ) -> BoxFut<'a, Result<(), String>>;
-        fn delete_key<'a>(
+        ) -> Res<'a, ()>;
+        fn delete_key<'a>(&'a self, who: &'a Who, hash: &'a str) -> Res<'a, ()>;
+        /// The organisation page: name, members, open invitations (for admins and owners).
+        fn org_page<'a>(&'a self, who: &'a Who) -> Res<'a, crate::orgs::OrgPageData>;
+        /// Creates an organisation owned by the user; returns its id.
+        fn create_org<'a>(&'a self, who: &'a Who, name: &'a str) -> Res<'a, String>;
+        /// Checks the user belongs to the organisation (before the session switches to it).
+        fn check_membership<'a>(&'a self, who: &'a Who, org_id: &'a str) -> Res<'a, ()>;
+        fn rename_org<'a>(&'a self, who: &'a Who, name: &'a str) -> Res<'a, ()>;
+        fn invite<'a>(&'a self, who: &'a Who, email: &'a str, role: &'a str) -> Res<'a, ()>;
+        fn revoke_invitation<'a>(&'a self, who: &'a Who, id: &'a str) -> Res<'a, ()>;
+        fn set_role<'a>(&'a self, who: &'a Who, user_id: &'a str, role: &'a str) -> Res<'a, ()>;
+        /// Removes a member; with their own id, the user leaves.
+        fn remove_member<'a>(&'a self, who: &'a Who, user_id: &'a str) -> Res<'a, ()>;
+        /// An invitation as its link shows it, to whoever holds the link.
+        fn invitation<'a>(
             &'a self,
+            token: &'a str,
+            who: Option<&'a Who>,
+        ) -> Res<'a, crate::orgs::InvitationView>;
+        /// Accepts for the signed-in user; returns the organisation joined.
+        fn accept_invitation<'a>(&'a self, who: &'a Who, token: &'a str) -> Res<'a, String>;
+        /// Creates the invited address's account and accepts; returns (user id, organisation id).
+        fn sign_up_invited<'a>(
+            &'a self,
+            token: &'a str,
+            password: &'a str,
+            client: &'a str,
+        ) -> Res<'a, (String, String)>;
+        /// Users, organisations and the dev outbox, for platform admins.
+        fn admin_overview<'a>(&'a self, who: &'a Who) -> Res<'a, crate::admin::AdminData>;
+        fn admin_set_user_disabled<'a>(
+            &'a self,
+            who: &'a Who,
             user_id: &'a str,
-            hash: &'a str,
-        ) -> BoxFut<'a, Result<(), String>>;
+            disabled: bool,
+        ) -> Res<'a, ()>;
     }
 
     #[derive(Clone)]
@@ -77,6 +147,8 @@ pub mod backend {
     pub const ABSOLUTE_SESSION_SECS: i64 = 30 * 24 * 3600;
     pub const USER_KEY: &str = "user_id";
     pub const SIGNED_IN_AT_KEY: &str = "signed_in_at";
+    /// The organisation the session works in.
+    pub const ORG_KEY: &str = "org_id";
 
     pub fn now_secs() -> i64 {
         std::time::SystemTime::now()
@@ -99,12 +171,12 @@ async fn context(
     Ok((b, session, client))
 }
 
-/// The signed-in user's id from the session, if the session is still within its absolute lifetime
-/// (an expired one is ended here).
+/// Who is signed in, from the session, if the session is still within its absolute lifetime (an
+/// expired one is ended here).
 #[cfg(feature = "ssr")]
-async fn session_user_id(
+async fn session_who(
     session: &tower_sessions::Session,
-) -> Result<Option<String>, ServerFnError> {
+) -> Result<Option<backend::Who>, ServerFnError> {
     let user_id: Option<String> = session
         .get(backend::USER_KEY)
         .await
@@ -115,25 +187,61 @@ async fn session_user_id(
         .ok()
         .flatten()
         .unwrap_or(0);
-    if user_id.is_some() && backend::now_secs() - signed_in_at > backend::ABSOLUTE_SESSION_SECS {
+    let Some(user_id) = user_id else {
+        return Ok(None);
+    };
+    if backend::now_secs() - signed_in_at > backend::ABSOLUTE_SESSION_SECS {
         let _ = session.flush().await;
         return Ok(None);
     }
-    Ok(user_id)
+    let org_id: Option<String> = session.get(backend::ORG_KEY).await.ok().flatten();
+    Ok(Some(backend::Who {
+        user_id,
+        org_id,
+        signed_in_at,
+    }))
 }
 
-/// The backend and the signed-in user's id, or an error asking to sign in.
+/// The backend and who is signed in, or an error asking to sign in.
 #[cfg(feature = "ssr")]
-pub(crate) async fn signed_in() -> Result<(backend::DashboardHandle, String), ServerFnError> {
+pub(crate) async fn signed_in() -> Result<(backend::DashboardHandle, backend::Who), ServerFnError> {
     let (b, session, _) = context().await?;
-    match session_user_id(&session).await? {
-        Some(id) => Ok((b, id)),
+    match session_who(&session).await? {
+        Some(who) => Ok((b, who)),
         None => Err(ServerFnError::new("sign in first")),
     }
 }
 
+/// The backend, the session and the client's address (for the pages that work signed out too).
 #[cfg(feature = "ssr")]
-async fn start_session(
+pub(crate) async fn session_context() -> Result<
+    (
+        backend::DashboardHandle,
+        tower_sessions::Session,
+        Option<backend::Who>,
+        String,
+    ),
+    ServerFnError,
+> {
+    let (b, session, client) = context().await?;
+    let who = session_who(&session).await?;
+    Ok((b, session, who, client))
+}
+
+/// Makes the session work in this organisation.
+#[cfg(feature = "ssr")]
+pub(crate) async fn set_session_org(
+    session: &tower_sessions::Session,
+    org_id: &str,
+) -> Result<(), ServerFnError> {
+    session
+        .insert(backend::ORG_KEY, org_id)
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))
+}
+
+#[cfg(feature = "ssr")]
+pub(crate) async fn start_session(
     session: &tower_sessions::Session,
     user_id: &str,
 ) -> Result<(), ServerFnError> {
@@ -150,7 +258,18 @@ async fn start_session(
         .insert(backend::SIGNED_IN_AT_KEY, backend::now_secs())
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))?;
+    let _ = session.remove::<String>(backend::ORG_KEY).await;
     Ok(())
+}
+
+/// Where to go after signing in: a path on this site, never another site.
+pub fn safe_next(next: &str) -> String {
+    let n = next.trim();
+    if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") {
+        n.to_string()
+    } else {
+        "/dashboard".into()
+    }
 }
 
 /// What a form submission says back: `Some(message)` when the person must fix something. (A refused
@@ -170,15 +289,53 @@ pub async fn sign_up(email: String, password: String) -> Result<FormOutcome, Ser
 }
 
 #[server(prefix = "/_app", endpoint = "sign_in")]
-pub async fn sign_in(email: String, password: String) -> Result<FormOutcome, ServerFnError> {
+pub async fn sign_in(
+    email: String,
+    password: String,
+    #[server(default)] next: String,
+) -> Result<FormOutcome, ServerFnError> {
     let (b, session, client) = context().await?;
     let user_id = match b.0.sign_in(&email, &password, &client).await {
         Ok(id) => id,
         Err(message) => return Ok(Some(message)),
     };
     start_session(&session, &user_id).await?;
-    leptos_axum::redirect("/dashboard");
+    leptos_axum::redirect(&safe_next(&next));
     Ok(None)
+}
+
+/// What an action says back: done (a confirmation to show) or refused (what to fix).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Done(String),
+    Refused(String),
+}
+
+impl From<Result<String, String>> for Outcome {
+    fn from(r: Result<String, String>) -> Self {
+        match r {
+            Ok(m) => Outcome::Done(m),
+            Err(m) => Outcome::Refused(m),
+        }
+    }
+}
+
+/// The line under a form: a confirmation, or what to fix.
+pub(crate) fn outcome_line(v: Option<Result<Outcome, ServerFnError>>) -> Option<AnyView> {
+    match v? {
+        Ok(Outcome::Done(m)) => {
+            let m = form_message(Some(Ok(Some(m))))?;
+            Some(view! { <p class="notice" role="status">{m}</p> }.into_any())
+        }
+        Ok(Outcome::Refused(m)) => {
+            let m = form_message(Some(Ok(Some(m))))?;
+            Some(view! { <p class="error" role="alert">{m}</p> }.into_any())
+        }
+        Err(e) => {
+            let m = form_message(Some(Err(e)))?;
+            Some(view! { <p class="error" role="alert">{m}</p> }.into_any())
+        }
+    }
 }
 
 /// The message to show under a form, if any.
@@ -212,10 +369,68 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
 #[server(prefix = "/_app", endpoint = "me")]
 pub async fn current_user() -> Result<Option<SessionUser>, ServerFnError> {
     let (b, session, _) = context().await?;
-    match session_user_id(&session).await? {
-        Some(user_id) => Ok(b.0.session_user(&user_id).await),
+    match session_who(&session).await? {
+        Some(who) => Ok(b.0.session_user(&who).await),
         None => Ok(None),
     }
+}
+
+#[server(prefix = "/_app", endpoint = "resend_verification")]
+pub async fn resend_verification() -> Result<Outcome, ServerFnError> {
+    let (b, who) = signed_in().await?;
+    Ok(b.0
+        .send_verification(&who)
+        .await
+        .map(|_| "we sent a new link; it works for 24 hours".to_string())
+        .into())
+}
+
+#[server(prefix = "/_app", endpoint = "verify_email")]
+pub async fn verify_email(token: String) -> Result<Outcome, ServerFnError> {
+    let (b, _, _) = context().await?;
+    Ok(b.0
+        .verify_email(&token)
+        .await
+        .map(|email| format!("{email} is confirmed. Thank you!"))
+        .into())
+}
+
+#[server(prefix = "/_app", endpoint = "request_reset")]
+pub async fn request_reset(email: String) -> Result<Outcome, ServerFnError> {
+    let (b, _, client) = context().await?;
+    Ok(b.0
+        .request_reset(&email, &client)
+        .await
+        .map(|_| {
+            format!(
+                "if {} has an account, a link to choose a new password is on its way; it works for one hour",
+                email.trim()
+            )
+        })
+        .into())
+}
+
+#[server(prefix = "/_app", endpoint = "reset_password")]
+pub async fn reset_password(token: String, password: String) -> Result<FormOutcome, ServerFnError> {
+    let (b, session, client) = context().await?;
+    let user_id = match b.0.reset_password(&token, &password, &client).await {
+        Ok(id) => id,
+        Err(message) => return Ok(Some(message)),
+    };
+    start_session(&session, &user_id).await?;
+    leptos_axum::redirect("/dashboard");
+    Ok(None)
+}
+
+/// Makes the session work in another of the user's organisations.
+#[server(prefix = "/_app", endpoint = "switch_org")]
+pub async fn switch_org(org_id: String) -> Result<(), ServerFnError> {
+    let (b, who) = signed_in().await?;
+    let (_, session, _) = context().await?;
+    b.0.check_membership(&who, &org_id)
+        .await
+        .map_err(ServerFnError::new)?;
+    set_session_org(&session, &org_id).await
 }
 
 /// The message of a server function error, without the framework's prefix.
@@ -226,21 +441,55 @@ pub fn error_text(e: &ServerFnError) -> String {
     }
 }
 
-/// Header: who is signed in, with a sign-out button; or a sign-in link.
+/// The signed-in user, re-read on every navigation; provided by the app shell for the header, the
+/// banner and the pages.
+#[derive(Clone, Copy)]
+pub struct Me(pub Resource<Result<Option<SessionUser>, ServerFnError>>);
+
+#[cfg(feature = "hydrate")]
+fn reload() {
+    if let Some(w) = web_sys::window() {
+        let _ = w.location().reload();
+    }
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn reload() {}
+
+/// Header: the organisation switcher and who is signed in, with a sign-out button; or a sign-in link.
 #[component]
 pub fn UserMenu() -> impl IntoView {
-    let location = leptos_router::hooks::use_location();
-    // Re-read on every navigation, so signing in or out shows at once.
-    let me = Resource::new(move || location.pathname.get(), |_| current_user());
+    let me = expect_context::<Me>().0;
     let sign_out = ServerAction::<SignOut>::new();
+    let switch = ServerAction::<SwitchOrg>::new();
+    // Every page shows the organisation's data: after a switch, load the page again.
+    Effect::new(move |_| {
+        if let Some(Ok(())) = switch.value().get() {
+            reload();
+        }
+    });
     view! {
         <Transition fallback=|| view! { <span class="muted">"…"</span> }>
             {move || {
                 me.get()
                     .map(|r| match r.ok().flatten() {
                         Some(u) => {
+                            let current = u.org_id.clone();
                             view! {
                                 <a href="/keys">"Keys"</a>
+                                <a href="/org">"Organisation"</a>
+                                {u.is_admin.then(|| view! { <a href="/admin">"Admin"</a> })}
+                                <ActionForm action=switch attr:class="inline org-switch">
+                                    <label class="sr-only" for="org-switch">"Organisation"</label>
+                                    <select id="org-switch" name="org_id" title="Switch organisation"
+                                        onchange="this.form.requestSubmit ? this.form.requestSubmit() : this.form.submit()">
+                                        {u.orgs.iter().map(|o| {
+                                            let selected = o.id == current;
+                                            view! { <option value=o.id.clone() selected=selected>{o.name.clone()}</option> }
+                                        }).collect_view()}
+                                    </select>
+                                    <noscript><button type="submit" class="button ghost small">"Switch"</button></noscript>
+                                </ActionForm>
                                 <a class="who" href="/dashboard">{u.email.clone()}</a>
                                 <ActionForm action=sign_out attr:class="inline">
                                     <button type="submit" class="button ghost">"Sign out"</button>
@@ -255,12 +504,61 @@ pub fn UserMenu() -> impl IntoView {
     }
 }
 
+/// Asks a signed-in person with an unconfirmed address to open the emailed link, and offers a new one.
+#[component]
+pub fn VerifyBanner() -> impl IntoView {
+    let me = expect_context::<Me>().0;
+    let resend = ServerAction::<ResendVerification>::new();
+    view! {
+        <Transition fallback=|| ()>
+            {move || {
+                me.get()
+                    .and_then(|r| r.ok().flatten())
+                    .filter(|u| !u.email_verified)
+                    .map(|u| {
+                        view! {
+                            <div class="banner" role="status">
+                                <span>"Confirm your email address: we sent a link to " <strong>{u.email.clone()}</strong> ". Until then you cannot create API keys or invite people."</span>
+                                <ActionForm action=resend attr:class="inline">
+                                    <button type="submit" class="button ghost small">"Send a new link"</button>
+                                </ActionForm>
+                                {move || outcome_line(resend.value().get())}
+                            </div>
+                        }
+                    })
+            }}
+        </Transition>
+    }
+}
+
+/// A new-password field with its rules, each ticked off as the person types.
+#[component]
+pub(crate) fn NewPassword(email: Signal<String>) -> impl IntoView {
+    let (password, set_password) = signal(String::new());
+    let problems = move || password_problems(&password.get(), &email.get());
+    view! {
+        <label>
+            "Password"
+            <input type="password" name="password" required autocomplete="new-password" on:input=move |ev| set_password.set(event_target_value(&ev))/>
+        </label>
+        <ul class="rules" aria-label="Password rules">
+            {PASSWORD_RULES
+                .iter()
+                .map(|rule| {
+                    let rule = *rule;
+                    view! {
+                        <li class:ok=move || !password.get().is_empty() && !problems().contains(&rule)>{rule}</li>
+                    }
+                })
+                .collect_view()}
+        </ul>
+    }
+}
+
 #[component]
 pub fn SignUpPage() -> impl IntoView {
     let action = ServerAction::<SignUp>::new();
     let (email, set_email) = signal(String::new());
-    let (password, set_password) = signal(String::new());
-    let problems = move || password_problems(&password.get(), &email.get());
     view! {
         <main class="page narrow auth">
             <h1>"Create your account"</h1>
@@ -270,21 +568,7 @@ pub fn SignUpPage() -> impl IntoView {
                     "Email"
                     <input type="email" name="email" required autocomplete="email" on:input=move |ev| set_email.set(event_target_value(&ev))/>
                 </label>
-                <label>
-                    "Password"
-                    <input type="password" name="password" required autocomplete="new-password" on:input=move |ev| set_password.set(event_target_value(&ev))/>
-                </label>
-                <ul class="rules" aria-label="Password rules">
-                    {PASSWORD_RULES
-                        .iter()
-                        .map(|rule| {
-                            let rule = *rule;
-                            view! {
-                                <li class:ok=move || !password.get().is_empty() && !problems().contains(&rule)>{rule}</li>
-                            }
-                        })
-                        .collect_view()}
-                </ul>
+                <NewPassword email=email.into()/>
                 <button type="submit" class="button">"Create account"</button>
                 {move || form_message(action.value().get()).map(|m| view! { <p class="error" role="alert">{m}</p> })}
             </ActionForm>
@@ -293,15 +577,26 @@ pub fn SignUpPage() -> impl IntoView {
     }
 }
 
+/// A query parameter of the current page ("" when absent).
+pub(crate) fn query_param(name: &'static str) -> impl Fn() -> String + Copy + Send + Sync {
+    let q = leptos_router::hooks::use_query_map();
+    move || q.read().get(name).unwrap_or_default()
+}
+
 #[component]
 pub fn SignInPage() -> impl IntoView {
     let action = ServerAction::<SignIn>::new();
+    let next = query_param("next");
     view! {
         <main class="page narrow auth">
             <h1>"Sign in"</h1>
             <ActionForm action=action attr:class="form">
+                <input type="hidden" name="next" value=next/>
                 <label>"Email" <input type="email" name="email" required autocomplete="email"/></label>
-                <label>"Password" <input type="password" name="password" required autocomplete="current-password"/></label>
+                <label>
+                    <span class="label-row">"Password" <a class="small" href="/reset">"Forgot your password?"</a></span>
+                    <input type="password" name="password" required autocomplete="current-password"/>
+                </label>
                 <button type="submit" class="button">"Sign in"</button>
                 {move || form_message(action.value().get()).map(|m| view! { <p class="error" role="alert">{m}</p> })}
             </ActionForm>
@@ -310,9 +605,71 @@ pub fn SignInPage() -> impl IntoView {
     }
 }
 
+/// `/verify?token=…`: the link from the verification email.
+#[component]
+pub fn VerifyPage() -> impl IntoView {
+    let token = query_param("token");
+    let result = Resource::new(token, verify_email);
+    view! {
+        <main class="page narrow auth">
+            <h1>"Confirm your email"</h1>
+            <Suspense fallback=|| view! { <p class="muted">"Checking the link…"</p> }>
+                {move || result.get().map(|r| {
+                    let ok = matches!(r, Ok(Outcome::Done(_)));
+                    view! {
+                        {outcome_line(Some(r))}
+                        <p>
+                            {if ok {
+                                view! { <a class="button" href="/keys">"Create an API key"</a> }.into_any()
+                            } else {
+                                view! { <span class="muted">"Signed in? Send a new link from the banner at the top of any page."</span> }.into_any()
+                            }}
+                        </p>
+                    }
+                })}
+            </Suspense>
+        </main>
+    }
+}
+
+/// `/reset`: ask for a reset link; `/reset?token=…`: choose a new password.
+#[component]
+pub fn ResetPage() -> impl IntoView {
+    let token = query_param("token");
+    let ask = ServerAction::<RequestReset>::new();
+    let set = ServerAction::<ResetPassword>::new();
+    view! {
+        <main class="page narrow auth">
+            {move || if token().is_empty() {
+                view! {
+                    <h1>"Reset your password"</h1>
+                    <p class="lede">"Enter your account's email address and we will send you a link to choose a new password."</p>
+                    <ActionForm action=ask attr:class="form">
+                        <label>"Email" <input type="email" name="email" required autocomplete="email"/></label>
+                        <button type="submit" class="button">"Send the link"</button>
+                        {move || outcome_line(ask.value().get())}
+                    </ActionForm>
+                    <p class="muted">"Remembered it? " <a href="/signin">"Sign in"</a></p>
+                }.into_any()
+            } else {
+                view! {
+                    <h1>"Choose a new password"</h1>
+                    <p class="lede">"Every other session of your account is signed out."</p>
+                    <ActionForm action=set attr:class="form">
+                        <input type="hidden" name="token" value=token/>
+                        <NewPassword email=Signal::stored(String::new())/>
+                        <button type="submit" class="button">"Set the password and sign in"</button>
+                        {move || form_message(set.value().get()).map(|m| view! { <p class="error" role="alert">{m}</p> })}
+                    </ActionForm>
+                }.into_any()
+            }}
+        </main>
+    }
+}
+
 #[component]
 pub fn DashboardPage() -> impl IntoView {
-    let me = Resource::new(|| (), |_| current_user());
+    let me = expect_context::<Me>().0;
     view! {
         <main class="page">
             <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
@@ -327,13 +684,17 @@ pub fn DashboardPage() -> impl IntoView {
                                         <div class="card">
                                             <div class="card-label">"Organisation"</div>
                                             <div class="card-value org">{u.org_name.clone()}</div>
+                                            <div class="muted small">{format!("you are {}", u.role)}</div>
                                         </div>
                                         <div class="card">
                                             <div class="card-label">"Balance"</div>
                                             <div class="card-value balance" title=format!("${} exactly", u.balance_usd)>{crate::cents(&u.balance_usd)}</div>
                                         </div>
                                     </section>
-                                    <p><a class="button" href="/keys">"Manage API keys"</a></p>
+                                    <p class="actions-row">
+                                        <a class="button" href="/keys">"Manage API keys"</a>
+                                        <a class="button ghost" href="/org">"Organisation and members"</a>
+                                    </p>
                                     <p class="muted">"Usage and billing pages come next."</p>
                                 }
                                     .into_any()

@@ -49,8 +49,8 @@ pub enum KeyCreated {
 
 #[server(prefix = "/_app", endpoint = "keys")]
 pub async fn list_keys() -> Result<Vec<KeyView>, ServerFnError> {
-    let (b, user) = crate::account::signed_in().await?;
-    b.0.list_keys(&user).await.map_err(ServerFnError::new)
+    let (b, who) = crate::account::signed_in().await?;
+    b.0.list_keys(&who).await.map_err(ServerFnError::new)
 }
 
 #[server(prefix = "/_app", endpoint = "create_key")]
@@ -62,7 +62,7 @@ pub async fn create_key(
     models: String,
     rpm: String,
 ) -> Result<KeyCreated, ServerFnError> {
-    let (b, user) = crate::account::signed_in().await?;
+    let (b, who) = crate::account::signed_in().await?;
     let form = NewKeyForm {
         name: name.clone(),
         limit_usd,
@@ -71,7 +71,7 @@ pub async fn create_key(
         models,
         rpm,
     };
-    Ok(match b.0.create_key(&user, form).await {
+    Ok(match b.0.create_key(&who, form).await {
         Ok(secret) => KeyCreated::Secret {
             name: name.trim().to_string(),
             secret,
@@ -82,18 +82,50 @@ pub async fn create_key(
 
 #[server(prefix = "/_app", endpoint = "toggle_key")]
 pub async fn toggle_key(hash: String, disabled: bool) -> Result<(), ServerFnError> {
-    let (b, user) = crate::account::signed_in().await?;
-    b.0.set_key_disabled(&user, &hash, disabled)
+    let (b, who) = crate::account::signed_in().await?;
+    b.0.set_key_disabled(&who, &hash, disabled)
         .await
         .map_err(ServerFnError::new)
 }
 
 #[server(prefix = "/_app", endpoint = "delete_key")]
 pub async fn delete_key(hash: String) -> Result<(), ServerFnError> {
-    let (b, user) = crate::account::signed_in().await?;
-    b.0.delete_key(&user, &hash)
+    let (b, who) = crate::account::signed_in().await?;
+    b.0.delete_key(&who, &hash)
         .await
         .map_err(ServerFnError::new)
+}
+
+#[server(prefix = "/_app", endpoint = "update_key")]
+#[allow(clippy::too_many_arguments)]
+pub async fn update_key(
+    hash: String,
+    name: String,
+    limit_usd: String,
+    limit_reset: String,
+    expires: String,
+    models: String,
+    rpm: String,
+) -> Result<crate::account::Outcome, ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    let form = NewKeyForm {
+        name: name.clone(),
+        limit_usd,
+        limit_reset,
+        expires,
+        models,
+        rpm,
+    };
+    Ok(b.0
+        .update_key(&who, &hash, form)
+        .await
+        .map(|_| {
+            format!(
+                "“{}” is updated; the gateway applies it within seconds",
+                name.trim()
+            )
+        })
+        .into())
 }
 
 #[cfg(feature = "hydrate")]
@@ -128,16 +160,25 @@ pub fn KeysPage() -> impl IntoView {
     let create = ServerAction::<CreateKey>::new();
     let toggle = ServerAction::<ToggleKey>::new();
     let delete = ServerAction::<DeleteKey>::new();
+    let update = ServerAction::<UpdateKey>::new();
+    let editing = RwSignal::new(None::<String>);
     let keys = Resource::new(
         move || {
             (
                 create.version().get(),
                 toggle.version().get(),
                 delete.version().get(),
+                update.version().get(),
             )
         },
         |_| list_keys(),
     );
+    // A saved edit closes its form.
+    Effect::new(move |_| {
+        if let Some(Ok(crate::account::Outcome::Done(_))) = update.value().get() {
+            editing.set(None);
+        }
+    });
     let (copied, set_copied) = signal(None::<bool>);
     let created = move || match create.value().get() {
         Some(Ok(KeyCreated::Secret { name, secret })) => Some((name, secret)),
@@ -204,7 +245,10 @@ pub fn KeysPage() -> impl IntoView {
                             Err(e) if crate::account::error_text(&e).contains("sign in") => view! { <Redirect path="/signin"/> }.into_any(),
                             Err(e) => view! { <p class="error">{crate::account::error_text(&e)}</p> }.into_any(),
                             Ok(list) if list.is_empty() => view! { <p class="muted empty">"No keys yet."</p> }.into_any(),
-                            Ok(list) => view! { <KeyTable list toggle delete/> }.into_any(),
+                            Ok(list) => view! {
+                                {move || crate::account::outcome_line(update.value().get())}
+                                <KeyTable list toggle delete update editing/>
+                            }.into_any(),
                         })
                 }}
             </Transition>
@@ -217,6 +261,8 @@ fn KeyTable(
     list: Vec<KeyView>,
     toggle: ServerAction<ToggleKey>,
     delete: ServerAction<DeleteKey>,
+    update: ServerAction<UpdateKey>,
+    editing: RwSignal<Option<String>>,
 ) -> impl IntoView {
     view! {
         <div class="table-wrap">
@@ -238,6 +284,8 @@ fn KeyTable(
                     .into_iter()
                     .map(|k| {
                         let (hash_t, hash_d, name) = (k.hash.clone(), k.hash.clone(), k.name.clone());
+                        let (hash_e, hash_open) = (k.hash.clone(), k.hash.clone());
+                        let edit_k = k.clone();
                         let disabled = k.status == "disabled";
                         let mut rules = Vec::new();
                         if let Some(r) = &k.limit_reset {
@@ -279,6 +327,10 @@ fn KeyTable(
                                 <td><span class=format!("status {}", k.status)>{k.status.clone()}</span></td>
                                 <td class="row-actions">
                                     <button type="button" class="button ghost small" on:click=move |_| {
+                                        let open = editing.get_untracked().as_deref() == Some(hash_open.as_str());
+                                        editing.set((!open).then(|| hash_open.clone()));
+                                    }>"Edit"</button>
+                                    <button type="button" class="button ghost small" on:click=move |_| {
                                         toggle.dispatch(ToggleKey { hash: hash_t.clone(), disabled: !disabled });
                                     }>{if disabled { "Enable" } else { "Disable" }}</button>
                                     <button type="button" class="button danger small" on:click=move |_| {
@@ -288,11 +340,48 @@ fn KeyTable(
                                     }>"Delete"</button>
                                 </td>
                             </tr>
+                            {move || (editing.get().as_deref() == Some(hash_e.as_str())).then(|| view! { <EditRow k=edit_k.clone() update editing/> })}
                         }
                     })
                     .collect_view()}
             </tbody>
         </table>
         </div>
+    }
+}
+
+/// The edit form of one key, under its row: every rule, prefilled; a blank field removes the rule.
+#[component]
+fn EditRow(
+    k: KeyView,
+    update: ServerAction<UpdateKey>,
+    editing: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let reset = k.limit_reset.clone().unwrap_or_default();
+    view! {
+        <tr class="edit-row">
+            <td colspan="8">
+                <ActionForm action=update attr:class="form key-form">
+                    <input type="hidden" name="hash" value=k.hash.clone()/>
+                    <label class="wide">"Name" <input name="name" required maxlength="100" value=k.name.clone()/></label>
+                    <label>"Credit limit (USD)" <input name="limit_usd" inputmode="decimal" placeholder="no limit" value=k.limit_usd.clone().unwrap_or_default()/></label>
+                    <label>
+                        "Limit resets"
+                        <select name="limit_reset">
+                            {[("", "never"), ("daily", "daily"), ("weekly", "weekly"), ("monthly", "monthly")].into_iter().map(|(v, l)| {
+                                view! { <option value=v selected=reset == v>{l}</option> }
+                            }).collect_view()}
+                        </select>
+                    </label>
+                    <label>"Expires on" <input name="expires" type="date" value=k.expires.clone().unwrap_or_default()/></label>
+                    <label>"Requests per minute" <input name="rpm" inputmode="numeric" placeholder="no limit" value=k.rpm.map(|r| r.to_string()).unwrap_or_default()/></label>
+                    <label class="wide">"Only these models" <input name="models" placeholder="all models (or ids, comma-separated)" value=k.models.clone().map(|m| m.join(", ")).unwrap_or_default()/></label>
+                    <div class="wide actions">
+                        <button type="submit" class="button">"Save changes"</button>
+                        <button type="button" class="button ghost" on:click=move |_| editing.set(None)>"Cancel"</button>
+                    </div>
+                </ActionForm>
+            </td>
+        </tr>
     }
 }

@@ -3,9 +3,15 @@
 //! provides as context; this crate never depends on the server.
 
 pub mod account;
+pub mod admin;
 pub mod keys;
+pub mod orgs;
 
-use account::{DashboardPage, SignInPage, SignUpPage, UserMenu};
+use account::{
+    current_user, DashboardPage, Me, ResetPage, SignInPage, SignUpPage, UserMenu, VerifyBanner,
+    VerifyPage,
+};
+use admin::AdminPage;
 use keys::KeysPage;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -13,6 +19,7 @@ use leptos_router::{
     components::{Route, Router, Routes},
     path,
 };
+use orgs::{InvitePage, OrgPage};
 use serde::{Deserialize, Serialize};
 
 /// A model as the public catalog shows it: tenant prices after markup, as exact decimal USD strings.
@@ -102,6 +109,18 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="switchyard" href="/assets/switchyard.css"/>
         <Title text="Switchyard"/>
         <Router>
+            <Shell hydrated/>
+        </Router>
+    }
+}
+
+/// Header, banner and pages; inside the router so that the signed-in user is re-read on navigation.
+#[component]
+fn Shell(hydrated: RwSignal<bool>) -> impl IntoView {
+    let location = leptos_router::hooks::use_location();
+    let me = Resource::new(move || location.pathname.get(), |_| current_user());
+    provide_context(Me(me));
+    view! {
             <header class="topbar" data-hydrated=move || hydrated.get().to_string()>
                 <a class="brand" href="/">
                     <span class="brand-mark" aria-hidden="true">"⇄"</span>
@@ -113,14 +132,19 @@ pub fn App() -> impl IntoView {
                     <UserMenu/>
                 </nav>
             </header>
+            <VerifyBanner/>
             <Routes fallback=|| view! { <NotFound/> }>
                 <Route path=path!("") view=Home/>
                 <Route path=path!("signin") view=SignInPage/>
                 <Route path=path!("signup") view=SignUpPage/>
+                <Route path=path!("verify") view=VerifyPage/>
+                <Route path=path!("reset") view=ResetPage/>
                 <Route path=path!("dashboard") view=DashboardPage/>
                 <Route path=path!("keys") view=KeysPage/>
+                <Route path=path!("org") view=OrgPage/>
+                <Route path=path!("invite") view=InvitePage/>
+                <Route path=path!("admin") view=AdminPage/>
             </Routes>
-        </Router>
     }
 }
 

@@ -59,6 +59,14 @@ pub struct Config {
     pub instance_stale_ms: u64,
     /// Mark the session cookie Secure (set it when the platform is served over HTTPS).
     pub secure_cookies: bool,
+    /// The address people reach the dashboard at, for links in emails (`https://llm.example.com`).
+    /// Unset: `http://` and the address the server listens on.
+    pub public_url: Option<String>,
+    /// Where emails go: `smtp://user:pass@host:587?tls=required`, `smtps://…:465`. Unset: emails are
+    /// kept in the dev outbox (platform admins read it in the dashboard) and announced in the log.
+    pub smtp_url: Option<Secret>,
+    /// The From of every email.
+    pub mail_from: String,
 }
 
 impl Default for Config {
@@ -81,6 +89,9 @@ impl Default for Config {
             db_max_connections: 16,
             instance_stale_ms: 60_000,
             secure_cookies: false,
+            public_url: None,
+            smtp_url: None,
+            mail_from: "Switchyard <noreply@switchyard.local>".into(),
         }
     }
 }
@@ -168,6 +179,22 @@ const ENV: &[(&str, Setter)] = &[
     }),
     ("SWITCHYARD_SECURE_COOKIES", |c, v| {
         num(v).map(|x| c.secure_cookies = x)
+    }),
+    ("SWITCHYARD_PUBLIC_URL", |c, v| {
+        let v = v.trim().trim_end_matches('/');
+        if !(v.starts_with("http://") || v.starts_with("https://")) {
+            return Err("must start with http:// or https://".into());
+        }
+        c.public_url = Some(v.to_string());
+        Ok(())
+    }),
+    ("SWITCHYARD_SMTP_URL", |c, v| {
+        c.smtp_url = Some(Secret::new(v.trim()));
+        Ok(())
+    }),
+    ("SWITCHYARD_MAIL_FROM", |c, v| {
+        c.mail_from = v.trim().to_string();
+        Ok(())
     }),
 ];
 

@@ -12,6 +12,7 @@ pub mod devupstream;
 pub mod error;
 pub mod gateway;
 pub mod keys;
+pub mod mail;
 pub mod money;
 pub mod providers;
 pub mod state;
@@ -65,7 +66,17 @@ impl Application {
             )
         })?;
         let keys = keys::KeyCache::new(Config::ms(cfg.key_cache_ttl_ms));
+        let mailer = mail::Mailer::from_config(&cfg, store.clone())?;
+        let public_url = match &cfg.public_url {
+            Some(u) => u.clone(),
+            None => format!(
+                "http://{}",
+                listener.local_addr().map_err(anyhow::Error::from)?
+            ),
+        };
         let state = AppState(Arc::new(Inner {
+            mailer,
+            public_url,
             cfg,
             store,
             cipher,

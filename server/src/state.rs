@@ -19,6 +19,10 @@ pub struct Inner {
     /// Set when shutdown's grace period is over: streams still running end (and settle) at once.
     pub cut_streams: tokio::sync::watch::Sender<bool>,
     pub rpm: crate::keys::RpmLimiter,
+    /// Sends emails (or keeps them in the dev outbox).
+    pub mailer: crate::mail::Mailer,
+    /// Where people reach the dashboard, for links in emails (no trailing slash).
+    pub public_url: String,
 }
 
 #[derive(Clone)]

@@ -143,11 +143,12 @@ async fn the_operator_can_make_an_admin(db: Db) {
 
 async fn sign_in_attempts_are_rate_limited(db: Db) {
     use switchyard_app::account::backend::Dashboard;
-    let (_db, store) = store(db).await;
+    let app = common::TestApp::start(db).await;
+    let store = app.store.clone();
     sign_up(&store, "ada@example.com", "correct horse battery")
         .await
         .expect("sign up");
-    let pages = switchyard::web::dashboard::Accounts::new(store.clone());
+    let pages = switchyard::web::dashboard::Accounts::new(app.state.clone());
     for _ in 0..10 {
         let e = pages
             .sign_in("ada@example.com", "wrong horse battery", "10.0.0.1")

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Db, TestDb};
+use common::{actor, Db, TestDb};
 use switchyard::accounts::{self, sign_up, Role};
 use switchyard::store::{now_ms, Store};
 use switchyard::web::key_pages;
@@ -37,19 +37,23 @@ async fn members_see_their_own_keys_and_admins_see_all(db: Db) {
         .expect("join");
     tx.commit().await.expect("commit");
 
-    key_pages::create(&store, &owner.id, form("owner's"))
+    key_pages::create(&store, &actor(&store, &owner.id).await, form("owner's"))
         .await
         .expect("owner key");
-    key_pages::create(&store, &member.id, form("member's"))
+    key_pages::create(&store, &actor(&store, &member.id).await, form("member's"))
         .await
         .expect("member key");
-    let all = key_pages::list(&store, &owner.id).await.expect("list");
+    let all = key_pages::list(&store, &actor(&store, &owner.id).await)
+        .await
+        .expect("list");
     assert_eq!(
         all.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
         ["owner's", "member's"]
     );
     assert_eq!(all[1].created_by.as_deref(), Some("member@example.com"));
-    let mine = key_pages::list(&store, &member.id).await.expect("list");
+    let mine = key_pages::list(&store, &actor(&store, &member.id).await)
+        .await
+        .expect("list");
     assert_eq!(
         mine.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
         ["member's"]
@@ -58,18 +62,21 @@ async fn members_see_their_own_keys_and_admins_see_all(db: Db) {
     // A member cannot touch the owner's key; the owner can touch the member's.
     let owners_hash = all[0].hash.clone();
     assert_eq!(
-        key_pages::set_disabled(&store, &member.id, &owners_hash, true).await,
+        key_pages::set_disabled(&store, &actor(&store, &member.id).await, &owners_hash, true).await,
         Err("no such key".into())
     );
     assert_eq!(
-        key_pages::delete(&store, &member.id, &owners_hash).await,
+        key_pages::delete(&store, &actor(&store, &member.id).await, &owners_hash).await,
         Err("no such key".into())
     );
-    key_pages::set_disabled(&store, &owner.id, &all[1].hash, true)
+    key_pages::set_disabled(&store, &actor(&store, &owner.id).await, &all[1].hash, true)
         .await
         .expect("disable");
     assert_eq!(
-        key_pages::list(&store, &member.id).await.expect("list")[0].status,
+        key_pages::list(&store, &actor(&store, &member.id).await)
+            .await
+            .expect("list")[0]
+            .status,
         "disabled"
     );
 
@@ -77,16 +84,16 @@ async fn members_see_their_own_keys_and_admins_see_all(db: Db) {
     let (stranger, _) = sign_up(&store, "stranger@example.com", "yet another password")
         .await
         .expect("stranger");
-    assert!(key_pages::list(&store, &stranger.id)
+    assert!(key_pages::list(&store, &actor(&store, &stranger.id).await)
         .await
         .expect("list")
         .is_empty());
     assert_eq!(
-        key_pages::delete(&store, &stranger.id, &owners_hash).await,
+        key_pages::delete(&store, &actor(&store, &stranger.id).await, &owners_hash).await,
         Err("no such key".into())
     );
     assert_eq!(
-        key_pages::list(&store, &owner.id)
+        key_pages::list(&store, &actor(&store, &owner.id).await)
             .await
             .expect("list")
             .len(),
@@ -153,13 +160,13 @@ async fn the_create_form_names_the_field_to_fix(db: Db) {
         ),
     ];
     for (f, needle) in cases {
-        let e = key_pages::create(&store, &owner.id, f.clone())
+        let e = key_pages::create(&store, &actor(&store, &owner.id).await, f.clone())
             .await
             .expect_err("refused");
         assert!(e.contains(needle), "{f:?}: {e}");
     }
     assert!(
-        key_pages::list(&store, &owner.id)
+        key_pages::list(&store, &actor(&store, &owner.id).await)
             .await
             .expect("list")
             .is_empty(),
@@ -167,7 +174,7 @@ async fn the_create_form_names_the_field_to_fix(db: Db) {
     );
     let secret = key_pages::create(
         &store,
-        &owner.id,
+        &actor(&store, &owner.id).await,
         NewKeyForm {
             limit_usd: "$2.50".into(),
             limit_reset: "weekly".into(),
@@ -179,7 +186,9 @@ async fn the_create_form_names_the_field_to_fix(db: Db) {
     .await
     .expect("created");
     assert!(secret.starts_with("sk-sy-v1-"));
-    let k = &key_pages::list(&store, &owner.id).await.expect("list")[0];
+    let k = &key_pages::list(&store, &actor(&store, &owner.id).await)
+        .await
+        .expect("list")[0];
     assert_eq!(
         (
             k.limit_usd.as_deref(),
@@ -197,7 +206,7 @@ async fn usage_today_and_this_month_come_from_the_request_log(db: Db) {
     let (owner, org) = sign_up(&store, "owner@example.com", "correct horse battery")
         .await
         .expect("owner");
-    key_pages::create(&store, &owner.id, form("busy"))
+    key_pages::create(&store, &actor(&store, &owner.id).await, form("busy"))
         .await
         .expect("key");
     let (key_id,): (String,) = sqlx::query_as("SELECT id FROM api_keys WHERE org_id = $1")
@@ -228,7 +237,9 @@ async fn usage_today_and_this_month_come_from_the_request_log(db: Db) {
         .await
         .expect("generation");
     }
-    let k = &key_pages::list(&store, &owner.id).await.expect("list")[0];
+    let k = &key_pages::list(&store, &actor(&store, &owner.id).await)
+        .await
+        .expect("list")[0];
     assert_eq!(k.usage_today_usd, "0.000003");
     assert_eq!(k.usage_month_usd, "0.000003");
 }

@@ -2,6 +2,9 @@
 //! organisation, the first account of a platform is its admin. The dashboard's pages and sessions build on
 //! these; the operator also creates organisations and admins from the command line.
 
+pub mod orgs;
+pub mod tokens;
+
 use crate::store::{is_unique_violation, new_id, now_ms, Store};
 use anyhow::{bail, Context};
 
@@ -102,7 +105,7 @@ pub async fn find_org(store: &Store, name: &str) -> anyhow::Result<Org> {
     }
 }
 
-fn valid_email(e: &str) -> bool {
+pub fn valid_email(e: &str) -> bool {
     let Some((local, domain)) = e.split_once('@') else {
         return false;
     };
@@ -131,6 +134,15 @@ pub enum AccountError {
     InvalidCredentials,
     #[error("this account is disabled; contact the platform's operator")]
     Disabled,
+    /// A link from an email that does not work (any more); the same answer for every reason.
+    #[error("this link is invalid, already used or expired; ask for a new one")]
+    BadLink,
+    /// Something the person asked that the rules do not allow; the message says which rule.
+    #[error("{0}")]
+    Refused(String),
+    /// Not there, or not theirs: the same answer.
+    #[error("no such {0}")]
+    NotFound(&'static str),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -174,7 +186,7 @@ async fn verify_password(password: &str, phc: &str) -> bool {
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// The email, normalised, if it is an address and the password follows the rules.
-fn checked_credentials(email: &str, password: &str) -> Result<String, AccountError> {
+pub(crate) fn checked_credentials(email: &str, password: &str) -> Result<String, AccountError> {
     let email = email.trim().to_ascii_lowercase();
     if !valid_email(&email) {
         return Err(AccountError::BadEmail(email));
@@ -311,5 +323,89 @@ pub async fn create_admin(
         id,
         email,
         is_admin: true,
+    })
+}
+
+/// Marks the address of the token's user as verified; returns it.
+pub async fn verify_email(store: &Store, token: &str) -> Result<String, AccountError> {
+    let mut tx = store.writer.begin().await?;
+    let Some(user_id) = tokens::consume(&mut tx, token, tokens::Purpose::Verify).await? else {
+        return Err(AccountError::BadLink);
+    };
+    sqlx::query(
+        "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1) WHERE id = $2",
+    )
+    .bind(now_ms())
+    .bind(&user_id)
+    .execute(&mut *tx)
+    .await?;
+    let (email,): (String,) = sqlx::query_as("SELECT email FROM users WHERE id = $1")
+        .bind(&user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(user = %user_id, "email verified");
+    Ok(email)
+}
+
+/// The id of the enabled account with this email, if any (who a reset link may be sent to).
+pub async fn find_enabled_user(store: &Store, email: &str) -> Result<Option<String>, AccountError> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM users WHERE email = $1 AND disabled = 0")
+            .bind(email.trim().to_ascii_lowercase())
+            .fetch_optional(&store.pool)
+            .await?;
+    Ok(row.map(|r| r.0))
+}
+
+/// Sets a new password with a reset token. Sessions signed in before now end; the link also proves
+/// the address, so it counts as verified.
+pub async fn reset_password(
+    store: &Store,
+    token: &str,
+    password: &str,
+) -> Result<User, AccountError> {
+    // Check the password before using the token up, so that a refused password leaves the link working.
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT u.email FROM email_tokens t JOIN users u ON u.id = t.user_id \
+         WHERE t.hash = $1 AND t.purpose = 'reset' AND t.used_at IS NULL AND t.expires_at > $2",
+    )
+    .bind(tokens::token_hash(token))
+    .bind(now_ms())
+    .fetch_optional(&store.pool)
+    .await?;
+    let Some((email,)) = row else {
+        return Err(AccountError::BadLink);
+    };
+    checked_credentials(&email, password)?;
+    let hash = hash_password(password).await?;
+    let mut tx = store.writer.begin().await?;
+    let Some(user_id) = tokens::consume(&mut tx, token, tokens::Purpose::Reset).await? else {
+        return Err(AccountError::BadLink);
+    };
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE users SET password_hash = $1, password_changed_at = $2, \
+         email_verified_at = COALESCE(email_verified_at, $2) WHERE id = $3",
+    )
+    .bind(&hash)
+    .bind(now)
+    .bind(&user_id)
+    .execute(&mut *tx)
+    .await?;
+    let (is_admin, disabled): (i64, i64) =
+        sqlx::query_as("SELECT is_admin, disabled FROM users WHERE id = $1")
+            .bind(&user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    if disabled != 0 {
+        return Err(AccountError::Disabled);
+    }
+    tracing::info!(user = %user_id, "password reset");
+    Ok(User {
+        id: user_id,
+        email,
+        is_admin: is_admin != 0,
     })
 }

@@ -3,14 +3,13 @@
 //! management key; another org's key is simply not found.
 
 use super::{
-    allowed_models_json, create_key_with, find_record, hash_secret, list_records, revoke_by_hash,
-    KeyKind, KeyRecord, KeyRules, KeyScope, LimitReset,
+    create_key_with, find_record, hash_secret, list_records, revoke_by_hash, update_key, KeyEdit,
+    KeyRecord, KeyRules, KeyScope, LimitReset,
 };
 use crate::error::ApiError;
 use crate::gateway::{info::rfc3339, LimitedBody, ManagementAuth};
 use crate::money::Nanos;
 use crate::state::AppState;
-use crate::store::now_ms;
 use axum::{
     extract::{Path, State},
     http::StatusCode,
@@ -253,30 +252,27 @@ async fn update(
         .limit_reset
         .unwrap_or(current.limit_reset.as_deref().and_then(LimitReset::parse));
     let allowed_models = match f.allowed_models {
-        Some(m) => allowed_models_json(&m),
-        None => current.allowed_models,
+        Some(m) => m,
+        None => current
+            .allowed_models
+            .as_deref()
+            .and_then(|m| serde_json::from_str(m).ok()),
     };
-    let rpm = f
+    let requests_per_minute = f
         .requests_per_minute
         .unwrap_or(current.rpm_limit.and_then(|r| u32::try_from(r).ok()));
-    sqlx::query(
-        "UPDATE api_keys SET name = $1, limit_nanos = $2, expires_at = $3, disabled = $4, updated_at = $5, \
-           limit_reset = $9, allowed_models = $10, rpm_limit = $11 \
-         WHERE org_id = $6 AND hash = $7 AND kind = $8 AND revoked_at IS NULL",
-    )
-    .bind(&name)
-    .bind(limit.map(|l| l.0))
-    .bind(expires_at)
-    .bind(disabled as i64)
-    .bind(now_ms())
-    .bind(&me.org_id)
-    .bind(&hash)
-    .bind(KeyKind::Inference.as_str())
-    .bind(limit_reset.map(LimitReset::as_str))
-    .bind(allowed_models)
-    .bind(rpm.map(i64::from))
-    .execute(&state.store.writer)
-    .await?;
+    let edit = KeyEdit {
+        name,
+        limit,
+        expires_at,
+        disabled: Some(disabled),
+        rules: KeyRules {
+            limit_reset,
+            allowed_models,
+            requests_per_minute,
+        },
+    };
+    update_key(&state.store, KeyScope::org(&me.org_id), &hash, &edit).await?;
     tracing::info!(org = %me.org_id, by = %me.id, key = %hash, "API key updated over the management API");
     Ok(Json(
         json!({ "data": key_json(&find(&state, &me.org_id, &hash).await?) }),

@@ -448,6 +448,46 @@ pub async fn revoke_by_hash(
     .await
 }
 
+/// A key's new name and rules (everything but the secret).
+pub struct KeyEdit {
+    pub name: String,
+    pub limit: Option<Nanos>,
+    pub expires_at: Option<i64>,
+    /// `None` leaves the key enabled or disabled as it is.
+    pub disabled: Option<bool>,
+    pub rules: KeyRules,
+}
+
+/// Replaces a live key's name and rules, in scope; false when there is no such key.
+pub async fn update_key(
+    store: &Store,
+    scope: KeyScope<'_>,
+    hash: &str,
+    e: &KeyEdit,
+) -> Result<bool, sqlx::Error> {
+    let sql = format!(
+        "UPDATE api_keys SET name = $3, limit_nanos = $4, expires_at = $5, disabled = COALESCE($6, disabled), \
+           updated_at = $7, limit_reset = $8, allowed_models = $9, rpm_limit = $10 \
+         WHERE org_id = $1 AND hash = $2 AND kind = 'inference' AND revoked_at IS NULL{}",
+        creator_clause(scope, 11).replace("k.", "")
+    );
+    let mut q = sqlx::query(&sql)
+        .bind(scope.org_id)
+        .bind(hash)
+        .bind(&e.name)
+        .bind(e.limit.map(|l| l.0))
+        .bind(e.expires_at)
+        .bind(e.disabled.map(i64::from))
+        .bind(now_ms())
+        .bind(e.rules.limit_reset.map(LimitReset::as_str))
+        .bind(allowed_models_json(&e.rules.allowed_models))
+        .bind(e.rules.requests_per_minute.map(i64::from));
+    if let Some(c) = scope.creator {
+        q = q.bind(c);
+    }
+    Ok(q.execute(&store.writer).await?.rows_affected() == 1)
+}
+
 /// Sets `set` (a fixed SQL fragment using `$3` for `value` and `$4` for now) on one live key in scope.
 async fn update_in_scope(
     store: &Store,

@@ -1,16 +1,22 @@
-//! The server's side of the account pages: sign-up, sign-in (rate-limited per client address and per
-//! account) and the signed-in user's view, for `switchyard_app::account`.
+//! The server's side of the dashboard pages (`switchyard_app`'s `Dashboard` trait): accounts, email
+//! links, organisations, members, invitations, keys and the admin area. Every call first resolves who
+//! asks into an `Actor` (user, organisation, role), re-checked against the database on every request,
+//! and every query after that is scoped by it. Sign-in, sign-up and reset are rate-limited.
 
-use crate::accounts::{self, AccountError};
+use crate::accounts::orgs::{self, Actor};
+use crate::accounts::{self, tokens, AccountError, Role};
 use crate::billing::ledger;
 use crate::keys::RpmLimiter;
+use crate::state::AppState;
 use crate::store::Store;
-use switchyard_app::account::backend::{BoxFut, Dashboard};
-use switchyard_app::account::SessionUser;
+use switchyard_app::account::backend::{BoxFut, Dashboard, Who};
+use switchyard_app::account::{OrgChoice, SessionUser};
+use switchyard_app::admin::AdminData;
 use switchyard_app::keys::{KeyView, NewKeyForm};
+use switchyard_app::orgs::{InvitationView, OrgPageData};
 
 pub struct Accounts {
-    store: Store,
+    state: AppState,
     attempts: RpmLimiter,
 }
 
@@ -19,19 +25,65 @@ const PER_CLIENT: u32 = 20;
 const PER_ACCOUNT: u32 = 10;
 /// Sign-ups allowed per minute from one address.
 const SIGNUPS_PER_CLIENT: u32 = 5;
+/// Reset and verification emails per minute, per address asking and per account.
+const EMAILS_PER_CLIENT: u32 = 5;
+const EMAILS_PER_ACCOUNT: u32 = 3;
+
+type Res<'a, T> = BoxFut<'a, Result<T, String>>;
 
 impl Accounts {
-    pub fn new(store: Store) -> Self {
+    pub fn new(state: AppState) -> Self {
         Accounts {
-            store,
+            state,
             attempts: RpmLimiter::default(),
         }
+    }
+
+    fn store(&self) -> &Store {
+        &self.state.store
     }
 
     fn throttle(&self, bucket: &str, limit: u32) -> Result<(), String> {
         self.attempts
             .check(bucket, limit)
             .map_err(|wait| format!("too many attempts; wait {wait} seconds and try again"))
+    }
+
+    fn link(&self, path: &str, token: &str) -> String {
+        format!("{}/{path}?token={token}", self.state.public_url)
+    }
+
+    async fn send_verification_to(&self, user_id: &str, email: &str) -> Result<(), String> {
+        self.throttle(&format!("verify-mail:{user_id}"), EMAILS_PER_ACCOUNT)?;
+        let token = tokens::issue(self.store(), user_id, tokens::Purpose::Verify)
+            .await
+            .map_err(internal)?;
+        self.state
+            .mailer
+            .send(crate::mail::verify_email(
+                email,
+                &self.link("verify", &token),
+            ))
+            .await
+            .map_err(internal)
+    }
+
+    /// The actor, and whether their address is verified (to create keys and invite people).
+    async fn verified_actor(&self, who: &Who) -> Result<Actor, String> {
+        let actor = resolve(self.store(), who).await?;
+        let (verified,): (Option<i64>,) =
+            sqlx::query_as("SELECT email_verified_at FROM users WHERE id = $1")
+                .bind(&actor.user_id)
+                .fetch_one(&self.store().pool)
+                .await
+                .map_err(internal)?;
+        if verified.is_none() {
+            return Err(
+                "confirm your email address first: open the link we sent you (or send a new one from the banner at the top)"
+                    .into(),
+            );
+        }
+        Ok(actor)
     }
 }
 
@@ -50,18 +102,78 @@ fn message(e: AccountError) -> String {
     }
 }
 
+const SIGN_IN_FIRST: &str = "sign in first";
+
+/// The signed-in user, if the account is enabled and the session began after the last password change.
+pub async fn resolve_user(store: &Store, who: &Who) -> Result<(String, bool), String> {
+    let row: Option<(i64, i64, Option<i64>)> =
+        sqlx::query_as("SELECT is_admin, disabled, password_changed_at FROM users WHERE id = $1")
+            .bind(&who.user_id)
+            .fetch_optional(&store.pool)
+            .await
+            .map_err(internal)?;
+    match row {
+        Some((is_admin, 0, changed)) if changed.is_none_or(|c| c / 1000 <= who.signed_in_at) => {
+            Ok((who.user_id.clone(), is_admin != 0))
+        }
+        _ => Err(SIGN_IN_FIRST.into()),
+    }
+}
+
+/// Who acts, where, as what: the session's organisation if they still belong to it, else the first
+/// they joined.
+pub async fn resolve(store: &Store, who: &Who) -> Result<Actor, String> {
+    let (user_id, _) = resolve_user(store, who).await?;
+    let all = orgs::memberships(store, &user_id).await.map_err(internal)?;
+    let chosen = who
+        .org_id
+        .as_deref()
+        .and_then(|o| all.iter().find(|m| m.org_id == o))
+        .or(all.first())
+        .ok_or("you are not a member of any organisation; create one on the organisation page")?;
+    Ok(Actor {
+        user_id,
+        org_id: chosen.org_id.clone(),
+        role: Role::parse(&chosen.role).unwrap_or(Role::Member),
+    })
+}
+
+/// The actor of a signed-in user working in their first organisation (scripts and tests).
+pub async fn actor_for(store: &Store, user_id: &str) -> Result<Actor, String> {
+    resolve(
+        store,
+        &Who {
+            user_id: user_id.into(),
+            org_id: None,
+            signed_in_at: i64::MAX / 2000,
+        },
+    )
+    .await
+}
+
+fn date(ms: i64) -> String {
+    crate::gateway::info::rfc3339(ms)
+        .get(..10)
+        .unwrap_or_default()
+        .to_string()
+}
+
 impl Dashboard for Accounts {
     fn sign_up<'a>(
         &'a self,
         email: &'a str,
         password: &'a str,
         client: &'a str,
-    ) -> BoxFut<'a, Result<String, String>> {
+    ) -> Res<'a, String> {
         Box::pin(async move {
             self.throttle(&format!("signup:{client}"), SIGNUPS_PER_CLIENT)?;
-            let (user, _) = accounts::sign_up(&self.store, email, password)
+            let (user, _) = accounts::sign_up(self.store(), email, password)
                 .await
                 .map_err(message)?;
+            // The account exists whatever the mail server says; the banner offers to send again.
+            if let Err(e) = self.send_verification_to(&user.id, &user.email).await {
+                tracing::warn!(user = %user.id, error = %e, "could not send the verification email");
+            }
             Ok(user.id)
         })
     }
@@ -71,91 +183,378 @@ impl Dashboard for Accounts {
         email: &'a str,
         password: &'a str,
         client: &'a str,
-    ) -> BoxFut<'a, Result<String, String>> {
+    ) -> Res<'a, String> {
         Box::pin(async move {
             self.throttle(&format!("signin:{client}"), PER_CLIENT)?;
             self.throttle(
                 &format!("signin-account:{}", email.trim().to_ascii_lowercase()),
                 PER_ACCOUNT,
             )?;
-            let user = accounts::sign_in(&self.store, email, password)
+            let user = accounts::sign_in(self.store(), email, password)
                 .await
                 .map_err(message)?;
             Ok(user.id)
         })
     }
 
-    fn session_user<'a>(&'a self, user_id: &'a str) -> BoxFut<'a, Option<SessionUser>> {
+    fn session_user<'a>(&'a self, who: &'a Who) -> BoxFut<'a, Option<SessionUser>> {
         Box::pin(async move {
-            let row: Option<(String, i64, i64)> =
-                sqlx::query_as("SELECT email, is_admin, disabled FROM users WHERE id = $1")
-                    .bind(user_id)
-                    .fetch_optional(&self.store.pool)
+            let store = self.store();
+            let (user_id, is_admin) = resolve_user(store, who).await.ok()?;
+            let (email, verified): (String, Option<i64>) =
+                sqlx::query_as("SELECT email, email_verified_at FROM users WHERE id = $1")
+                    .bind(&user_id)
+                    .fetch_one(&store.pool)
                     .await
-                    .ok()
-                    .flatten();
-            let (email, is_admin, disabled) = row?;
-            if disabled != 0 {
-                return None;
-            }
-            // The organisation they joined first (their personal one, for a signed-up account).
-            let org: Option<(String, String)> = sqlx::query_as(
-                "SELECT o.id, o.name FROM memberships m JOIN orgs o ON o.id = m.org_id \
-                 WHERE m.user_id = $1 ORDER BY m.created_at, o.name LIMIT 1",
-            )
-            .bind(user_id)
-            .fetch_optional(&self.store.pool)
-            .await
-            .ok()
-            .flatten();
-            let (org_name, balance) = match org {
-                Some((id, name)) => {
-                    let b = ledger::balance(&self.store, &id).await.ok().flatten();
+                    .ok()?;
+            let all = orgs::memberships(store, &user_id).await.ok()?;
+            let actor = resolve(store, who).await.ok();
+            let (org_id, org_name, role, balance) = match &actor {
+                Some(a) => {
+                    let name = all
+                        .iter()
+                        .find(|m| m.org_id == a.org_id)
+                        .map(|m| m.org_name.clone())
+                        .unwrap_or_default();
+                    let b = ledger::balance(store, &a.org_id).await.ok().flatten();
                     (
+                        a.org_id.clone(),
                         name,
+                        a.role.as_str().to_string(),
                         b.map(|b| b.balance().to_usd_string())
                             .unwrap_or_else(|| "0".into()),
                     )
                 }
-                None => ("(no organisation)".into(), "0".into()),
+                None => (
+                    String::new(),
+                    "(no organisation)".into(),
+                    String::new(),
+                    "0".into(),
+                ),
             };
             Some(SessionUser {
-                id: user_id.to_string(),
+                id: user_id,
                 email,
-                is_admin: is_admin != 0,
+                is_admin,
+                email_verified: verified.is_some(),
+                org_id,
                 org_name,
+                role,
                 balance_usd: balance,
+                orgs: all
+                    .into_iter()
+                    .map(|m| OrgChoice {
+                        id: m.org_id,
+                        name: m.org_name,
+                        role: m.role,
+                    })
+                    .collect(),
             })
         })
     }
 
-    fn list_keys<'a>(&'a self, user_id: &'a str) -> BoxFut<'a, Result<Vec<KeyView>, String>> {
-        Box::pin(super::key_pages::list(&self.store, user_id))
+    fn send_verification<'a>(&'a self, who: &'a Who) -> Res<'a, ()> {
+        Box::pin(async move {
+            let (user_id, _) = resolve_user(self.store(), who).await?;
+            let (email, verified): (String, Option<i64>) =
+                sqlx::query_as("SELECT email, email_verified_at FROM users WHERE id = $1")
+                    .bind(&user_id)
+                    .fetch_one(&self.store().pool)
+                    .await
+                    .map_err(internal)?;
+            if verified.is_some() {
+                return Err("your email address is already confirmed".into());
+            }
+            self.send_verification_to(&user_id, &email).await
+        })
     }
 
-    fn create_key<'a>(
-        &'a self,
-        user_id: &'a str,
-        form: NewKeyForm,
-    ) -> BoxFut<'a, Result<String, String>> {
-        Box::pin(super::key_pages::create(&self.store, user_id, form))
+    fn verify_email<'a>(&'a self, token: &'a str) -> Res<'a, String> {
+        Box::pin(async move {
+            accounts::verify_email(self.store(), token)
+                .await
+                .map_err(message)
+        })
     }
 
-    fn set_key_disabled<'a>(
+    fn request_reset<'a>(&'a self, email: &'a str, client: &'a str) -> Res<'a, ()> {
+        Box::pin(async move {
+            self.throttle(&format!("reset:{client}"), EMAILS_PER_CLIENT)?;
+            let email = email.trim().to_ascii_lowercase();
+            if !accounts::valid_email(&email) {
+                return Err(format!("email: {email:?} is not an email address"));
+            }
+            let Some(user_id) = accounts::find_enabled_user(self.store(), &email)
+                .await
+                .map_err(message)?
+            else {
+                // Same answer as for an account: the page does not tell who has one.
+                tracing::info!("password reset asked for an address without an account");
+                return Ok(());
+            };
+            // Beyond the per-account limit, quietly send nothing (the answer must not differ).
+            if self
+                .throttle(&format!("reset-account:{user_id}"), EMAILS_PER_ACCOUNT)
+                .is_err()
+            {
+                tracing::warn!(user = %user_id, "password reset emails for this account are being rate-limited");
+                return Ok(());
+            }
+            let token = tokens::issue(self.store(), &user_id, tokens::Purpose::Reset)
+                .await
+                .map_err(internal)?;
+            self.state
+                .mailer
+                .send(crate::mail::reset_password(
+                    &email,
+                    &self.link("reset", &token),
+                ))
+                .await
+                .map_err(internal)
+        })
+    }
+
+    fn reset_password<'a>(
         &'a self,
+        token: &'a str,
+        password: &'a str,
+        client: &'a str,
+    ) -> Res<'a, String> {
+        Box::pin(async move {
+            self.throttle(&format!("reset-use:{client}"), PER_CLIENT)?;
+            let user = accounts::reset_password(self.store(), token, password)
+                .await
+                .map_err(message)?;
+            Ok(user.id)
+        })
+    }
+
+    fn list_keys<'a>(&'a self, who: &'a Who) -> Res<'a, Vec<KeyView>> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            super::key_pages::list(self.store(), &actor).await
+        })
+    }
+
+    fn create_key<'a>(&'a self, who: &'a Who, form: NewKeyForm) -> Res<'a, String> {
+        Box::pin(async move {
+            let actor = self.verified_actor(who).await?;
+            super::key_pages::create(self.store(), &actor, form).await
+        })
+    }
+
+    fn update_key<'a>(&'a self, who: &'a Who, hash: &'a str, form: NewKeyForm) -> Res<'a, ()> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            super::key_pages::update(self.store(), &actor, hash, form).await
+        })
+    }
+
+    fn set_key_disabled<'a>(&'a self, who: &'a Who, hash: &'a str, disabled: bool) -> Res<'a, ()> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            super::key_pages::set_disabled(self.store(), &actor, hash, disabled).await
+        })
+    }
+
+    fn delete_key<'a>(&'a self, who: &'a Who, hash: &'a str) -> Res<'a, ()> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            super::key_pages::delete(self.store(), &actor, hash).await
+        })
+    }
+
+    fn org_page<'a>(&'a self, who: &'a Who) -> Res<'a, OrgPageData> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            super::org_pages::page(self.store(), &actor).await
+        })
+    }
+
+    fn create_org<'a>(&'a self, who: &'a Who, name: &'a str) -> Res<'a, String> {
+        Box::pin(async move {
+            let (user_id, _) = resolve_user(self.store(), who).await?;
+            let org = orgs::create(self.store(), &user_id, name)
+                .await
+                .map_err(message)?;
+            Ok(org.id)
+        })
+    }
+
+    fn check_membership<'a>(&'a self, who: &'a Who, org_id: &'a str) -> Res<'a, ()> {
+        Box::pin(async move {
+            let (user_id, _) = resolve_user(self.store(), who).await?;
+            let all = orgs::memberships(self.store(), &user_id)
+                .await
+                .map_err(internal)?;
+            if all.iter().any(|m| m.org_id == org_id) {
+                Ok(())
+            } else {
+                Err(message(AccountError::NotFound("organisation")))
+            }
+        })
+    }
+
+    fn rename_org<'a>(&'a self, who: &'a Who, name: &'a str) -> Res<'a, ()> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            orgs::rename(self.store(), &actor, name)
+                .await
+                .map_err(message)
+        })
+    }
+
+    fn invite<'a>(&'a self, who: &'a Who, email: &'a str, role: &'a str) -> Res<'a, ()> {
+        Box::pin(async move {
+            let actor = self.verified_actor(who).await?;
+            let role = Role::parse(role).ok_or("role: choose member, admin or owner")?;
+            self.throttle(&format!("invite:{}", actor.user_id), 20)?;
+            let (_, token) = orgs::invite(self.store(), &actor, email, role)
+                .await
+                .map_err(message)?;
+            let (inviter, org): (String, String) = sqlx::query_as(
+                "SELECT u.email, o.name FROM users u, orgs o WHERE u.id = $1 AND o.id = $2",
+            )
+            .bind(&actor.user_id)
+            .bind(&actor.org_id)
+            .fetch_one(&self.store().pool)
+            .await
+            .map_err(internal)?;
+            let expires = date(crate::store::now_ms() + orgs::INVITATION_TTL_MS);
+            let to = email.trim().to_ascii_lowercase();
+            let link = self.link("invite", &token);
+            self.state
+                .mailer
+                .send(crate::mail::invitation(&crate::mail::Invite {
+                    to: &to,
+                    inviter: &inviter,
+                    org: &org,
+                    role: role.as_str(),
+                    expires: &expires,
+                    link: &link,
+                }))
+                .await
+                .map_err(internal)
+        })
+    }
+
+    fn revoke_invitation<'a>(&'a self, who: &'a Who, id: &'a str) -> Res<'a, ()> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            orgs::revoke_invitation(self.store(), &actor, id)
+                .await
+                .map_err(message)
+        })
+    }
+
+    fn set_role<'a>(&'a self, who: &'a Who, user_id: &'a str, role: &'a str) -> Res<'a, ()> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            let role = Role::parse(role).ok_or("role: choose member, admin or owner")?;
+            orgs::set_role(self.store(), &actor, user_id, role)
+                .await
+                .map_err(message)
+        })
+    }
+
+    fn remove_member<'a>(&'a self, who: &'a Who, user_id: &'a str) -> Res<'a, ()> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            orgs::remove_member(self.store(), &actor, user_id)
+                .await
+                .map_err(message)
+        })
+    }
+
+    fn invitation<'a>(&'a self, token: &'a str, who: Option<&'a Who>) -> Res<'a, InvitationView> {
+        Box::pin(async move {
+            let signed_in_as = match who {
+                Some(w) => match resolve_user(self.store(), w).await {
+                    Ok((id, _)) => {
+                        let (email,): (String,) =
+                            sqlx::query_as("SELECT email FROM users WHERE id = $1")
+                                .bind(&id)
+                                .fetch_one(&self.store().pool)
+                                .await
+                                .map_err(internal)?;
+                        Some(email)
+                    }
+                    Err(_) => None,
+                },
+                None => None,
+            };
+            let i = orgs::invitation_by_token(self.store(), token)
+                .await
+                .map_err(internal)?
+                .ok_or("this invitation link is not valid; ask the person who invited you for a new one")?;
+            Ok(InvitationView {
+                org_name: i.org_name,
+                email: i.email,
+                role: i.role,
+                invited_by: i.invited_by,
+                expires: date(i.expires_at),
+                state: i.state.into(),
+                account_exists: i.account_exists,
+                signed_in_as,
+            })
+        })
+    }
+
+    fn accept_invitation<'a>(&'a self, who: &'a Who, token: &'a str) -> Res<'a, String> {
+        Box::pin(async move {
+            let (user_id, _) = resolve_user(self.store(), who).await?;
+            let org = orgs::accept(self.store(), token, &user_id)
+                .await
+                .map_err(message)?;
+            Ok(org.id)
+        })
+    }
+
+    fn sign_up_invited<'a>(
+        &'a self,
+        token: &'a str,
+        password: &'a str,
+        client: &'a str,
+    ) -> Res<'a, (String, String)> {
+        Box::pin(async move {
+            self.throttle(&format!("signup:{client}"), SIGNUPS_PER_CLIENT)?;
+            let i = orgs::invitation_by_token(self.store(), token)
+                .await
+                .map_err(internal)?
+                .filter(|i| i.state == "pending")
+                .ok_or("this invitation is invalid, used, revoked or expired; ask for a new one")?;
+            let (user, _) = accounts::sign_up(self.store(), &i.email, password)
+                .await
+                .map_err(message)?;
+            let org = orgs::accept(self.store(), token, &user.id)
+                .await
+                .map_err(message)?;
+            Ok((user.id, org.id))
+        })
+    }
+
+    fn admin_overview<'a>(&'a self, who: &'a Who) -> Res<'a, AdminData> {
+        Box::pin(async move {
+            let (user_id, is_admin) = resolve_user(self.store(), who).await?;
+            if !is_admin {
+                return Err("only platform admins can open the admin area".into());
+            }
+            super::admin_pages::overview(&self.state, &user_id).await
+        })
+    }
+
+    fn admin_set_user_disabled<'a>(
+        &'a self,
+        who: &'a Who,
         user_id: &'a str,
-        hash: &'a str,
         disabled: bool,
-    ) -> BoxFut<'a, Result<(), String>> {
-        Box::pin(super::key_pages::set_disabled(
-            &self.store,
-            user_id,
-            hash,
-            disabled,
-        ))
-    }
-
-    fn delete_key<'a>(&'a self, user_id: &'a str, hash: &'a str) -> BoxFut<'a, Result<(), String>> {
-        Box::pin(super::key_pages::delete(&self.store, user_id, hash))
+    ) -> Res<'a, ()> {
+        Box::pin(async move {
+            let (me, is_admin) = resolve_user(self.store(), who).await?;
+            if !is_admin {
+                return Err("only platform admins can do that".into());
+            }
+            super::admin_pages::set_user_disabled(self.store(), &me, user_id, disabled).await
+        })
     }
 }

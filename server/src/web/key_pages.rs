@@ -2,28 +2,16 @@
 //! (members see and change their own keys; admins and owners all of the organisation's).
 
 use super::dashboard::internal;
+use crate::accounts::orgs::Actor;
 use crate::keys::{self, KeyRecord, KeyRules, KeyScope, LimitReset};
 use crate::money::Nanos;
 use crate::store::{now_ms, Store};
 use switchyard_app::keys::{KeyView, NewKeyForm};
 
-/// The organisation a user works in (the one they joined first) and their role there.
-pub async fn current_org(store: &Store, user_id: &str) -> Result<(String, String), String> {
-    let row: Option<(String, String)> = sqlx::query_as(
-        "SELECT m.org_id, m.role FROM memberships m JOIN users u ON u.id = m.user_id \
-         WHERE m.user_id = $1 AND u.disabled = 0 ORDER BY m.created_at LIMIT 1",
-    )
-    .bind(user_id)
-    .fetch_optional(&store.pool)
-    .await
-    .map_err(internal)?;
-    row.ok_or_else(|| "you are not a member of any organisation".to_string())
-}
-
-pub fn scope<'a>(org_id: &'a str, role: &str, user_id: &'a str) -> KeyScope<'a> {
+pub fn scope(actor: &Actor) -> KeyScope<'_> {
     KeyScope {
-        org_id,
-        creator: (role == "member").then_some(user_id),
+        org_id: &actor.org_id,
+        creator: (!actor.role.manages()).then_some(actor.user_id.as_str()),
     }
 }
 
@@ -167,12 +155,11 @@ pub async fn parse_form(
     ))
 }
 
-pub async fn list(store: &Store, user_id: &str) -> Result<Vec<KeyView>, String> {
-    let (org, role) = current_org(store, user_id).await?;
-    let records = keys::list_records(store, scope(&org, &role, user_id))
+pub async fn list(store: &Store, actor: &Actor) -> Result<Vec<KeyView>, String> {
+    let records = keys::list_records(store, scope(actor))
         .await
         .map_err(internal)?;
-    let periods = period_usage(store, &org).await?;
+    let periods = period_usage(store, &actor.org_id).await?;
     Ok(records
         .into_iter()
         .map(|k| {
@@ -182,30 +169,55 @@ pub async fn list(store: &Store, user_id: &str) -> Result<Vec<KeyView>, String> 
         .collect())
 }
 
-pub async fn create(store: &Store, user_id: &str, form: NewKeyForm) -> Result<String, String> {
-    let (org, _) = current_org(store, user_id).await?;
+pub async fn create(store: &Store, actor: &Actor, form: NewKeyForm) -> Result<String, String> {
     let (name, limit, expires_at, rules) = parse_form(store, &form).await?;
-    let k = keys::create_key_with(store, &org, &name, limit, expires_at, &rules)
+    let k = keys::create_key_with(store, &actor.org_id, &name, limit, expires_at, &rules)
         .await
         .map_err(internal)?;
     sqlx::query("UPDATE api_keys SET created_by = $1 WHERE id = $2")
-        .bind(user_id)
+        .bind(&actor.user_id)
         .bind(&k.id)
         .execute(&store.writer)
         .await
         .map_err(internal)?;
-    tracing::info!(org = %org, by = %user_id, key = %k.id, "API key created in the dashboard");
+    tracing::info!(org = %actor.org_id, by = %actor.user_id, key = %k.id, "API key created in the dashboard");
     Ok(k.secret)
+}
+
+/// Replaces a key's name, limit, reset, expiry, allow-list and RPM with the form's (a blank field
+/// removes that rule). The gateway sees the change within the key cache's TTL.
+pub async fn update(
+    store: &Store,
+    actor: &Actor,
+    hash: &str,
+    form: NewKeyForm,
+) -> Result<(), String> {
+    let (name, limit, expires_at, rules) = parse_form(store, &form).await?;
+    let edit = keys::KeyEdit {
+        name,
+        limit,
+        expires_at,
+        disabled: None,
+        rules,
+    };
+    if keys::update_key(store, scope(actor), hash, &edit)
+        .await
+        .map_err(internal)?
+    {
+        tracing::info!(org = %actor.org_id, by = %actor.user_id, key = %hash, "API key edited in the dashboard");
+        Ok(())
+    } else {
+        Err("no such key".into())
+    }
 }
 
 pub async fn set_disabled(
     store: &Store,
-    user_id: &str,
+    actor: &Actor,
     hash: &str,
     disabled: bool,
 ) -> Result<(), String> {
-    let (org, role) = current_org(store, user_id).await?;
-    if keys::set_disabled(store, scope(&org, &role, user_id), hash, disabled)
+    if keys::set_disabled(store, scope(actor), hash, disabled)
         .await
         .map_err(internal)?
     {
@@ -215,13 +227,12 @@ pub async fn set_disabled(
     }
 }
 
-pub async fn delete(store: &Store, user_id: &str, hash: &str) -> Result<(), String> {
-    let (org, role) = current_org(store, user_id).await?;
-    if keys::revoke_by_hash(store, scope(&org, &role, user_id), hash)
+pub async fn delete(store: &Store, actor: &Actor, hash: &str) -> Result<(), String> {
+    if keys::revoke_by_hash(store, scope(actor), hash)
         .await
         .map_err(internal)?
     {
-        tracing::info!(org = %org, by = %user_id, key = %hash, "API key deleted in the dashboard");
+        tracing::info!(org = %actor.org_id, by = %actor.user_id, key = %hash, "API key deleted in the dashboard");
         Ok(())
     } else {
         Err("no such key".into())

@@ -1,8 +1,10 @@
 //! The web UI: server-side rendering of the Leptos `app`, its server functions, the built wasm/JS
 //! bundle (`SWITCHYARD_SITE_DIR/pkg`) and the stylesheet compiled into the binary.
 
+pub mod admin_pages;
 pub mod dashboard;
 pub mod key_pages;
+pub mod org_pages;
 pub mod sessions;
 
 use crate::state::AppState;
@@ -40,7 +42,7 @@ pub fn router(state: AppState) -> Router {
         .site_pkg_dir("pkg")
         .build();
     let source = CatalogSource(Arc::new(LiveCatalog(state.clone())));
-    let accounts = DashboardHandle(Arc::new(dashboard::Accounts::new(state.store.clone())));
+    let accounts = DashboardHandle(Arc::new(dashboard::Accounts::new(state.clone())));
     let ctx = move || {
         provide_context(source.clone());
         provide_context(accounts.clone());

@@ -409,3 +409,10 @@ pub fn expected_charge(prompt: u64, completion: u64) -> i64 {
     let raw = (prompt * 500 + completion * 1500) as i128 * 11; // x10 for the 1.1
     ((raw + 9) / 10) as i64
 }
+
+/// The signed-in user acting in their first organisation.
+pub async fn actor(store: &Store, user_id: &str) -> switchyard::accounts::orgs::Actor {
+    switchyard::web::dashboard::actor_for(store, user_id)
+        .await
+        .expect("the user belongs to an organisation")
+}

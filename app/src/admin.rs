@@ -1,0 +1,192 @@
+//! The admin area, for platform admins: every user (disable or enable an account), every organisation
+//! with its balance, and the dev outbox (emails kept when no SMTP server is configured).
+
+use crate::account::{form_message, outcome_line, Outcome};
+use leptos::prelude::*;
+use leptos_router::components::Redirect;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminUser {
+    pub id: String,
+    pub email: String,
+    pub created: String,
+    pub verified: bool,
+    pub is_admin: bool,
+    pub disabled: bool,
+    pub orgs: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminOrg {
+    pub id: String,
+    pub name: String,
+    pub members: i64,
+    /// Exact decimal USD.
+    pub balance_usd: String,
+    pub created: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMailView {
+    pub id: String,
+    pub to: String,
+    pub subject: String,
+    pub sent: String,
+    /// The plain-text body.
+    pub body: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminData {
+    /// The viewing admin's user id.
+    pub me: String,
+    pub users: Vec<AdminUser>,
+    pub orgs: Vec<AdminOrg>,
+    pub outbox: Vec<OutboxMailView>,
+    /// True when emails go to the outbox (no SMTP server configured).
+    pub outbox_in_use: bool,
+}
+
+#[server(prefix = "/_app", endpoint = "admin")]
+pub async fn load_admin() -> Result<AdminData, ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    b.0.admin_overview(&who).await.map_err(ServerFnError::new)
+}
+
+#[server(prefix = "/_app", endpoint = "admin_user_disabled")]
+pub async fn set_user_disabled(user_id: String, disabled: bool) -> Result<Outcome, ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    Ok(b.0
+        .admin_set_user_disabled(&who, &user_id, disabled)
+        .await
+        .map(|_| {
+            if disabled {
+                "account disabled; its sessions have ended".to_string()
+            } else {
+                "account enabled".to_string()
+            }
+        })
+        .into())
+}
+
+/// Links in the plain-text body become clickable.
+fn linkify(body: &str) -> impl IntoView {
+    body.split_inclusive(char::is_whitespace)
+        .map(|w| {
+            let t = w.trim_end();
+            if t.starts_with("http://") || t.starts_with("https://") {
+                view! { <a href=t.to_string()>{t.to_string()}</a>{w[t.len()..].to_string()} }
+                    .into_any()
+            } else {
+                w.to_string().into_any()
+            }
+        })
+        .collect_view()
+}
+
+#[component]
+pub fn AdminPage() -> impl IntoView {
+    let toggle = ServerAction::<SetUserDisabled>::new();
+    let data = Resource::new(move || toggle.version().get(), |_| load_admin());
+    view! {
+        <main class="page admin">
+            <h1>"Admin"</h1>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || data.get().map(|r| match r {
+                    Err(e) if crate::account::error_text(&e).contains("sign in") => view! { <Redirect path="/signin?next=/admin"/> }.into_any(),
+                    Err(e) => view! { <p class="error" role="alert">{form_message(Some(Err(e)))}</p> }.into_any(),
+                    Ok(d) => {
+                        let me = d.me.clone();
+                        view! {
+                            <nav class="subnav">
+                                <a href="#users">{format!("Users ({})", d.users.len())}</a>
+                                <a href="#orgs">{format!("Organisations ({})", d.orgs.len())}</a>
+                                <a href="#outbox">{format!("Outbox ({})", d.outbox.len())}</a>
+                            </nav>
+                            {move || outcome_line(toggle.value().get())}
+                            <section class="panel" id="users">
+                                <h2>"Users"</h2>
+                                <div class="table-wrap">
+                                <table class="admin-users">
+                                    <thead><tr><th>"Email"</th><th>"Joined"</th><th>"Organisations"</th><th>"Status"</th><th></th></tr></thead>
+                                    <tbody>
+                                        {d.users.into_iter().map(|u| {
+                                            let (id, disabled) = (u.id.clone(), u.disabled);
+                                            let mine = u.id == me;
+                                            view! {
+                                                <tr class="admin-user" data-email=u.email.clone()>
+                                                    <td>{u.email.clone()} {u.is_admin.then(|| view! { <span class="status active">"admin"</span> })}</td>
+                                                    <td>{u.created.clone()}</td>
+                                                    <td class="num">{u.orgs}</td>
+                                                    <td>
+                                                        {if u.disabled { view! { <span class="status disabled">"disabled"</span> }.into_any() }
+                                                         else if u.verified { view! { <span class="status active">"verified"</span> }.into_any() }
+                                                         else { view! { <span class="status expired">"unverified"</span> }.into_any() }}
+                                                    </td>
+                                                    <td class="row-actions">
+                                                        {(!mine).then(|| view! {
+                                                            <button type="button" class=if disabled { "button ghost small" } else { "button danger small" } on:click=move |_| {
+                                                                toggle.dispatch(SetUserDisabled { user_id: id.clone(), disabled: !disabled });
+                                                            }>{if disabled { "Enable" } else { "Disable" }}</button>
+                                                        })}
+                                                    </td>
+                                                </tr>
+                                            }
+                                        }).collect_view()}
+                                    </tbody>
+                                </table>
+                                </div>
+                            </section>
+                            <section class="panel" id="orgs">
+                                <h2>"Organisations"</h2>
+                                <div class="table-wrap">
+                                <table class="admin-orgs">
+                                    <thead><tr><th>"Name"</th><th>"Created"</th><th class="num">"Members"</th><th class="num">"Balance"</th></tr></thead>
+                                    <tbody>
+                                        {d.orgs.into_iter().map(|o| view! {
+                                            <tr>
+                                                <td>{o.name.clone()}</td>
+                                                <td>{o.created.clone()}</td>
+                                                <td class="num">{o.members}</td>
+                                                <td class="num" title=format!("${} exactly", o.balance_usd)>{crate::cents(&o.balance_usd)}</td>
+                                            </tr>
+                                        }).collect_view()}
+                                    </tbody>
+                                </table>
+                                </div>
+                            </section>
+                            <section class="panel" id="outbox">
+                                <h2>"Outbox"</h2>
+                                <p class="muted">{if d.outbox_in_use {
+                                    "No SMTP server is configured (SWITCHYARD_SMTP_URL), so emails are kept here instead of sent. The newest 50:"
+                                } else {
+                                    "Emails are sent over SMTP. Emails kept here before SMTP was configured:"
+                                }}</p>
+                                {if d.outbox.is_empty() {
+                                    view! { <p class="muted empty">"No emails yet."</p> }.into_any()
+                                } else {
+                                    view! {
+                                        <ul class="outbox">
+                                            {d.outbox.into_iter().map(|m| view! {
+                                                <li class="mail" data-to=m.to.clone()>
+                                                    <details>
+                                                        <summary>
+                                                            <span class="mail-subject">{m.subject.clone()}</span>
+                                                            <span class="muted small">{format!(" to {} · {}", m.to, m.sent)}</span>
+                                                        </summary>
+                                                        <pre class="mail-body">{linkify(&m.body)}</pre>
+                                                    </details>
+                                                </li>
+                                            }).collect_view()}
+                                        </ul>
+                                    }.into_any()
+                                }}
+                            </section>
+                        }.into_any()
+                    }
+                })}
+            </Transition>
+        </main>
+    }
+}
