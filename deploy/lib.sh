@@ -36,7 +36,7 @@ build_ui() {
   ensure_ui_tools
   export SITE_DIR="${SWITCHYARD_SITE_DIR:-$CACHE/site}"
   step "building the UI (wasm, release profile)"
-  (cd "$ROOT" && cargo build -p switchyard-app --lib --target wasm32-unknown-unknown --features hydrate --profile wasm-release)
+  (cd "$ROOT" && cargo build -p switchyard-app --lib --target wasm32-unknown-unknown --features hydrate --profile wasm-release) || return 1
   local wasm="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/switchyard_app.wasm"
   mkdir -p "$SITE_DIR/pkg"
   if [ ! -f "$SITE_DIR/pkg/.stamp" ] || [ "$wasm" -nt "$SITE_DIR/pkg/.stamp" ]; then

@@ -19,13 +19,15 @@ let base;
 let demoKey;
 let demoLogin;
 let browser;
+let dbUrl;
 
 before(async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'sy-e2e-'));
+  dbUrl = `sqlite://${dir}/e2e.db`;
   server = spawn(process.env.SWITCHYARD_BIN, ['serve', '--demo'], {
     env: {
       ...process.env,
-      DATABASE_URL: `sqlite://${dir}/e2e.db`,
+      DATABASE_URL: dbUrl,
       SWITCHYARD_ADDR: '127.0.0.1:0',
       SWITCHYARD_SECRET_KEY_FILE: `${dir}/secret.key`,
       SWITCHYARD_KEY_CACHE_TTL_MS: '200',
@@ -293,4 +295,279 @@ test('keys are created, shown once, used, disabled and deleted in the browser', 
   assert.equal((await call()).status, 401);
   await page.screenshot({ path: path.join(shots, 'keys.png'), fullPage: true });
   assert.deepEqual(errors, []);
+});
+
+// ---- Accounts, email links, organisations, invitations, admin ----
+
+/// A second browser with its own fresh profile (another person at another computer).
+async function otherBrowser() {
+  return chromium.launchPersistentContext(mkdtempSync(path.join(tmpdir(), 'sy-chromium-')), {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    viewport: { width: 1280, height: 860 },
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run', '--disable-quic'],
+  });
+}
+
+async function signIn(ctx, email, password) {
+  const page = await ctx.newPage();
+  await page.goto(`${base}/signin`);
+  await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+  await page.fill('input[name=email]', email);
+  await page.fill('input[name=password]', password);
+  await page.click('form button[type=submit]');
+  await page.waitForURL(/\/dashboard$/);
+  return page;
+}
+
+/// The newest link to `kind` (verify, reset, invite) emailed to `to`, read from the admin's outbox page.
+async function linkFromOutbox(adminPage, to, kind) {
+  await adminPage.goto(`${base}/admin#outbox`);
+  await adminPage.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+  const mail = adminPage.locator(`li.mail[data-to="${to}"]`).filter({ has: adminPage.locator(`a[href*="/${kind}?token="]`) }).first();
+  await mail.locator('summary').click();
+  return mail.locator(`a[href*="/${kind}?token="]`).first().getAttribute('href');
+}
+
+function grantCredits(org, usd) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.env.SWITCHYARD_BIN, ['credits', 'grant', '--org', org, '--usd', usd], {
+      env: { ...process.env, DATABASE_URL: dbUrl, RUST_LOG: 'warn' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    p.on('exit', (c) => (c === 0 ? resolve() : reject(new Error(`credits grant exited with ${c}`))));
+  });
+}
+
+test('sign up, verify from the outbox, create a key, call with it, see it used, disable it', async () => {
+  const admin = await otherBrowser();
+  const ada = await otherBrowser();
+  try {
+    const adminPage = await signIn(admin, demoLogin.email, demoLogin.password);
+    const email = `verify-${Date.now()}@example.com`;
+    const page = await ada.newPage();
+    const errors = watchErrors(page);
+    page.on('dialog', (d) => d.accept());
+    await page.goto(`${base}/signup`);
+    await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    await page.fill('input[name=email]', email);
+    await page.fill('input[name=password]', 'correct horse battery');
+    await page.click('form button[type=submit]');
+    await page.waitForURL(/\/dashboard$/);
+    // Unconfirmed: the banner says so, and keys cannot be made yet.
+    await page.waitForSelector('.banner');
+    assert.match(await page.locator('.banner').innerText(), /Confirm your email address/);
+    await page.screenshot({ path: path.join(shots, 'dashboard-unverified.png') });
+    await page.goto(`${base}/keys`);
+    await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    await page.fill('input[name=name]', 'too early');
+    await page.click('button:has-text("Create key")');
+    await page.waitForSelector('.key-form p.error');
+    assert.match(await page.locator('.key-form p.error').innerText(), /Confirm your email address first/);
+
+    // The admin reads the verification email in the outbox; its link confirms the address.
+    const link = await linkFromOutbox(adminPage, email, 'verify');
+    assert.ok(link.startsWith(`${base}/verify?token=`), link);
+    await adminPage.screenshot({ path: path.join(shots, 'admin-outbox.png'), fullPage: true });
+    await page.goto(link);
+    await page.waitForSelector('p.notice');
+    assert.match(await page.locator('p.notice').innerText(), /is confirmed/);
+    await page.screenshot({ path: path.join(shots, 'verify.png') });
+    await page.waitForSelector('.banner', { state: 'detached' });
+    // A second use of the link is refused.
+    await page.goto(link);
+    await page.waitForSelector('p.error');
+    assert.match(await page.locator('p.error').innerText(), /invalid, already used or expired/);
+
+    // Credits for the new organisation (buying them is the billing pages' job; the operator grants).
+    await grantCredits(`${email} (personal)`, '5');
+    await page.goto(`${base}/keys`);
+    await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    await page.fill('input[name=name]', 'my app');
+    await page.click('button:has-text("Create key")');
+    await page.waitForSelector('.secret-value');
+    const secret = await page.locator('.secret-value').innerText();
+    const row = page.locator('tr.key-row[data-name="my app"]');
+    assert.match(await row.innerText(), /never/);
+    const call = () => fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${secret}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'demo/fast-1', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 }),
+    });
+    assert.equal((await call()).status, 200);
+    await page.reload();
+    await page.waitForSelector('tr.key-row[data-name="my app"]');
+    assert.match(await row.locator('td').nth(2).innerText(), /^\d{4}-\d\d-\d\d \d\d:\d\d UTC$/);
+    assert.notEqual(await row.locator('.usage').innerText(), '$0.00');
+
+    // Edit the key's limits on the page: the gateway applies them.
+    await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    await row.locator('button:has-text("Edit")').click();
+    await page.waitForSelector('tr.edit-row');
+    await page.fill('tr.edit-row input[name=models]', 'demo/smart-1');
+    await page.fill('tr.edit-row input[name=rpm]', '30');
+    await page.screenshot({ path: path.join(shots, 'keys-edit.png'), fullPage: true });
+    await page.click('tr.edit-row button:has-text("Save changes")');
+    await page.waitForSelector('tr.edit-row', { state: 'detached' });
+    await page.waitForSelector('tr.key-row[data-name="my app"]:has-text("only demo/smart-1")');
+    assert.match(await row.innerText(), /30\/min/);
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal((await call()).status, 403, 'demo/fast-1 is no longer allowed');
+
+    await row.locator('button:has-text("Disable")').click();
+    await page.waitForSelector('tr.key-row[data-name="my app"] .status.disabled');
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal((await call()).status, 401);
+    assert.deepEqual(errors, []);
+  } finally {
+    await admin.close();
+    await ada.close();
+  }
+});
+
+test('a forgotten password is reset by an emailed link', async () => {
+  const admin = await otherBrowser();
+  const user = await otherBrowser();
+  try {
+    const adminPage = await signIn(admin, demoLogin.email, demoLogin.password);
+    const email = `forgetful-${Date.now()}@example.com`;
+    const page = await user.newPage();
+    const errors = watchErrors(page);
+    await page.goto(`${base}/signup`);
+    await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    await page.fill('input[name=email]', email);
+    await page.fill('input[name=password]', 'correct horse battery');
+    await page.click('form button[type=submit]');
+    await page.waitForURL(/\/dashboard$/);
+    await page.click('header button:has-text("Sign out")');
+    await page.waitForSelector('header a.button:has-text("Sign in")');
+
+    await page.goto(`${base}/signin`);
+    await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    await page.click('a:has-text("Forgot your password?")');
+    await page.waitForURL(/\/reset$/);
+    await page.fill('input[name=email]', email);
+    await page.click('button:has-text("Send the link")');
+    await page.waitForSelector('p.notice');
+    assert.match(await page.locator('p.notice').innerText(), /a link to choose a new password is on its way/);
+    await page.screenshot({ path: path.join(shots, 'reset-request.png') });
+
+    const link = await linkFromOutbox(adminPage, email, 'reset');
+    await page.goto(link);
+    await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    await page.fill('input[name=password]', 'short');
+    await page.click('button:has-text("Set the password")');
+    await page.waitForSelector('p.error');
+    assert.match(await page.locator('p.error').innerText(), /at least 10 characters/);
+    await page.screenshot({ path: path.join(shots, 'reset-choose.png') });
+    await page.fill('input[name=password]', 'a brand new passphrase');
+    await page.click('button:has-text("Set the password")');
+    await page.waitForURL(/\/dashboard$/);
+    await page.waitForSelector('.card-value.org');
+    // The link proved the address: no banner.
+    assert.equal(await page.locator('.banner').count(), 0);
+    assert.deepEqual(errors, []);
+  } finally {
+    await admin.close();
+    await user.close();
+  }
+});
+
+test('an owner invites a teammate who signs up from the link and sees only their own keys', async () => {
+  const owner = await otherBrowser();
+  const bea = await otherBrowser();
+  try {
+    const page = await signIn(owner, demoLogin.email, demoLogin.password);
+    const errors = watchErrors(page);
+    page.on('dialog', (d) => d.accept());
+    await page.click('header a:has-text("Organisation")');
+    await page.waitForURL(/\/org$/);
+    await page.waitForSelector('tr.member-row');
+    assert.equal(await page.locator('h1').innerText(), 'Demo');
+    const email = `bea-${Date.now()}@example.com`;
+    await page.fill('input[type=email][name=email]', email);
+    await page.click('button:has-text("Send invitation")');
+    await page.waitForSelector(`tr.invite-row[data-email="${email}"]`);
+    assert.match(await page.locator('p.notice').first().innerText(), /Invitation sent/);
+    await page.screenshot({ path: path.join(shots, 'org.png'), fullPage: true });
+
+    const link = await linkFromOutbox(page, email, 'invite');
+    const bp = await bea.newPage();
+    const beaErrors = watchErrors(bp);
+    await bp.goto(link);
+    await bp.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    assert.equal(await bp.locator('h1').innerText(), 'Join Demo');
+    await bp.screenshot({ path: path.join(shots, 'invite.png') });
+    await bp.fill('input[name=password]', 'correct horse battery');
+    await bp.click('button:has-text("Create account and join")');
+    await bp.waitForURL(/\/keys$/);
+    await bp.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    // Bea works in Demo now, as a member: the demo owner's keys are not hers to see.
+    assert.equal(await bp.locator('#org-switch option:checked').innerText(), 'Demo');
+    await bp.waitForSelector('p.empty');
+    assert.equal(await bp.locator('tr.key-row').count(), 0);
+    await bp.fill('input[name=name]', "bea's key");
+    await bp.click('button:has-text("Create key")');
+    await bp.waitForSelector('.secret-value');
+    await bp.waitForSelector('tr.key-row');
+    assert.deepEqual(await bp.locator('tr.key-row').evaluateAll((rows) => rows.map((r) => r.dataset.name)), ["bea's key"]);
+
+    // The switcher moves her to her personal organisation, where the key is not.
+    await bp.selectOption('#org-switch', { label: `${email} (personal)` });
+    await bp.waitForFunction(() => document.querySelector('#org-switch option:checked')?.textContent.includes('(personal)'));
+    await bp.waitForSelector('p.empty');
+    assert.equal(await bp.locator('tr.key-row').count(), 0);
+
+    // The owner sees her as a member and her key among all of Demo's.
+    await page.goto(`${base}/org`);
+    await page.waitForSelector(`tr.member-row[data-email="${email}"]`);
+    assert.equal(await page.locator(`tr.invite-row[data-email="${email}"]`).count(), 0);
+    await page.goto(`${base}/keys`);
+    await page.waitForSelector(`tr.key-row[data-name="bea's key"]`);
+
+    // Made admin, she sees every key of Demo.
+    await page.goto(`${base}/org`);
+    await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    await page.selectOption(`tr.member-row[data-email="${email}"] select.role-select`, 'admin');
+    await page.waitForSelector('p.notice:has-text("Role changed")');
+    await bp.selectOption('#org-switch', { label: 'Demo' });
+    await bp.waitForFunction(() => document.querySelector('#org-switch option:checked')?.textContent === 'Demo');
+    await bp.waitForSelector('tr.key-row');
+    assert.ok(await bp.locator('tr.key-row').count() > 1);
+    await bp.screenshot({ path: path.join(shots, 'keys-as-admin.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+    assert.deepEqual(beaErrors, []);
+  } finally {
+    await owner.close();
+    await bea.close();
+  }
+});
+
+test('the admin area lists users and organisations; pages work at phone width', async () => {
+  const ctx = await otherBrowser();
+  try {
+    const page = await signIn(ctx, demoLogin.email, demoLogin.password);
+    const errors = watchErrors(page);
+    await page.click('header a:has-text("Admin")');
+    await page.waitForURL(/\/admin$/);
+    await page.waitForSelector('tr.admin-user');
+    assert.ok(await page.locator('tr.admin-user').count() >= 2);
+    assert.match(await page.locator('.admin-orgs').innerText(), /Demo/);
+    await page.screenshot({ path: path.join(shots, 'admin.png'), fullPage: true });
+
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const p of ['dashboard', 'keys', 'org', 'admin']) {
+      await page.goto(`${base}/${p}`);
+      await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+      await page.waitForSelector('main h1');
+      // Nothing wider than the screen but the tables' own scrolling boxes.
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 1, `${p} is ${overflow}px wider than a phone`);
+      await page.screenshot({ path: path.join(shots, `phone-${p}.png`), fullPage: true });
+    }
+    assert.deepEqual(errors, []);
+  } finally {
+    await ctx.close();
+  }
 });

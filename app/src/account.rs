@@ -610,6 +610,13 @@ pub fn SignInPage() -> impl IntoView {
 pub fn VerifyPage() -> impl IntoView {
     let token = query_param("token");
     let result = Resource::new(token, verify_email);
+    // The banner read the account before the link was used: read it again.
+    let me = expect_context::<Me>().0;
+    Effect::new(move |_| {
+        if let Some(Ok(Outcome::Done(_))) = result.get() {
+            me.refetch();
+        }
+    });
     view! {
         <main class="page narrow auth">
             <h1>"Confirm your email"</h1>
@@ -669,7 +676,8 @@ pub fn ResetPage() -> impl IntoView {
 
 #[component]
 pub fn DashboardPage() -> impl IntoView {
-    let me = expect_context::<Me>().0;
+    // Its own read: the shell's may still hold the signed-out answer of the page before sign-in.
+    let me = Resource::new(|| (), |_| current_user());
     view! {
         <main class="page">
             <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>

@@ -173,6 +173,15 @@ pub fn KeysPage() -> impl IntoView {
         },
         |_| list_keys(),
     );
+    // With no keys yet, the create form starts open (set once the list is known, in the browser).
+    let open_form = RwSignal::new(false);
+    Effect::new(move |_| {
+        if let Some(Ok(k)) = keys.get() {
+            if k.is_empty() {
+                open_form.set(true);
+            }
+        }
+    });
     // A saved edit closes its form.
     Effect::new(move |_| {
         if let Some(Ok(crate::account::Outcome::Done(_))) = update.value().get() {
@@ -215,7 +224,7 @@ pub fn KeysPage() -> impl IntoView {
                         }
                     })
             }}
-            <details class="create" open=move || keys.get().and_then(|r| r.ok()).is_some_and(|k| k.is_empty())>
+            <details class="create" prop:open=move || open_form.get()>
                 <summary class="button">"Create a key"</summary>
                 <ActionForm action=create attr:class="form key-form">
                     <label class="wide">"Name" <input name="name" required maxlength="100" placeholder="e.g. production backend"/></label>

@@ -2,6 +2,9 @@
 //! browser (feature `hydrate`). Domain data reaches the UI through traits the server implements and
 //! provides as context; this crate never depends on the server.
 
+// The pages' view types nest deeply; hydration code needs more than the default 128.
+#![recursion_limit = "256"]
+
 pub mod account;
 pub mod admin;
 pub mod keys;
