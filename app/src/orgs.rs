@@ -386,8 +386,9 @@ pub fn InvitePage() -> impl IntoView {
                     }.into_any(),
                     Ok(i) => {
                         let heading = format!("Join {}", i.org_name);
-                        let lede = format!("{} invited {} to this organisation as {}. The invitation expires on {}.",
-                            i.invited_by.clone().unwrap_or_else(|| "An admin".into()), i.email, i.role, i.expires);
+                        let lede = format!("{} invited {} to this organisation as {}. The invitation expires on ",
+                            i.invited_by.clone().unwrap_or_else(|| "An admin".into()), i.email, i.role);
+                        let expires = i.expires.clone();
                         let body = match &i.signed_in_as {
                             Some(me) if *me == i.email => view! {
                                 <ActionForm action=accept attr:class="form">
@@ -422,7 +423,7 @@ pub fn InvitePage() -> impl IntoView {
                         };
                         view! {
                             <h1>{heading}</h1>
-                            <p class="lede">{lede}</p>
+                            <p class="lede">{lede} <span class="nowrap">{expires}</span> "."</p>
                             {body}
                         }.into_any()
                     }
