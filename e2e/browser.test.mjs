@@ -293,7 +293,21 @@ test('keys are created, shown once, used, disabled and deleted in the browser', 
   await page.waitForSelector('tr.key-row[data-name="from the browser"]', { state: 'detached' });
   await new Promise((r) => setTimeout(r, 400));
   assert.equal((await call()).status, 401);
+
+  // Owners make management keys for scripts; the secret is shown once and works on /api/v1/keys.
+  await page.fill('.management input[name=name]', 'provisioning');
+  await page.click('button:has-text("Create management key")');
+  await page.waitForSelector('.management .secret-value');
+  const mgmt = await page.locator('.management .secret-value').innerText();
+  await page.waitForSelector('tr.management-row[data-name="provisioning"]');
+  const listed = await fetch(`${base}/api/v1/keys`, { headers: { Authorization: `Bearer ${mgmt}` } });
+  assert.equal(listed.status, 200);
+  assert.ok((await listed.json()).data.some((k) => k.name === 'demo'));
   await page.screenshot({ path: path.join(shots, 'keys.png'), fullPage: true });
+  await page.locator('tr.management-row[data-name="provisioning"] button:has-text("Delete")').click();
+  await page.waitForSelector('tr.management-row[data-name="provisioning"]', { state: 'detached' });
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal((await fetch(`${base}/api/v1/keys`, { headers: { Authorization: `Bearer ${mgmt}` } })).status, 401);
   assert.deepEqual(errors, []);
 });
 

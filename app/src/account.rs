@@ -99,6 +99,11 @@ pub mod backend {
             disabled: bool,
         ) -> Res<'a, ()>;
         fn delete_key<'a>(&'a self, who: &'a Who, hash: &'a str) -> Res<'a, ()>;
+        /// The organisation's management keys (owners and admins).
+        fn list_management_keys<'a>(&'a self, who: &'a Who) -> Res<'a, Vec<crate::keys::KeyView>>;
+        /// Creates a management key; returns its secret (shown once).
+        fn create_management_key<'a>(&'a self, who: &'a Who, name: &'a str) -> Res<'a, String>;
+        fn delete_management_key<'a>(&'a self, who: &'a Who, hash: &'a str) -> Res<'a, ()>;
         /// The organisation page: name, members, open invitations (for admins and owners).
         fn org_page<'a>(&'a self, who: &'a Who) -> Res<'a, crate::orgs::OrgPageData>;
         /// Creates an organisation owned by the user; returns its id.

@@ -128,6 +128,34 @@ pub async fn update_key(
         .into())
 }
 
+#[server(prefix = "/_app", endpoint = "management_keys")]
+pub async fn list_management_keys() -> Result<Vec<KeyView>, ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    b.0.list_management_keys(&who)
+        .await
+        .map_err(ServerFnError::new)
+}
+
+#[server(prefix = "/_app", endpoint = "create_management_key")]
+pub async fn create_management_key(name: String) -> Result<KeyCreated, ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    Ok(match b.0.create_management_key(&who, &name).await {
+        Ok(secret) => KeyCreated::Secret {
+            name: name.trim().to_string(),
+            secret,
+        },
+        Err(message) => KeyCreated::Refused(message),
+    })
+}
+
+#[server(prefix = "/_app", endpoint = "delete_management_key")]
+pub async fn delete_management_key(hash: String) -> Result<(), ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    b.0.delete_management_key(&who, &hash)
+        .await
+        .map_err(ServerFnError::new)
+}
+
 #[cfg(feature = "hydrate")]
 fn copy_to_clipboard(text: String, done: WriteSignal<Option<bool>>) {
     let Some(window) = web_sys::window() else {
@@ -188,7 +216,6 @@ pub fn KeysPage() -> impl IntoView {
             editing.set(None);
         }
     });
-    let (copied, set_copied) = signal(None::<bool>);
     let created = move || match create.value().get() {
         Some(Ok(KeyCreated::Secret { name, secret })) => Some((name, secret)),
         _ => None,
@@ -202,28 +229,7 @@ pub fn KeysPage() -> impl IntoView {
         <main class="page keys">
             <h1>"API keys"</h1>
             <p class="lede">"Keys call every model in the catalog with your organisation's credits. Give each app its own key, with a limit."</p>
-            {move || {
-                created()
-                    .map(|(name, secret)| {
-                        let to_copy = secret.clone();
-                        view! {
-                            <section class="secret" role="status">
-                                <h2>"Your new key “" {name} "”"</h2>
-                                <p>"Copy it now and keep it somewhere safe: " <strong>"you won't see it again."</strong></p>
-                                <div class="secret-row">
-                                    <code class="secret-value">{secret}</code>
-                                    <button type="button" class="button" on:click=move |_| copy_to_clipboard(to_copy.clone(), set_copied)>
-                                        {move || match copied.get() {
-                                            Some(true) => "Copied",
-                                            Some(false) => "Select and copy",
-                                            None => "Copy",
-                                        }}
-                                    </button>
-                                </div>
-                            </section>
-                        }
-                    })
-            }}
+            {move || created().map(|(name, secret)| view! { <Reveal name secret/> })}
             <details class="create" prop:open=move || open_form.get()>
                 <summary class="button">"Create a key"</summary>
                 <ActionForm action=create attr:class="form key-form">
@@ -261,7 +267,92 @@ pub fn KeysPage() -> impl IntoView {
                         })
                 }}
             </Transition>
+            <ManagementKeys/>
         </main>
+    }
+}
+
+/// A new key's secret, shown once, with a copy button.
+#[component]
+fn Reveal(name: String, secret: String) -> impl IntoView {
+    let (copied, set_copied) = signal(None::<bool>);
+    let to_copy = secret.clone();
+    view! {
+        <section class="secret" role="status">
+            <h2>"Your new key “" {name} "”"</h2>
+            <p>"Copy it now and keep it somewhere safe: " <strong>"you won't see it again."</strong></p>
+            <div class="secret-row">
+                <code class="secret-value">{secret}</code>
+                <button type="button" class="button" on:click=move |_| copy_to_clipboard(to_copy.clone(), set_copied)>
+                    {move || match copied.get() {
+                        Some(true) => "Copied",
+                        Some(false) => "Select and copy",
+                        None => "Copy",
+                    }}
+                </button>
+            </div>
+        </section>
+    }
+}
+
+/// Management keys, for owners and admins: scripts use them on `/api/v1/keys`; they cannot call models.
+#[component]
+fn ManagementKeys() -> impl IntoView {
+    let create = ServerAction::<CreateManagementKey>::new();
+    let delete = ServerAction::<DeleteManagementKey>::new();
+    let list = Resource::new(
+        move || (create.version().get(), delete.version().get()),
+        |_| list_management_keys(),
+    );
+    view! {
+        <Transition fallback=|| ()>
+            {move || list.get().and_then(|r| r.ok()).map(|keys| view! {
+                <section class="panel management">
+                    <h2>"Management keys"</h2>
+                    <p class="muted">"For scripts that create, change and delete this organisation's API keys over " <code>"/api/v1/keys"</code> ". They cannot call models."</p>
+                    {move || match create.value().get() {
+                        Some(Ok(KeyCreated::Secret { name, secret })) => Some(view! { <Reveal name secret/> }.into_any()),
+                        Some(Ok(KeyCreated::Refused(m))) => form_message(Some(Ok(Some(m)))).map(|m| view! { <p class="error" role="alert">{m}</p> }.into_any()),
+                        Some(Err(e)) => form_message(Some(Err(e))).map(|m| view! { <p class="error" role="alert">{m}</p> }.into_any()),
+                        None => None,
+                    }}
+                    <ActionForm action=create attr:class="form inline-form">
+                        <label class="grow">"Name" <input name="name" required maxlength="100" placeholder="e.g. provisioning script"/></label>
+                        <button type="submit" class="button">"Create management key"</button>
+                    </ActionForm>
+                    {if keys.is_empty() {
+                        view! { <p class="muted empty">"No management keys."</p> }.into_any()
+                    } else {
+                        view! {
+                            <div class="table-wrap">
+                            <table class="member-table management-keys">
+                                <thead><tr><th>"Key"</th><th>"Created"</th><th>"Last used"</th><th></th></tr></thead>
+                                <tbody>
+                                    {keys.into_iter().map(|k| {
+                                        let (hash, name) = (k.hash.clone(), k.name.clone());
+                                        view! {
+                                            <tr class="management-row" data-name=k.name.clone()>
+                                                <td><div class="model-name">{k.name.clone()}</div><code class="slug">{k.prefix.clone()}</code></td>
+                                                <td>{k.created.clone()} <div class="muted small">{k.created_by.clone().map(|e| format!("by {e}"))}</div></td>
+                                                <td>{k.last_used.clone().unwrap_or_else(|| "never".into())}</td>
+                                                <td class="row-actions">
+                                                    <button type="button" class="button danger small" on:click=move |_| {
+                                                        if confirm(&format!("Delete the management key “{name}”? Scripts using it stop working at once.")) {
+                                                            delete.dispatch(DeleteManagementKey { hash: hash.clone() });
+                                                        }
+                                                    }>"Delete"</button>
+                                                </td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                            </div>
+                        }.into_any()
+                    }}
+                </section>
+            })}
+        </Transition>
     }
 }
 

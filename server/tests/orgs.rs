@@ -661,7 +661,94 @@ async fn emails_go_over_smtp_when_configured(db: Db) {
     assert_eq!(outbox_count(&app).await, 0, "nothing kept in the outbox");
 }
 
+async fn owners_make_management_keys_that_script_the_keys_api(db: Db) {
+    let app = TestApp::start(db).await;
+    let d = Accounts::new(app.state.clone());
+    let ada = sign_up(&d, "ada@example.com", "c1").await;
+    d.verify_email(&token_in(
+        &last_mail(&app, "ada@example.com").await.expect("m").1,
+        "verify",
+    ))
+    .await
+    .expect("verified");
+    d.create_key(&who(&ada), key("app")).await.expect("key");
+    let secret = d
+        .create_management_key(&who(&ada), "provisioning")
+        .await
+        .expect("management key");
+    let listed = d.list_management_keys(&who(&ada)).await.expect("list");
+    assert_eq!(
+        (
+            listed.len(),
+            listed[0].name.as_str(),
+            listed[0].created_by.as_deref()
+        ),
+        (1, "provisioning", Some("ada@example.com"))
+    );
+    // It is not among the API keys, it manages them over HTTP, and it cannot call models.
+    assert_eq!(d.list_keys(&who(&ada)).await.expect("keys").len(), 1);
+    let r = app
+        .http
+        .get(app.url("/api/v1/keys"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["data"][0]["name"], "app");
+    let call = app
+        .chat_with_key(&secret, serde_json::json!({"model": "test/fast", "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
+    assert_eq!(call.status(), 403, "a management key cannot call models");
+
+    // Members neither see nor make them; another organisation cannot delete them.
+    d.invite(&who(&ada), "bob@example.com", "member")
+        .await
+        .expect("invite");
+    let t = token_in(
+        &last_mail(&app, "bob@example.com").await.expect("m").1,
+        "invite",
+    );
+    let (bob, org) = d
+        .sign_up_invited(&t, "correct horse battery", "c2")
+        .await
+        .expect("bob");
+    let bob = in_org(&bob, &org);
+    assert!(d.list_management_keys(&bob).await.is_err());
+    assert!(d.create_management_key(&bob, "mine").await.is_err());
+    assert!(d
+        .delete_management_key(&bob, &listed[0].hash)
+        .await
+        .is_err());
+    let eve = sign_up(&d, "eve@example.com", "c3").await;
+    assert_eq!(
+        d.delete_management_key(&who(&eve), &listed[0].hash).await,
+        Err("no such key".into())
+    );
+    assert!(d.create_management_key(&who(&ada), " ").await.is_err());
+
+    d.delete_management_key(&who(&ada), &listed[0].hash)
+        .await
+        .expect("deleted");
+    assert!(d
+        .list_management_keys(&who(&ada))
+        .await
+        .expect("list")
+        .is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let r = app
+        .http
+        .get(app.url("/api/v1/keys"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 401);
+}
+
 both_backends!(
+    owners_make_management_keys_that_script_the_keys_api,
     verification_links_work_once_and_unlock_keys,
     password_reset_by_link_ends_other_sessions,
     organisations_roles_and_the_last_owner,

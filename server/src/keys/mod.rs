@@ -371,7 +371,7 @@ const RECORD_SELECT: &str = "SELECT k.hash, k.name, k.prefix, k.limit_nanos, k.u
      k.reserved_nanos, k.disabled, k.expires_at, k.created_at, k.updated_at, k.last_used_at, k.limit_reset, \
      k.allowed_models, k.rpm_limit, u.email AS created_by_email \
      FROM api_keys k LEFT JOIN users u ON u.id = k.created_by \
-     WHERE k.org_id = $1 AND k.kind = 'inference' AND k.revoked_at IS NULL";
+     WHERE k.org_id = $1 AND k.revoked_at IS NULL";
 
 /// `AND k.created_by = $n` when the scope is one member's keys (a fixed fragment; the value is bound).
 fn creator_clause(scope: KeyScope<'_>, n: usize) -> String {
@@ -387,7 +387,7 @@ pub async fn list_records(
     scope: KeyScope<'_>,
 ) -> Result<Vec<KeyRecord>, sqlx::Error> {
     let sql = format!(
-        "{RECORD_SELECT}{} ORDER BY k.created_at",
+        "{RECORD_SELECT} AND k.kind = 'inference'{} ORDER BY k.created_at",
         creator_clause(scope, 2)
     );
     let mut q = sqlx::query_as::<_, KeyRecord>(&sql).bind(scope.org_id);
@@ -403,7 +403,7 @@ pub async fn find_record(
     hash: &str,
 ) -> Result<Option<KeyRecord>, sqlx::Error> {
     let sql = format!(
-        "{RECORD_SELECT} AND k.hash = $2{}",
+        "{RECORD_SELECT} AND k.kind = 'inference' AND k.hash = $2{}",
         creator_clause(scope, 3)
     );
     let mut q = sqlx::query_as::<_, KeyRecord>(&sql)
@@ -413,6 +413,37 @@ pub async fn find_record(
         q = q.bind(c);
     }
     q.fetch_optional(&store.pool).await
+}
+
+/// The organisation's live management keys.
+pub async fn list_management_records(
+    store: &Store,
+    org_id: &str,
+) -> Result<Vec<KeyRecord>, sqlx::Error> {
+    let sql = format!("{RECORD_SELECT} AND k.kind = 'management' ORDER BY k.created_at");
+    sqlx::query_as::<_, KeyRecord>(&sql)
+        .bind(org_id)
+        .fetch_all(&store.pool)
+        .await
+}
+
+/// Deletes (revokes) one of the organisation's management keys; false when there is no such key.
+pub async fn revoke_management_key(
+    store: &Store,
+    org_id: &str,
+    hash: &str,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE api_keys SET revoked_at = $1, updated_at = $1 \
+         WHERE org_id = $2 AND hash = $3 AND kind = 'management' AND revoked_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(org_id)
+    .bind(hash)
+    .execute(&store.writer)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
 }
 
 /// Enables or disables a key in scope; false when there is no such key.

@@ -364,6 +364,27 @@ impl Dashboard for Accounts {
         })
     }
 
+    fn list_management_keys<'a>(&'a self, who: &'a Who) -> Res<'a, Vec<KeyView>> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            super::key_pages::list_management(self.store(), &actor).await
+        })
+    }
+
+    fn create_management_key<'a>(&'a self, who: &'a Who, name: &'a str) -> Res<'a, String> {
+        Box::pin(async move {
+            let actor = self.verified_actor(who).await?;
+            super::key_pages::create_management(self.store(), &actor, name).await
+        })
+    }
+
+    fn delete_management_key<'a>(&'a self, who: &'a Who, hash: &'a str) -> Res<'a, ()> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            super::key_pages::delete_management(self.store(), &actor, hash).await
+        })
+    }
+
     fn org_page<'a>(&'a self, who: &'a Who) -> Res<'a, OrgPageData> {
         Box::pin(async move {
             let actor = resolve(self.store(), who).await?;

@@ -238,3 +238,55 @@ pub async fn delete(store: &Store, actor: &Actor, hash: &str) -> Result<(), Stri
         Err("no such key".into())
     }
 }
+
+fn managers_only(actor: &Actor) -> Result<(), String> {
+    if actor.role.manages() {
+        Ok(())
+    } else {
+        Err("only the organisation's owners and admins manage management keys".into())
+    }
+}
+
+/// The organisation's management keys (owners and admins only).
+pub async fn list_management(store: &Store, actor: &Actor) -> Result<Vec<KeyView>, String> {
+    managers_only(actor)?;
+    Ok(keys::list_management_records(store, &actor.org_id)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|k| view(k, (0, 0)))
+        .collect())
+}
+
+/// A management key: it manages the organisation's API keys over `/api/v1/keys` and cannot call models.
+pub async fn create_management(store: &Store, actor: &Actor, name: &str) -> Result<String, String> {
+    managers_only(actor)?;
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err("name: give the key a name of 1 to 100 characters".into());
+    }
+    let k = keys::create_management_key(store, &actor.org_id, name)
+        .await
+        .map_err(internal)?;
+    sqlx::query("UPDATE api_keys SET created_by = $1 WHERE id = $2")
+        .bind(&actor.user_id)
+        .bind(&k.id)
+        .execute(&store.writer)
+        .await
+        .map_err(internal)?;
+    tracing::info!(org = %actor.org_id, by = %actor.user_id, key = %k.id, "management key created in the dashboard");
+    Ok(k.secret)
+}
+
+pub async fn delete_management(store: &Store, actor: &Actor, hash: &str) -> Result<(), String> {
+    managers_only(actor)?;
+    if keys::revoke_management_key(store, &actor.org_id, hash)
+        .await
+        .map_err(internal)?
+    {
+        tracing::info!(org = %actor.org_id, by = %actor.user_id, key = %hash, "management key deleted in the dashboard");
+        Ok(())
+    } else {
+        Err("no such key".into())
+    }
+}
