@@ -74,6 +74,10 @@ function watchErrors(page) {
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  // Say which request failed, not only that one did.
+  page.on('response', async (r) => {
+    if (r.status() >= 500) errors.push(`${r.status()} from ${r.url()}: ${(await r.text().catch(() => '')).slice(0, 200)}`);
+  });
   return errors;
 }
 

@@ -99,8 +99,11 @@ pub mod backend {
             disabled: bool,
         ) -> Res<'a, ()>;
         fn delete_key<'a>(&'a self, who: &'a Who, hash: &'a str) -> Res<'a, ()>;
-        /// The organisation's management keys (owners and admins).
-        fn list_management_keys<'a>(&'a self, who: &'a Who) -> Res<'a, Vec<crate::keys::KeyView>>;
+        /// The organisation's management keys; `None` for members (they are for owners and admins).
+        fn list_management_keys<'a>(
+            &'a self,
+            who: &'a Who,
+        ) -> Res<'a, Option<Vec<crate::keys::KeyView>>>;
         /// Creates a management key; returns its secret (shown once).
         fn create_management_key<'a>(&'a self, who: &'a Who, name: &'a str) -> Res<'a, String>;
         fn delete_management_key<'a>(&'a self, who: &'a Who, hash: &'a str) -> Res<'a, ()>;

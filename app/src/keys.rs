@@ -129,7 +129,7 @@ pub async fn update_key(
 }
 
 #[server(prefix = "/_app", endpoint = "management_keys")]
-pub async fn list_management_keys() -> Result<Vec<KeyView>, ServerFnError> {
+pub async fn list_management_keys() -> Result<Option<Vec<KeyView>>, ServerFnError> {
     let (b, who) = crate::account::signed_in().await?;
     b.0.list_management_keys(&who)
         .await
@@ -306,7 +306,7 @@ fn ManagementKeys() -> impl IntoView {
     );
     view! {
         <Transition fallback=|| ()>
-            {move || list.get().and_then(|r| r.ok()).map(|keys| view! {
+            {move || list.get().and_then(|r| r.ok().flatten()).map(|keys| view! {
                 <section class="panel management">
                     <h2>"Management keys"</h2>
                     <p class="muted">"For scripts that create, change and delete this organisation's API keys over " <code>"/api/v1/keys"</code> ". They cannot call models."</p>

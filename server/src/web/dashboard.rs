@@ -364,7 +364,7 @@ impl Dashboard for Accounts {
         })
     }
 
-    fn list_management_keys<'a>(&'a self, who: &'a Who) -> Res<'a, Vec<KeyView>> {
+    fn list_management_keys<'a>(&'a self, who: &'a Who) -> Res<'a, Option<Vec<KeyView>>> {
         Box::pin(async move {
             let actor = resolve(self.store(), who).await?;
             super::key_pages::list_management(self.store(), &actor).await

@@ -247,15 +247,19 @@ fn managers_only(actor: &Actor) -> Result<(), String> {
     }
 }
 
-/// The organisation's management keys (owners and admins only).
-pub async fn list_management(store: &Store, actor: &Actor) -> Result<Vec<KeyView>, String> {
-    managers_only(actor)?;
-    Ok(keys::list_management_records(store, &actor.org_id)
-        .await
-        .map_err(internal)?
-        .into_iter()
-        .map(|k| view(k, (0, 0)))
-        .collect())
+/// The organisation's management keys; `None` for members (they are for owners and admins).
+pub async fn list_management(store: &Store, actor: &Actor) -> Result<Option<Vec<KeyView>>, String> {
+    if !actor.role.manages() {
+        return Ok(None);
+    }
+    Ok(Some(
+        keys::list_management_records(store, &actor.org_id)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|k| view(k, (0, 0)))
+            .collect(),
+    ))
 }
 
 /// A management key: it manages the organisation's API keys over `/api/v1/keys` and cannot call models.
