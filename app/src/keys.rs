@@ -171,18 +171,6 @@ fn copy_to_clipboard(text: String, done: WriteSignal<Option<bool>>) {
 #[cfg(not(feature = "hydrate"))]
 fn copy_to_clipboard(_text: String, _done: WriteSignal<Option<bool>>) {}
 
-#[cfg(feature = "hydrate")]
-fn confirm(message: &str) -> bool {
-    web_sys::window()
-        .and_then(|w| w.confirm_with_message(message).ok())
-        .unwrap_or(false)
-}
-
-#[cfg(not(feature = "hydrate"))]
-fn confirm(_message: &str) -> bool {
-    false
-}
-
 #[component]
 pub fn KeysPage() -> impl IntoView {
     let create = ServerAction::<CreateKey>::new();
@@ -337,7 +325,7 @@ fn ManagementKeys() -> impl IntoView {
                                                 <td>{k.last_used.clone().unwrap_or_else(|| "never".into())}</td>
                                                 <td class="row-actions">
                                                     <button type="button" class="button danger small" on:click=move |_| {
-                                                        if confirm(&format!("Delete the management key “{name}”? Scripts using it stop working at once.")) {
+                                                        if crate::confirm(&format!("Delete the management key “{name}”? Scripts using it stop working at once.")) {
                                                             delete.dispatch(DeleteManagementKey { hash: hash.clone() });
                                                         }
                                                     }>"Delete"</button>
@@ -434,7 +422,7 @@ fn KeyTable(
                                         toggle.dispatch(ToggleKey { hash: hash_t.clone(), disabled: !disabled });
                                     }>{if disabled { "Enable" } else { "Disable" }}</button>
                                     <button type="button" class="button danger small" on:click=move |_| {
-                                        if confirm(&format!("Delete the key “{name}”? Apps using it stop working at once.")) {
+                                        if crate::confirm(&format!("Delete the key “{name}”? Apps using it stop working at once.")) {
                                             delete.dispatch(DeleteKey { hash: hash_d.clone() });
                                         }
                                     }>"Delete"</button>

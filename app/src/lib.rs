@@ -213,6 +213,19 @@ fn matches(m: &ModelCard, q: &str) -> bool {
         || m.providers.iter().any(|p| p.to_lowercase().contains(q))
 }
 
+/// Asks the person to confirm (the browser's dialog); false before hydration.
+#[cfg(feature = "hydrate")]
+pub(crate) fn confirm(message: &str) -> bool {
+    web_sys::window()
+        .and_then(|w| w.confirm_with_message(message).ok())
+        .unwrap_or(false)
+}
+
+#[cfg(not(feature = "hydrate"))]
+pub(crate) fn confirm(_message: &str) -> bool {
+    false
+}
+
 /// "$3.3" reads as a typo: money shows at least cents ("3.30"), and every digit beyond that it has.
 pub(crate) fn dollars(exact: &str) -> String {
     match exact.split_once('.') {

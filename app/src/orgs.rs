@@ -167,18 +167,6 @@ pub async fn sign_up_invited(token: String, password: String) -> Result<Outcome,
     }
 }
 
-#[cfg(feature = "hydrate")]
-fn confirm(message: &str) -> bool {
-    web_sys::window()
-        .and_then(|w| w.confirm_with_message(message).ok())
-        .unwrap_or(false)
-}
-
-#[cfg(not(feature = "hydrate"))]
-fn confirm(_message: &str) -> bool {
-    false
-}
-
 const ROLES: [&str; 3] = ["member", "admin", "owner"];
 
 #[component]
@@ -269,7 +257,7 @@ pub fn OrgPage() -> impl IntoView {
                                                     <td class="row-actions">
                                                         {can_change.then(|| view! {
                                                             <button type="button" class="button danger small" on:click=move |_| {
-                                                                if confirm(&format!("Remove {email} from the organisation? The API keys they created here are disabled.")) {
+                                                                if crate::confirm(&format!("Remove {email} from the organisation? The API keys they created here are disabled.")) {
                                                                     remove.dispatch(RemoveMember { user_id: uid_remove.clone() });
                                                                 }
                                                             }>"Remove"</button>
@@ -335,7 +323,7 @@ pub fn OrgPage() -> impl IntoView {
                                 <h2>"Leave"</h2>
                                 <p class="muted">"You lose access to its credits and keys; the keys you created here are disabled. An organisation keeps at least one owner."</p>
                                 <button type="button" class="button danger" on:click=move |_| {
-                                    if confirm(&format!("Leave “{org_name}”?")) {
+                                    if crate::confirm(&format!("Leave “{org_name}”?")) {
                                         remove.dispatch(RemoveMember { user_id: me_id.clone() });
                                     }
                                 }>"Leave this organisation"</button>

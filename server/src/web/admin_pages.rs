@@ -8,15 +8,6 @@ use crate::state::AppState;
 use crate::store::Store;
 use switchyard_app::admin::{AdminData, AdminOrg, AdminUser, OutboxMailView};
 
-fn minute(ms: i64) -> String {
-    let t = crate::gateway::info::rfc3339(ms);
-    format!(
-        "{} {} UTC",
-        t.get(..10).unwrap_or_default(),
-        t.get(11..16).unwrap_or_default()
-    )
-}
-
 pub async fn overview(state: &AppState, me: &str) -> Result<AdminData, String> {
     let store = &state.store;
     type UserRow = (String, String, i64, Option<i64>, i64, i64, i64);
@@ -46,7 +37,7 @@ pub async fn overview(state: &AppState, me: &str) -> Result<AdminData, String> {
             name,
             members,
             balance_usd: balance.to_usd_string(),
-            created: minute(created),
+            created: super::minute(created),
         });
     }
     let outbox = crate::mail::outbox(store, 50)
@@ -57,7 +48,7 @@ pub async fn overview(state: &AppState, me: &str) -> Result<AdminData, String> {
             id: m.id,
             to: m.to_email,
             subject: m.subject,
-            sent: minute(m.created_at),
+            sent: super::minute(m.created_at),
             body: m.text_body,
         })
         .collect();
@@ -69,7 +60,7 @@ pub async fn overview(state: &AppState, me: &str) -> Result<AdminData, String> {
                 |(id, email, created, verified, admin, disabled, orgs)| AdminUser {
                     id,
                     email,
-                    created: minute(created),
+                    created: super::minute(created),
                     verified: verified.is_some(),
                     is_admin: admin != 0,
                     disabled: disabled != 0,

@@ -151,13 +151,6 @@ pub async fn actor_for(store: &Store, user_id: &str) -> Result<Actor, String> {
     .await
 }
 
-fn date(ms: i64) -> String {
-    crate::gateway::info::rfc3339(ms)
-        .get(..10)
-        .unwrap_or_default()
-        .to_string()
-}
-
 impl Dashboard for Accounts {
     fn sign_up<'a>(
         &'a self,
@@ -441,7 +434,7 @@ impl Dashboard for Accounts {
             .fetch_one(&self.store().pool)
             .await
             .map_err(internal)?;
-            let expires = date(crate::store::now_ms() + orgs::INVITATION_TTL_MS);
+            let expires = super::day(crate::store::now_ms() + orgs::INVITATION_TTL_MS);
             let to = email.trim().to_ascii_lowercase();
             let link = self.link("invite", &token);
             self.state
@@ -513,7 +506,7 @@ impl Dashboard for Accounts {
                 email: i.email,
                 role: i.role,
                 invited_by: i.invited_by,
-                expires: date(i.expires_at),
+                expires: super::day(i.expires_at),
                 state: i.state.into(),
                 account_exists: i.account_exists,
                 signed_in_as,

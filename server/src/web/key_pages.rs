@@ -15,22 +15,6 @@ pub fn scope(actor: &Actor) -> KeyScope<'_> {
     }
 }
 
-fn day(ms: i64) -> String {
-    crate::gateway::info::rfc3339(ms)
-        .get(..10)
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn minute(ms: i64) -> String {
-    let t = crate::gateway::info::rfc3339(ms);
-    format!(
-        "{} {} UTC",
-        t.get(..10).unwrap_or_default(),
-        t.get(11..16).unwrap_or_default()
-    )
-}
-
 /// Charges per key today and this month (UTC), from the request log: hash -> (today, month).
 async fn period_usage(
     store: &Store,
@@ -68,14 +52,14 @@ pub fn view(k: KeyRecord, periods: (i64, i64)) -> KeyView {
         name: k.name,
         prefix: k.prefix,
         created_by: k.created_by_email,
-        created: day(k.created_at),
-        last_used: k.last_used_at.map(minute),
+        created: super::day(k.created_at),
+        last_used: k.last_used_at.map(super::minute),
         usage_usd: Nanos(k.usage_nanos).to_usd_string(),
         usage_today_usd: Nanos(periods.0).to_usd_string(),
         usage_month_usd: Nanos(periods.1).to_usd_string(),
         limit_usd: k.limit_nanos.map(|l| Nanos(l).to_usd_string()),
         limit_reset: k.limit_reset,
-        expires: k.expires_at.map(day),
+        expires: k.expires_at.map(super::day),
         models: k.allowed_models.and_then(|m| serde_json::from_str(&m).ok()),
         rpm: k.rpm_limit,
         status: status.into(),

@@ -144,6 +144,24 @@ async fn client_addr(mut req: Request<Body>, next: axum::middleware::Next) -> Re
     next.run(req).await
 }
 
+/// A moment as the pages show a day: `2026-11-21` (UTC).
+pub fn day(ms: i64) -> String {
+    crate::gateway::info::rfc3339(ms)
+        .get(..10)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A moment as the pages show it to the minute: `2026-11-21 10:17 UTC`.
+pub fn minute(ms: i64) -> String {
+    let t = crate::gateway::info::rfc3339(ms);
+    format!(
+        "{} {} UTC",
+        t.get(..10).unwrap_or_default(),
+        t.get(11..16).unwrap_or_default()
+    )
+}
+
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     let mut r = (StatusCode::OK, body).into_response();
     r.headers_mut()

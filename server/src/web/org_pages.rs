@@ -5,13 +5,6 @@ use crate::accounts::orgs::{self, Actor};
 use crate::store::now_ms;
 use switchyard_app::orgs::{InvitationRow, MemberView, OrgPageData};
 
-fn date(ms: i64) -> String {
-    crate::gateway::info::rfc3339(ms)
-        .get(..10)
-        .unwrap_or_default()
-        .to_string()
-}
-
 pub async fn page(store: &crate::store::Store, actor: &Actor) -> Result<OrgPageData, String> {
     let (name,): (String,) = sqlx::query_as("SELECT name FROM orgs WHERE id = $1")
         .bind(&actor.org_id)
@@ -27,7 +20,7 @@ pub async fn page(store: &crate::store::Store, actor: &Actor) -> Result<OrgPageD
             user_id: m.user_id,
             email: m.email,
             role: m.role,
-            joined: date(m.joined_at),
+            joined: super::day(m.joined_at),
         })
         .collect();
     // Who was invited, by whom, is for the people who manage the organisation.
@@ -42,7 +35,7 @@ pub async fn page(store: &crate::store::Store, actor: &Actor) -> Result<OrgPageD
                 email: i.email,
                 role: i.role,
                 invited_by: i.invited_by,
-                expires: date(i.expires_at),
+                expires: super::day(i.expires_at),
                 expired: i.expires_at <= now,
             })
             .collect()
