@@ -270,10 +270,15 @@ pub(crate) async fn start_session(
     Ok(())
 }
 
-/// Where to go after signing in: a path on this site, never another site.
+/// Where to go after signing in: a path on this site, never another site. Browsers drop tabs and
+/// newlines from URLs and read `\\` as `/`, so `/\t/evil.example` or `/\\evil.example` would leave the site.
 pub fn safe_next(next: &str) -> String {
     let n = next.trim();
-    if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") {
+    let local = n.starts_with('/')
+        && !n.starts_with("//")
+        && !n.contains('\\')
+        && !n.chars().any(|c| c.is_control() || c.is_whitespace());
+    if local {
         n.to_string()
     } else {
         "/dashboard".into()

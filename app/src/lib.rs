@@ -354,6 +354,23 @@ mod tests {
     }
 
     #[test]
+    fn sign_in_returns_only_to_this_site() {
+        use crate::account::safe_next;
+        assert_eq!(safe_next("/invite?token=ab12"), "/invite?token=ab12");
+        assert_eq!(safe_next(""), "/dashboard");
+        for bad in [
+            "https://evil.example/",
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "evil",
+        ] {
+            assert_eq!(safe_next(bad), "/dashboard", "{bad:?}");
+        }
+    }
+
+    #[test]
     fn money_shows_at_least_cents() {
         assert_eq!(super::dollars("3.3"), "$3.30");
         assert_eq!(super::dollars("0.55"), "$0.55");
