@@ -465,8 +465,20 @@ async fn dispatch(cfg: Config, command: Command) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(mut cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(cfg.database_url.expose(), cfg.db_max_connections).await?;
+    // With --demo and no Stripe account configured, purchases go to the built-in Stripe fake.
+    let fake_stripe = if args.demo && cfg.stripe_secret_key.is_none() {
+        let key = format!("sk_test_demo_{}", uuid::Uuid::new_v4().simple());
+        let secret = format!("whsec_demo_{}", uuid::Uuid::new_v4().simple());
+        let (_, fake) = crate::devstripe::spawn("127.0.0.1:0".parse()?, Some(key.clone())).await?;
+        cfg.stripe_secret_key = Some(crate::config::Secret::new(key));
+        cfg.stripe_api_base = fake.base_url();
+        cfg.stripe_webhook_secrets = vec![crate::config::Secret::new(secret.clone())];
+        Some((fake, secret))
+    } else {
+        None
+    };
     let demo = if args.demo {
         let cipher = Cipher::from_config(&cfg)?;
         let data_dir = cfg
@@ -481,6 +493,12 @@ async fn serve(cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
     let app = crate::Application::build_with_store(cfg, store).await?;
     let addr = app.local_addr();
     let base = format!("http://{addr}");
+    if let Some((fake, secret)) = &fake_stripe {
+        fake.set_webhook(
+            &format!("{}/webhooks/stripe", app.state().public_url),
+            secret,
+        );
+    }
     tracing::info!(%addr, "switchyard listening");
     println!();
     println!("  Switchyard is running.");
@@ -490,6 +508,12 @@ async fn serve(cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
         None => println!("    Sign in:    {base}/signin (or create an account at {base}/signup; the first account is the platform admin)"),
     }
     println!("    API:        {base}/api/v1  (OpenAI-compatible; also at {base}/v1)");
+    if let Some((fake, _)) = &fake_stripe {
+        println!(
+            "    Payments:   a local Stripe fake at {} (no card is charged; set SWITCHYARD_STRIPE_SECRET_KEY for real Stripe)",
+            fake.base_url()
+        );
+    }
     if let Some(d) = &demo {
         println!("    Demo key:   {}", d.api_key);
         println!(

@@ -67,6 +67,19 @@ pub struct Config {
     pub smtp_url: Option<Secret>,
     /// The From of every email.
     pub mail_from: String,
+    /// Stripe's secret API key (`sk_live_…`/`sk_test_…`). Unset: purchases use the built-in Stripe fake
+    /// when the platform runs with `--demo`, and are unavailable otherwise.
+    pub stripe_secret_key: Option<Secret>,
+    /// Where the Stripe API is (`https://api.stripe.com/`; the fake's address in development and tests).
+    pub stripe_api_base: String,
+    /// Webhook signing secrets (`whsec_…`), comma-separated: two during a rotation.
+    pub stripe_webhook_secrets: Vec<Secret>,
+    /// The platform fee on purchases, in basis points (550 = 5.5 %), and its minimum in USD.
+    pub purchase_fee_bp: u32,
+    pub purchase_fee_min_usd: String,
+    /// The smallest and largest purchase, in USD.
+    pub purchase_min_usd: String,
+    pub purchase_max_usd: String,
 }
 
 impl Default for Config {
@@ -92,6 +105,13 @@ impl Default for Config {
             public_url: None,
             smtp_url: None,
             mail_from: "Switchyard <noreply@switchyard.local>".into(),
+            stripe_secret_key: None,
+            stripe_api_base: "https://api.stripe.com/".into(),
+            stripe_webhook_secrets: Vec::new(),
+            purchase_fee_bp: 550,
+            purchase_fee_min_usd: "0.80".into(),
+            purchase_min_usd: "5".into(),
+            purchase_max_usd: "10000".into(),
         }
     }
 }
@@ -194,6 +214,38 @@ const ENV: &[(&str, Setter)] = &[
     }),
     ("SWITCHYARD_MAIL_FROM", |c, v| {
         c.mail_from = v.trim().to_string();
+        Ok(())
+    }),
+    ("SWITCHYARD_STRIPE_SECRET_KEY", |c, v| {
+        c.stripe_secret_key = Some(Secret::new(v.trim()));
+        Ok(())
+    }),
+    ("SWITCHYARD_STRIPE_API_BASE", |c, v| {
+        c.stripe_api_base = v.trim().to_string();
+        Ok(())
+    }),
+    ("SWITCHYARD_STRIPE_WEBHOOK_SECRET", |c, v| {
+        c.stripe_webhook_secrets = v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Secret::new)
+            .collect();
+        Ok(())
+    }),
+    ("SWITCHYARD_PURCHASE_FEE_BP", |c, v| {
+        num(v).map(|x| c.purchase_fee_bp = x)
+    }),
+    ("SWITCHYARD_PURCHASE_FEE_MIN_USD", |c, v| {
+        c.purchase_fee_min_usd = v.trim().into();
+        Ok(())
+    }),
+    ("SWITCHYARD_PURCHASE_MIN_USD", |c, v| {
+        c.purchase_min_usd = v.trim().into();
+        Ok(())
+    }),
+    ("SWITCHYARD_PURCHASE_MAX_USD", |c, v| {
+        c.purchase_max_usd = v.trim().into();
         Ok(())
     }),
 ];

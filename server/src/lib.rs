@@ -1,5 +1,7 @@
 //! Switchyard: a self-hosted, multi-tenant LLM API marketplace. `Application::build` wires configuration,
 //! storage, the catalog snapshot, billing and the HTTP routers; `main.rs` only parses the command line.
+// The fake Stripe's objects are large `json!` literals.
+#![recursion_limit = "256"]
 
 pub mod accounts;
 pub mod billing;
@@ -8,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod demo;
+pub mod devstripe;
 pub mod devupstream;
 pub mod error;
 pub mod gateway;
@@ -74,7 +77,11 @@ impl Application {
                 listener.local_addr().map_err(anyhow::Error::from)?
             ),
         };
+        let stripe = billing::purchases::stripe_client(&cfg)?;
+        let terms = billing::purchases::Terms::from_config(&cfg)?;
         let state = AppState(Arc::new(Inner {
+            stripe,
+            terms,
             mailer,
             public_url,
             cfg,
@@ -169,6 +176,10 @@ impl Application {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route(
+            "/webhooks/stripe",
+            axum::routing::post(billing::purchases::webhook),
+        )
         .merge(gateway::router())
         .with_state(state.clone())
         .merge(web::router(state))

@@ -23,6 +23,10 @@ pub struct Inner {
     pub mailer: crate::mail::Mailer,
     /// Where people reach the dashboard, for links in emails (no trailing slash).
     pub public_url: String,
+    /// Stripe, when card payments are set up.
+    pub stripe: Option<stripe::Client>,
+    /// Purchase limits and fee.
+    pub terms: crate::billing::purchases::Terms,
 }
 
 #[derive(Clone)]

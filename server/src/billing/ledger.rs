@@ -41,6 +41,41 @@ pub async fn grant(
     Ok(r.rows_affected() == 1)
 }
 
+/// Appends one entry (not usage) in the caller's transaction and moves the balance with it. The same
+/// idempotency key twice posts once; returns whether this call posted.
+pub async fn post(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    org_id: &str,
+    amount: Nanos,
+    kind: &str,
+    idempotency_key: &str,
+    reference: Option<&str>,
+    note: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "INSERT INTO ledger (id, org_id, amount_nanos, kind, idempotency_key, reference, note, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(new_id())
+    .bind(org_id)
+    .bind(amount.0)
+    .bind(kind)
+    .bind(idempotency_key)
+    .bind(reference)
+    .bind(note)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    if r.rows_affected() == 1 {
+        sqlx::query("UPDATE orgs SET credits_nanos = credits_nanos + $1 WHERE id = $2")
+            .bind(amount.0)
+            .bind(org_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(r.rows_affected() == 1)
+}
+
 /// An org's money, as the projection holds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Balance {

@@ -8,6 +8,8 @@
 
 mod batch;
 pub mod ledger;
+pub mod purchases;
+pub mod stripe_sig;
 
 use crate::money::Nanos;
 use crate::store::{new_id, now_ms, Store};

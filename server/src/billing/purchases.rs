@@ -1,0 +1,446 @@
+//! Buying credits: an order, a Stripe Checkout Session (async-stripe), and the webhook that grants the
+//! credits. Credits come only from a verified webhook, never from the redirect back. Each Stripe event is
+//! handled at most once: its id, the order's state change and the ledger row commit together.
+
+use super::stripe_sig;
+use crate::accounts::orgs::Actor;
+use crate::money::Nanos;
+use crate::state::AppState;
+use crate::store::now_ms;
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::{json, Value};
+
+/// Nanos in one cent.
+const CENT: i64 = 10_000_000;
+
+/// What a purchase costs: the credits and the platform fee on top.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quote {
+    pub credits: Nanos,
+    pub fee: Nanos,
+}
+
+impl Quote {
+    pub fn total(&self) -> Nanos {
+        Nanos(self.credits.0 + self.fee.0)
+    }
+}
+
+/// The purchase rules from the configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Terms {
+    pub fee_bp: u32,
+    pub fee_min: Nanos,
+    pub min: Nanos,
+    pub max: Nanos,
+}
+
+impl Terms {
+    pub fn from_config(cfg: &crate::config::Config) -> anyhow::Result<Terms> {
+        let usd = |name: &str, v: &str| {
+            Nanos::parse_usd(v).map_err(|e| anyhow::anyhow!("{name} {v:?}: {e}"))
+        };
+        let t = Terms {
+            fee_bp: cfg.purchase_fee_bp,
+            fee_min: usd("SWITCHYARD_PURCHASE_FEE_MIN_USD", &cfg.purchase_fee_min_usd)?,
+            min: usd("SWITCHYARD_PURCHASE_MIN_USD", &cfg.purchase_min_usd)?,
+            max: usd("SWITCHYARD_PURCHASE_MAX_USD", &cfg.purchase_max_usd)?,
+        };
+        if t.min.0 <= 0 || t.max.0 < t.min.0 {
+            anyhow::bail!("SWITCHYARD_PURCHASE_MIN_USD must be above 0 and at most SWITCHYARD_PURCHASE_MAX_USD");
+        }
+        Ok(t)
+    }
+
+    /// The fee for buying `credits`: the percentage rounded up to the cent, at least the minimum (a zero
+    /// percentage means no fee at all).
+    pub fn quote(&self, credits: Nanos) -> Quote {
+        let fee = if self.fee_bp == 0 {
+            0
+        } else {
+            // Rounded up: to the nano, then to the cent (amounts are positive).
+            let raw = ((credits.0 as i128 * self.fee_bp as i128 + 9_999) / 10_000) as i64;
+            (((raw + CENT - 1) / CENT) * CENT).max(self.fee_min.0)
+        };
+        Quote {
+            credits,
+            fee: Nanos(fee),
+        }
+    }
+
+    /// Checks an amount typed by a person: USD, whole cents, within the limits.
+    pub fn parse(&self, usd: &str) -> Result<Quote, String> {
+        let v = usd.trim().trim_start_matches('$');
+        let n = Nanos::parse_usd(v).map_err(|e| format!("amount: {e}"))?;
+        if n.0 % CENT != 0 {
+            return Err("amount: whole cents, please (like 25 or 12.50)".into());
+        }
+        if n.0 < self.min.0 || n.0 > self.max.0 {
+            return Err(format!(
+                "amount: from ${} to ${}",
+                self.min.to_usd_string(),
+                self.max.to_usd_string()
+            ));
+        }
+        Ok(self.quote(n))
+    }
+}
+
+/// The Stripe client, when purchases are set up.
+pub fn stripe_client(cfg: &crate::config::Config) -> anyhow::Result<Option<stripe::Client>> {
+    let Some(key) = &cfg.stripe_secret_key else {
+        return Ok(None);
+    };
+    let client = stripe::ClientBuilder::new(key.expose())
+        .url(cfg.stripe_api_base.clone())
+        .build()
+        .map_err(|e| {
+            anyhow::anyhow!("SWITCHYARD_STRIPE_API_BASE or the secret key is not usable: {e}")
+        })?;
+    Ok(Some(client))
+}
+
+/// Starts a purchase for the actor's organisation: returns the Stripe Checkout URL to send them to.
+pub async fn start_checkout(
+    state: &AppState,
+    actor: &Actor,
+    amount_usd: &str,
+) -> Result<String, String> {
+    use stripe_checkout::checkout_session::{
+        CreateCheckoutSession, CreateCheckoutSessionLineItems,
+        CreateCheckoutSessionLineItemsPriceData, ProductData,
+    };
+    use stripe_core::{IdempotencyKey, RequestStrategy, StripeRequest};
+    if !actor.role.manages() {
+        return Err("only the organisation's owners and admins buy credits".into());
+    }
+    let Some(client) = &state.stripe else {
+        return Err("card payments are not set up on this platform; ask its operator (SWITCHYARD_STRIPE_SECRET_KEY)".into());
+    };
+    let q = state.terms.parse(amount_usd)?;
+    let order = format!("ord_{}", uuid::Uuid::new_v4().simple());
+    let email: Option<(String,)> = sqlx::query_as("SELECT email FROM users WHERE id = $1")
+        .bind(&actor.user_id)
+        .fetch_optional(&state.store.pool)
+        .await
+        .map_err(crate::web::dashboard::internal)?;
+    sqlx::query(
+        "INSERT INTO orders (id, org_id, created_by, amount_nanos, fee_nanos, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
+    )
+    .bind(&order)
+    .bind(&actor.org_id)
+    .bind(&actor.user_id)
+    .bind(q.credits.0)
+    .bind(q.fee.0)
+    .bind(now_ms())
+    .execute(&state.store.writer)
+    .await
+    .map_err(crate::web::dashboard::internal)?;
+    let item = |name: &str, nanos: i64| {
+        let mut price = CreateCheckoutSessionLineItemsPriceData::new(stripe_types::Currency::USD);
+        price.unit_amount = Some(nanos / CENT);
+        price.product_data = Some(ProductData::new(name));
+        let mut li = CreateCheckoutSessionLineItems::new();
+        li.price_data = Some(price);
+        li.quantity = Some(1);
+        li
+    };
+    let mut items = vec![item("Switchyard credits", q.credits.0)];
+    if q.fee.0 > 0 {
+        items.push(item("Platform fee", q.fee.0));
+    }
+    let base = &state.public_url;
+    let mut req = CreateCheckoutSession::new()
+        .mode(stripe_shared::CheckoutSessionMode::Payment)
+        .client_reference_id(order.clone())
+        .line_items(items)
+        .metadata(std::collections::HashMap::from([
+            ("order_id".to_string(), order.clone()),
+            ("org_id".to_string(), actor.org_id.clone()),
+        ]))
+        .success_url(format!("{base}/billing/success?order={order}"))
+        .cancel_url(format!("{base}/billing?canceled={order}"));
+    if let Some((e,)) = email {
+        req = req.customer_email(e);
+    }
+    let key = IdempotencyKey::new(&order).map_err(crate::web::dashboard::internal)?;
+    let session = req
+        .customize()
+        .request_strategy(RequestStrategy::Idempotent(key))
+        .send(client)
+        .await
+        .map_err(|e| {
+            tracing::error!(order = %order, error = %e, "creating the Stripe Checkout Session failed");
+            "the payment provider did not answer; nothing was charged, try again in a moment".to_string()
+        })?;
+    let url = session
+        .url
+        .clone()
+        .ok_or("the payment provider gave no checkout page; try again")?;
+    sqlx::query("UPDATE orders SET stripe_session_id = $1 WHERE id = $2")
+        .bind(session.id.as_str())
+        .bind(&order)
+        .execute(&state.store.writer)
+        .await
+        .map_err(crate::web::dashboard::internal)?;
+    tracing::info!(order = %order, org = %actor.org_id, credits = %q.credits.to_usd_string(), fee = %q.fee.to_usd_string(), "checkout started");
+    Ok(url)
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": status.as_u16(), "message": message}})),
+    )
+        .into_response()
+}
+
+/// `POST /webhooks/stripe`: verifies the signature on the raw body, then handles the event once.
+pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let header = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let secrets: Vec<String> = state
+        .cfg
+        .stripe_webhook_secrets
+        .iter()
+        .map(|s| s.expose().to_string())
+        .collect();
+    if let Err(e) = stripe_sig::verify(&body, header, &secrets, now_ms() / 1000) {
+        tracing::warn!(error = %e, "refused a Stripe webhook");
+        return refuse(StatusCode::BAD_REQUEST, &e.to_string());
+    }
+    let event: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not JSON: {e}"),
+            )
+        }
+    };
+    let (Some(id), Some(kind)) = (event["id"].as_str(), event["type"].as_str()) else {
+        return refuse(StatusCode::BAD_REQUEST, "the event has no id or type");
+    };
+    match handle(&state, id, kind, &event["data"]["object"]).await {
+        Ok(outcome) => {
+            tracing::info!(event = %id, kind, outcome, "Stripe event handled");
+            Json(json!({"received": true, "outcome": outcome})).into_response()
+        }
+        // Stripe retries anything but 2xx: a failure here is tried again later.
+        Err(e) => {
+            tracing::error!(event = %id, kind, error = %e, "handling a Stripe event failed; Stripe will retry");
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not handle the event; retry",
+            )
+        }
+    }
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Handles one verified event in one transaction. Returns what happened (for the log and the fake).
+async fn handle(
+    state: &AppState,
+    id: &str,
+    kind: &str,
+    obj: &Value,
+) -> anyhow::Result<&'static str> {
+    let mut tx = state.store.writer.begin().await?;
+    let order_ref = obj["client_reference_id"]
+        .as_str()
+        .or(obj["metadata"]["order_id"].as_str())
+        .map(String::from);
+    let first = sqlx::query(
+        "INSERT INTO stripe_events (id, type, order_id, received_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(kind)
+    .bind(&order_ref)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !first {
+        tx.commit().await?;
+        return Ok("duplicate");
+    }
+    let outcome = match kind {
+        "checkout.session.completed" if obj["payment_status"] == "paid" => {
+            paid(&mut tx, order_ref.as_deref(), obj).await?
+        }
+        "checkout.session.completed" => "awaiting payment",
+        "checkout.session.async_payment_succeeded" => {
+            paid(&mut tx, order_ref.as_deref(), obj).await?
+        }
+        "checkout.session.async_payment_failed" | "checkout.session.expired" => {
+            let status = if kind.ends_with("expired") {
+                "canceled"
+            } else {
+                "failed"
+            };
+            sqlx::query("UPDATE orders SET status = $1 WHERE id = $2 AND status = 'pending'")
+                .bind(status)
+                .bind(&order_ref)
+                .execute(&mut *tx)
+                .await?;
+            "order closed"
+        }
+        "charge.refunded" => refunded(&mut tx, id, obj, false).await?,
+        "charge.dispute.created" => refunded(&mut tx, id, obj, true).await?,
+        _ => "ignored",
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Marks the order paid and grants its credits (once per order, whichever event comes first).
+async fn paid(tx: &mut Tx, order: Option<&str>, obj: &Value) -> anyhow::Result<&'static str> {
+    let Some(order) = order else {
+        return Ok("no order reference");
+    };
+    let row: Option<(String, i64, i64, String)> =
+        sqlx::query_as("SELECT org_id, amount_nanos, fee_nanos, status FROM orders WHERE id = $1")
+            .bind(order)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some((org, credits, fee, status)) = row else {
+        tracing::warn!(
+            order,
+            "a paid Checkout Session names an order this platform does not have"
+        );
+        return Ok("unknown order");
+    };
+    if status != "pending" && status != "failed" {
+        return Ok("already paid");
+    }
+    // The amount Stripe collected must be what the order says.
+    let collected = obj["amount_total"].as_i64().unwrap_or(-1);
+    if collected * CENT != credits + fee {
+        anyhow::bail!(
+            "order {order}: Stripe collected {collected} cents, the order is for {} nanos",
+            credits + fee
+        );
+    }
+    sqlx::query(
+        "UPDATE orders SET status = 'paid', paid_at = $1, stripe_payment_intent = $2, \
+         stripe_session_id = COALESCE(stripe_session_id, $3) WHERE id = $4",
+    )
+    .bind(now_ms())
+    .bind(obj["payment_intent"].as_str())
+    .bind(obj["id"].as_str())
+    .bind(order)
+    .execute(&mut **tx)
+    .await?;
+    super::ledger::post(
+        tx,
+        &org,
+        Nanos(credits),
+        "purchase",
+        &format!("purchase:{order}"),
+        Some(order),
+        None,
+    )
+    .await?;
+    Ok("credited")
+}
+
+/// Takes back the credits of a refunded (or disputed) payment: as much as was refunded, at most what
+/// the order granted and not yet taken back. The balance may go negative; the gateway then answers 402.
+async fn refunded(
+    tx: &mut Tx,
+    event: &str,
+    obj: &Value,
+    dispute: bool,
+) -> anyhow::Result<&'static str> {
+    let Some(pi) = obj["payment_intent"].as_str() else {
+        return Ok("no payment intent");
+    };
+    let row: Option<(String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT id, org_id, amount_nanos, fee_nanos, refunded_nanos FROM orders \
+         WHERE stripe_payment_intent = $1 AND status IN ('paid', 'refunded', 'disputed')",
+    )
+    .bind(pi)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((order, org, credits, _fee, taken_back)) = row else {
+        return Ok("no paid order for this payment");
+    };
+    // Refunded money goes to the credits first; the fee is not credits.
+    let refunded_total = if dispute {
+        credits
+    } else {
+        obj["amount_refunded"].as_i64().unwrap_or(0) * CENT
+    };
+    let reverse = refunded_total.min(credits) - taken_back;
+    if reverse <= 0 {
+        return Ok("nothing more to reverse");
+    }
+    let status = if dispute { "disputed" } else { "refunded" };
+    sqlx::query(
+        "UPDATE orders SET refunded_nanos = refunded_nanos + $1, status = $2 WHERE id = $3",
+    )
+    .bind(reverse)
+    .bind(status)
+    .bind(&order)
+    .execute(&mut **tx)
+    .await?;
+    let note = if dispute {
+        "card payment disputed"
+    } else {
+        "card payment refunded"
+    };
+    super::ledger::post(
+        tx,
+        &org,
+        Nanos(-reverse),
+        "refund",
+        &format!("refund:{event}"),
+        Some(&order),
+        Some(note),
+    )
+    .await?;
+    if dispute {
+        tracing::warn!(order = %order, org = %org, "a card payment was disputed; its credits are taken back");
+    }
+    Ok("reversed")
+}
+
+/// An order as the billing pages show it.
+#[derive(sqlx::FromRow, Clone, Debug)]
+pub struct Order {
+    pub id: String,
+    pub org_id: String,
+    pub amount_nanos: i64,
+    pub fee_nanos: i64,
+    pub status: String,
+    pub refunded_nanos: i64,
+    pub created_at: i64,
+    pub paid_at: Option<i64>,
+}
+
+pub async fn find_order(
+    store: &crate::store::Store,
+    org_id: &str,
+    id: &str,
+) -> Result<Option<Order>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, org_id, amount_nanos, fee_nanos, status, refunded_nanos, created_at, paid_at \
+         FROM orders WHERE id = $1 AND org_id = $2",
+    )
+    .bind(id)
+    .bind(org_id)
+    .fetch_optional(&store.pool)
+    .await
+}

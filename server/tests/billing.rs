@@ -1,0 +1,436 @@
+//! Buying credits on SQLite and PostgreSQL, through the production Stripe client and webhook handler
+//! talking to the Stripe fake over real HTTP: checkout → hosted page → signed webhook → ledger → balance;
+//! duplicate deliveries credit once; forged, stale and malformed webhooks change nothing; refunds reverse.
+
+mod common;
+
+use common::{actor, Db, TestApp};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use switchyard::billing::{ledger, purchases, stripe_sig};
+use switchyard::config::Secret;
+use switchyard::devstripe::{self, FakeStripe};
+use switchyard::money::Nanos;
+
+const KEY: &str = "sk_test_billing";
+const SECRET: &str = "whsec_current";
+
+async fn app_with_stripe(db: Db) -> (TestApp, Arc<FakeStripe>) {
+    let (_, fake) = devstripe::spawn("127.0.0.1:0".parse().expect("addr"), Some(KEY.into()))
+        .await
+        .expect("fake stripe");
+    let base = fake.base_url();
+    let app = TestApp::start_with(db, |c| {
+        c.stripe_secret_key = Some(Secret::new(KEY));
+        c.stripe_api_base = base;
+        // Two secrets, as during a rotation; the fake signs with the new one.
+        c.stripe_webhook_secrets = vec![Secret::new("whsec_previous"), Secret::new(SECRET)];
+    })
+    .await;
+    fake.set_webhook(&app.url("/webhooks/stripe"), SECRET);
+    (app, fake)
+}
+
+async fn owner(app: &TestApp, email: &str) -> switchyard::accounts::orgs::Actor {
+    let (u, _) = switchyard::accounts::sign_up(&app.store, email, "correct horse battery")
+        .await
+        .expect("sign up");
+    actor(&app.store, &u.id).await
+}
+
+async fn balance(app: &TestApp, org: &str) -> Nanos {
+    ledger::balance(&app.store, org)
+        .await
+        .expect("balance")
+        .expect("org")
+        .balance()
+}
+
+/// Waits until the org's balance is `want` (webhooks arrive asynchronously).
+async fn wait_balance(app: &TestApp, org: &str, want: &str) {
+    let want = Nanos::parse_usd(want).expect("usd");
+    for _ in 0..100 {
+        if balance(app, org).await == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "balance stayed {} (wanted {})",
+        balance(app, org).await.to_usd_string(),
+        want.to_usd_string()
+    );
+}
+
+/// Presses "Pay" (or "Cancel") on the fake's hosted page; returns where it sends the browser.
+async fn press(url: &str, action: &str) -> String {
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("action={action}"))
+        .send()
+        .await
+        .expect("pay");
+    assert_eq!(r.status().as_u16(), 303);
+    r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string()
+}
+
+async fn post_event(app: &TestApp, body: &[u8], signature: Option<String>) -> (u16, Value) {
+    let mut req = app
+        .http
+        .post(app.url("/webhooks/stripe"))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some(s) = signature {
+        req = req.header("stripe-signature", s);
+    }
+    let r = req.send().await.expect("webhook");
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+fn now() -> i64 {
+    switchyard::store::now_ms() / 1000
+}
+
+async fn audit(app: &TestApp, org: &str) {
+    assert_eq!(
+        ledger::audit(&app.store, org).await.expect("audit"),
+        Vec::<String>::new()
+    );
+}
+
+async fn a_purchase_is_credited_once_by_the_webhook(db: Db) {
+    let (app, fake) = app_with_stripe(db).await;
+    let ada = owner(&app, "ada@example.com").await;
+    let url = purchases::start_checkout(&app.state, &ada, "25")
+        .await
+        .expect("checkout");
+    assert!(url.starts_with(&fake.base_url()), "{url}");
+    let (order, status, fee): (String, String, i64) =
+        sqlx::query_as("SELECT id, status, fee_nanos FROM orders WHERE org_id = $1")
+            .bind(&ada.org_id)
+            .fetch_one(&app.store.pool)
+            .await
+            .expect("order");
+    assert_eq!(
+        (status.as_str(), fee),
+        ("pending", 1_380_000_000),
+        "5.5 % of $25, rounded up to the cent"
+    );
+    let sid = url.rsplit('/').next().expect("session id");
+    let session = fake.session(sid).expect("session");
+    assert_eq!(session["amount_total"], 2638);
+    assert_eq!(session["client_reference_id"], order.as_str());
+    assert_eq!(session["mode"], "payment");
+
+    // The redirect back grants nothing; the webhook does.
+    let back = press(&url, "pay").await;
+    assert_eq!(
+        back,
+        format!("{}/billing/success?order={order}", app.state.public_url)
+    );
+    wait_balance(&app, &ada.org_id, "25").await;
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM orders WHERE id = $1")
+        .bind(&order)
+        .fetch_one(&app.store.pool)
+        .await
+        .expect("order");
+    assert_eq!(status, "paid");
+
+    // The same event ten times at once: credited once.
+    let event = fake
+        .last_event("checkout.session.completed")
+        .expect("event");
+    let r: Value = app
+        .http
+        .post(format!(
+            "{}_fake/events/{event}/deliver?times=10",
+            fake.base_url()
+        ))
+        .send()
+        .await
+        .expect("redeliver")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        r["statuses"],
+        json!([200, 200, 200, 200, 200, 200, 200, 200, 200, 200])
+    );
+    assert_eq!(
+        balance(&app, &ada.org_id).await,
+        Nanos::parse_usd("25").expect("usd")
+    );
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM ledger WHERE org_id = $1 AND kind = 'purchase'")
+            .bind(&ada.org_id)
+            .fetch_one(&app.store.pool)
+            .await
+            .expect("count");
+    assert_eq!(n, 1);
+    audit(&app, &ada.org_id).await;
+
+    // Refunds take the credits back: part, then the rest (the fee is not credits).
+    let refund = |amount: Option<i64>| {
+        let mut form = vec![("payment_intent".to_string(), session_pi(&fake, sid))];
+        if let Some(a) = amount {
+            form.push(("amount".into(), a.to_string()));
+        }
+        app.http
+            .post(format!("{}v1/refunds", fake.base_url()))
+            .bearer_auth(KEY)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&form).expect("form"))
+            .send()
+    };
+    assert_eq!(
+        refund(Some(1000)).await.expect("refund").status().as_u16(),
+        200
+    );
+    wait_balance(&app, &ada.org_id, "15").await;
+    assert_eq!(refund(None).await.expect("refund").status().as_u16(), 200);
+    wait_balance(&app, &ada.org_id, "0").await;
+    let (status, refunded): (String, i64) =
+        sqlx::query_as("SELECT status, refunded_nanos FROM orders WHERE id = $1")
+            .bind(&order)
+            .fetch_one(&app.store.pool)
+            .await
+            .expect("order");
+    assert_eq!((status.as_str(), refunded), ("refunded", 25_000_000_000));
+    audit(&app, &ada.org_id).await;
+}
+
+fn session_pi(fake: &FakeStripe, sid: &str) -> String {
+    fake.session(sid).expect("session")["payment_intent"]
+        .as_str()
+        .expect("paid session has a payment intent")
+        .to_string()
+}
+
+async fn forged_stale_and_malformed_webhooks_change_nothing(db: Db) {
+    let (app, _fake) = app_with_stripe(db).await;
+    let ada = owner(&app, "ada@example.com").await;
+    purchases::start_checkout(&app.state, &ada, "10")
+        .await
+        .expect("checkout");
+    let (order,): (String,) = sqlx::query_as("SELECT id FROM orders WHERE org_id = $1")
+        .bind(&ada.org_id)
+        .fetch_one(&app.store.pool)
+        .await
+        .expect("order");
+    let body = serde_json::to_vec(&json!({
+        "id": "evt_forged", "object": "event", "type": "checkout.session.completed",
+        "data": {"object": {"id": "cs_x", "object": "checkout.session", "client_reference_id": order,
+            "payment_status": "paid", "amount_total": 1080, "payment_intent": "pi_x"}}
+    }))
+    .expect("json");
+    let cases = [
+        ("no signature", None),
+        (
+            "wrong secret",
+            Some(stripe_sig::sign(&body, "whsec_attacker", now())),
+        ),
+        ("stale", Some(stripe_sig::sign(&body, SECRET, now() - 301))),
+        ("malformed", Some("t=soon,v1=nothex".to_string())),
+    ];
+    for (what, sig) in cases {
+        let (status, body) = post_event(&app, &body, sig).await;
+        assert_eq!(status, 400, "{what}: {body}");
+        assert!(body["error"]["message"].is_string(), "{what}: {body}");
+    }
+    // Signed right but changed on the way.
+    let mut tampered = body.clone();
+    let at = tampered.len() - 3;
+    tampered[at] = b'9';
+    let (status, _) = post_event(
+        &app,
+        &tampered,
+        Some(stripe_sig::sign(&body, SECRET, now())),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // Signed, but not an event.
+    let junk = b"not json";
+    let (status, _) = post_event(&app, junk, Some(stripe_sig::sign(junk, SECRET, now()))).await;
+    assert_eq!(status, 400);
+    assert_eq!(balance(&app, &ada.org_id).await, Nanos(0));
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM stripe_events")
+        .fetch_one(&app.store.pool)
+        .await
+        .expect("count");
+    assert_eq!(n, 0, "no event was recorded");
+
+    // The same event signed with the previous secret (rotation) is accepted — and credits the order.
+    let (status, r) = post_event(
+        &app,
+        &body,
+        Some(stripe_sig::sign(&body, "whsec_previous", now())),
+    )
+    .await;
+    assert_eq!((status, r["outcome"].as_str()), (200, Some("credited")));
+    assert_eq!(
+        balance(&app, &ada.org_id).await,
+        Nanos::parse_usd("10").expect("usd")
+    );
+    audit(&app, &ada.org_id).await;
+}
+
+async fn delayed_payments_wrong_amounts_and_refunds_below_zero(db: Db) {
+    let (app, _fake) = app_with_stripe(db).await;
+    let ada = owner(&app, "ada@example.com").await;
+    purchases::start_checkout(&app.state, &ada, "20")
+        .await
+        .expect("checkout");
+    let (order,): (String,) = sqlx::query_as("SELECT id FROM orders WHERE org_id = $1")
+        .bind(&ada.org_id)
+        .fetch_one(&app.store.pool)
+        .await
+        .expect("order");
+    let send = |id: &str, kind: &str, object: Value| {
+        let body = serde_json::to_vec(
+            &json!({"id": id, "object": "event", "type": kind, "data": {"object": object}}),
+        )
+        .expect("json");
+        let sig = stripe_sig::sign(&body, SECRET, now());
+        let app = &app;
+        async move { post_event(app, &body, Some(sig)).await }
+    };
+    let session = |status: &str, total: i64| {
+        json!({"id": "cs_delayed", "object": "checkout.session", "client_reference_id": order,
+               "payment_status": status, "amount_total": total, "payment_intent": "pi_delayed"})
+    };
+    // A bank transfer: completed but unpaid, then paid later.
+    let (s, r) = send(
+        "evt_1",
+        "checkout.session.completed",
+        session("unpaid", 2110),
+    )
+    .await;
+    assert_eq!((s, r["outcome"].as_str()), (200, Some("awaiting payment")));
+    assert_eq!(balance(&app, &ada.org_id).await, Nanos(0));
+    // A paid event whose amount is not the order's is not credited (and Stripe is asked to retry).
+    let (s, _) = send(
+        "evt_2",
+        "checkout.session.async_payment_succeeded",
+        session("paid", 100),
+    )
+    .await;
+    assert_eq!(s, 500);
+    assert_eq!(balance(&app, &ada.org_id).await, Nanos(0));
+    let (s, r) = send(
+        "evt_3",
+        "checkout.session.async_payment_succeeded",
+        session("paid", 2110),
+    )
+    .await;
+    assert_eq!((s, r["outcome"].as_str()), (200, Some("credited")));
+    // Another event for the same order does not credit again.
+    let (s, r) = send("evt_4", "checkout.session.completed", session("paid", 2110)).await;
+    assert_eq!((s, r["outcome"].as_str()), (200, Some("already paid")));
+    assert_eq!(
+        balance(&app, &ada.org_id).await,
+        Nanos::parse_usd("20").expect("usd")
+    );
+
+    // Spend some, then the payment is disputed: the credits go back and the balance goes negative.
+    // ($5 of usage, written as the settlement writes it.)
+    sqlx::query(
+        "INSERT INTO ledger (id, org_id, amount_nanos, kind, idempotency_key, created_at) \
+         VALUES ('u1', $1, -5000000000, 'usage', 'gen:test', 0)",
+    )
+    .bind(&ada.org_id)
+    .execute(&app.store.writer)
+    .await
+    .expect("usage");
+    sqlx::query("UPDATE orgs SET usage_nanos = usage_nanos + 5000000000 WHERE id = $1")
+        .bind(&ada.org_id)
+        .execute(&app.store.writer)
+        .await
+        .expect("usage");
+    let (s, r) = send(
+        "evt_5",
+        "charge.dispute.created",
+        json!({"id": "dp_1", "object": "dispute", "payment_intent": "pi_delayed", "amount": 2110}),
+    )
+    .await;
+    assert_eq!((s, r["outcome"].as_str()), (200, Some("reversed")));
+    assert_eq!(balance(&app, &ada.org_id).await, Nanos(-5_000_000_000));
+    // A refund after the dispute has nothing more to take back.
+    let (s, r) = send("evt_6", "charge.refunded", json!({"id": "ch_1", "object": "charge", "payment_intent": "pi_delayed", "amount_refunded": 2110})).await;
+    assert_eq!(
+        (s, r["outcome"].as_str()),
+        (200, Some("nothing more to reverse"))
+    );
+    assert_eq!(balance(&app, &ada.org_id).await, Nanos(-5_000_000_000));
+    // The gateway refuses calls while the balance is negative.
+    let k = switchyard::keys::create_key(&app.store, &ada.org_id, "k", None, None)
+        .await
+        .expect("key");
+    let r = app
+        .chat_with_key(
+            &k.secret,
+            json!({"model": "test/fast", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 402);
+}
+
+async fn purchase_rules(db: Db) {
+    let (app, fake) = app_with_stripe(db).await;
+    let ada = owner(&app, "ada@example.com").await;
+    for (amount, needle) in [
+        ("abc", "amount"),
+        ("4.99", "from $5 to $10000"),
+        ("10.001", "whole cents"),
+        ("20000", "from $5"),
+    ] {
+        let e = purchases::start_checkout(&app.state, &ada, amount)
+            .await
+            .expect_err("refused");
+        assert!(e.contains(needle), "{amount}: {e}");
+    }
+    // Members do not buy; a cancelled checkout leaves the order pending and the balance untouched.
+    let bob = switchyard::accounts::orgs::Actor {
+        role: switchyard::accounts::Role::Member,
+        ..ada.clone()
+    };
+    assert!(purchases::start_checkout(&app.state, &bob, "10")
+        .await
+        .is_err());
+    let url = purchases::start_checkout(&app.state, &ada, "10")
+        .await
+        .expect("checkout");
+    let back = press(&url, "cancel").await;
+    assert!(back.contains("/billing?canceled=ord_"), "{back}");
+    assert_eq!(balance(&app, &ada.org_id).await, Nanos(0));
+    assert!(fake.last_event("checkout.session.completed").is_none());
+    // The fee: a percentage rounded up to the cent, at least the minimum; none at 0 %.
+    let t = app.state.terms;
+    assert_eq!(
+        t.quote(Nanos::parse_usd("5").expect("usd")).fee,
+        Nanos::parse_usd("0.80").expect("usd")
+    );
+    assert_eq!(
+        t.quote(Nanos::parse_usd("100").expect("usd")).fee,
+        Nanos::parse_usd("5.50").expect("usd")
+    );
+    let free = purchases::Terms { fee_bp: 0, ..t };
+    assert_eq!(
+        free.quote(Nanos::parse_usd("100").expect("usd")).fee,
+        Nanos(0)
+    );
+}
+
+both_backends!(
+    a_purchase_is_credited_once_by_the_webhook,
+    forged_stale_and_malformed_webhooks_change_nothing,
+    delayed_payments_wrong_amounts_and_refunds_below_zero,
+    purchase_rules,
+);
