@@ -107,6 +107,12 @@ pub mod backend {
         /// Creates a management key; returns its secret (shown once).
         fn create_management_key<'a>(&'a self, who: &'a Who, name: &'a str) -> Res<'a, String>;
         fn delete_management_key<'a>(&'a self, who: &'a Who, hash: &'a str) -> Res<'a, ()>;
+        /// The billing page of the organisation (history page `page`, from 1).
+        fn billing<'a>(&'a self, who: &'a Who, page: u32) -> Res<'a, crate::billing::BillingData>;
+        /// Starts a purchase; returns the Stripe Checkout URL.
+        fn buy_credits<'a>(&'a self, who: &'a Who, amount_usd: &'a str) -> Res<'a, String>;
+        /// One of the organisation's orders.
+        fn order<'a>(&'a self, who: &'a Who, id: &'a str) -> Res<'a, crate::billing::OrderView>;
         /// The organisation page: name, members, open invitations (for admins and owners).
         fn org_page<'a>(&'a self, who: &'a Who) -> Res<'a, crate::orgs::OrgPageData>;
         /// Creates an organisation owned by the user; returns its id.
@@ -490,6 +496,7 @@ pub fn UserMenu() -> impl IntoView {
                             let current = u.org_id.clone();
                             view! {
                                 <a href="/keys">"Keys"</a>
+                                <a href="/billing">"Billing"</a>
                                 <a href="/org">"Organisation"</a>
                                 {u.is_admin.then(|| view! { <a href="/admin">"Admin"</a> })}
                                 <ActionForm action=switch attr:class="inline org-switch">
@@ -714,9 +721,9 @@ pub fn DashboardPage() -> impl IntoView {
                                     </section>
                                     <p class="actions-row">
                                         <a class="button" href="/keys">"Manage API keys"</a>
+                                        <a class="button ghost" href="/billing">"Buy credits"</a>
                                         <a class="button ghost" href="/org">"Organisation and members"</a>
                                     </p>
-                                    <p class="muted">"Usage and billing pages come next."</p>
                                 }
                                     .into_any()
                             }

@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod billing;
 pub mod keys;
 pub mod orgs;
 
@@ -15,6 +16,7 @@ use account::{
     VerifyPage,
 };
 use admin::AdminPage;
+use billing::{BillingPage, PurchaseDonePage};
 use keys::KeysPage;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -145,6 +147,8 @@ fn Shell(hydrated: RwSignal<bool>) -> impl IntoView {
                 <Route path=path!("dashboard") view=DashboardPage/>
                 <Route path=path!("keys") view=KeysPage/>
                 <Route path=path!("org") view=OrgPage/>
+                <Route path=path!("billing") view=BillingPage/>
+                <Route path=path!("billing/success") view=PurchaseDonePage/>
                 <Route path=path!("invite") view=InvitePage/>
                 <Route path=path!("admin") view=AdminPage/>
             </Routes>
@@ -211,6 +215,15 @@ fn matches(m: &ModelCard, q: &str) -> bool {
         || m.name.to_lowercase().contains(q)
         || m.slug.to_lowercase().contains(q)
         || m.providers.iter().any(|p| p.to_lowercase().contains(q))
+}
+
+/// The platform fee on a purchase of `credits_cents`: `bp` basis points rounded up to the cent, at least
+/// `min_cents`; no fee at all when `bp` is 0. The billing page previews it and the server charges it.
+pub fn purchase_fee_cents(credits_cents: i64, bp: u32, min_cents: i64) -> i64 {
+    if bp == 0 || credits_cents <= 0 {
+        return 0;
+    }
+    ((credits_cents * bp as i64 + 9_999) / 10_000).max(min_cents)
 }
 
 /// Asks the person to confirm (the browser's dialog); false before hydration.
@@ -368,6 +381,14 @@ mod tests {
         ] {
             assert_eq!(safe_next(bad), "/dashboard", "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_fee_rounds_up_to_the_cent_with_a_minimum() {
+        assert_eq!(super::purchase_fee_cents(2500, 550, 80), 138);
+        assert_eq!(super::purchase_fee_cents(500, 550, 80), 80);
+        assert_eq!(super::purchase_fee_cents(10_000, 550, 80), 550);
+        assert_eq!(super::purchase_fee_cents(10_000, 0, 80), 0);
     }
 
     #[test]

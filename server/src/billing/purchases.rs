@@ -58,19 +58,16 @@ impl Terms {
         Ok(t)
     }
 
-    /// The fee for buying `credits`: the percentage rounded up to the cent, at least the minimum (a zero
-    /// percentage means no fee at all).
+    /// The fee for buying `credits` (whole cents), by the formula the billing page previews.
     pub fn quote(&self, credits: Nanos) -> Quote {
-        let fee = if self.fee_bp == 0 {
-            0
-        } else {
-            // Rounded up: to the nano, then to the cent (amounts are positive).
-            let raw = ((credits.0 as i128 * self.fee_bp as i128 + 9_999) / 10_000) as i64;
-            (((raw + CENT - 1) / CENT) * CENT).max(self.fee_min.0)
-        };
+        let fee_cents = switchyard_app::purchase_fee_cents(
+            credits.0 / CENT,
+            self.fee_bp,
+            self.fee_min.0 / CENT,
+        );
         Quote {
             credits,
-            fee: Nanos(fee),
+            fee: Nanos(fee_cents * CENT),
         }
     }
 

@@ -159,6 +159,7 @@ pub async fn spawn(
         .route("/v1/refunds", post(create_refund))
         .route("/pay/{id}", get(pay_page).post(pay))
         .route("/_fake/events/{id}/deliver", post(redeliver))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .with_state(fake.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -273,7 +274,7 @@ async fn create_session(
         "shipping_cost": null, "shipping_details": null, "shipping_options": [], "status": "open",
         "submit_type": null, "subscription": null, "success_url": success_url,
         "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-        "ui_mode": "hosted", "url": format!("{}pay/{id}", f.base_url()),
+        "ui_mode": "hosted_page", "url": format!("{}pay/{id}", f.base_url()),
     });
     f.sessions.lock().insert(id, session.clone());
     if let Some(k) = idem {
@@ -320,7 +321,7 @@ async fn pay_page(State(f): State<Arc<FakeStripe>>, Path(id): Path<String>) -> R
     let state = s["status"].as_str().unwrap_or("open");
     Html(format!(
         r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Pay {amount} — Stripe (local fake)</title>
+<title>Pay {amount} — Stripe (local fake)</title><link rel="icon" href="data:,">
 <style>body{{font-family:system-ui,sans-serif;background:#f6f9fc;margin:0;padding:48px 16px;color:#1a1f36}}
 main{{max-width:420px;margin:0 auto;background:#fff;border-radius:12px;box-shadow:0 2px 12px rgba(0,0,0,.08);padding:32px}}
 .amount{{font-size:2rem;font-weight:700;margin:.2rem 0 1.2rem}} .note{{color:#697386;font-size:.9rem}}

@@ -12,6 +12,7 @@ use crate::store::Store;
 use switchyard_app::account::backend::{BoxFut, Dashboard, Who};
 use switchyard_app::account::{OrgChoice, SessionUser};
 use switchyard_app::admin::AdminData;
+use switchyard_app::billing::{BillingData, OrderView};
 use switchyard_app::keys::{KeyView, NewKeyForm};
 use switchyard_app::orgs::{InvitationView, OrgPageData};
 
@@ -375,6 +376,27 @@ impl Dashboard for Accounts {
         Box::pin(async move {
             let actor = resolve(self.store(), who).await?;
             super::key_pages::delete_management(self.store(), &actor, hash).await
+        })
+    }
+
+    fn billing<'a>(&'a self, who: &'a Who, page: u32) -> Res<'a, BillingData> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            super::billing_pages::page(&self.state, &actor, page).await
+        })
+    }
+
+    fn buy_credits<'a>(&'a self, who: &'a Who, amount_usd: &'a str) -> Res<'a, String> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            crate::billing::purchases::start_checkout(&self.state, &actor, amount_usd).await
+        })
+    }
+
+    fn order<'a>(&'a self, who: &'a Who, id: &'a str) -> Res<'a, OrderView> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            super::billing_pages::order(&self.state, &actor, id).await
         })
     }
 

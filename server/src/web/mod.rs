@@ -2,6 +2,7 @@
 //! bundle (`SWITCHYARD_SITE_DIR/pkg`) and the stylesheet compiled into the binary.
 
 pub mod admin_pages;
+pub mod billing_pages;
 pub mod dashboard;
 pub mod key_pages;
 pub mod org_pages;

@@ -1,0 +1,311 @@
+//! The billing page (balance, buying credits with the fee shown before paying, the history whose running
+//! total is the balance) and the page Stripe Checkout returns to.
+
+use crate::account::{form_message, query_param};
+use leptos::prelude::*;
+use leptos_router::components::Redirect;
+use serde::{Deserialize, Serialize};
+
+/// One line of the history. Money is exact decimal USD; `amount_usd` is signed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRow {
+    pub date: String,
+    /// "purchase", "usage", "grant", "refund" or "adjustment".
+    pub kind: String,
+    pub description: String,
+    pub amount_usd: String,
+    pub balance_after_usd: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingData {
+    pub org_name: String,
+    pub balance_usd: String,
+    /// Owners and admins buy credits.
+    pub can_buy: bool,
+    /// Card payments are set up on this platform.
+    pub payments: bool,
+    pub fee_bp: u32,
+    pub fee_min_cents: i64,
+    pub min_cents: i64,
+    pub max_cents: i64,
+    pub history: Vec<HistoryRow>,
+    pub page: u32,
+    pub pages: u32,
+}
+
+/// An order as the return page shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub id: String,
+    /// "pending", "paid", "failed", "canceled", "refunded" or "disputed".
+    pub status: String,
+    pub credits_usd: String,
+    pub fee_usd: String,
+    pub balance_usd: String,
+}
+
+#[server(prefix = "/_app", endpoint = "billing")]
+pub async fn load_billing(page: u32) -> Result<BillingData, ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    b.0.billing(&who, page).await.map_err(ServerFnError::new)
+}
+
+/// Starts a purchase and sends the browser to Stripe Checkout.
+#[server(prefix = "/_app", endpoint = "buy")]
+pub async fn buy_credits(amount: String) -> Result<Option<String>, ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    match b.0.buy_credits(&who, &amount).await {
+        Ok(url) => {
+            leptos_axum::redirect(&url);
+            Ok(None)
+        }
+        Err(m) => Ok(Some(m)),
+    }
+}
+
+#[server(prefix = "/_app", endpoint = "order")]
+pub async fn load_order(id: String) -> Result<OrderView, ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    b.0.order(&who, &id).await.map_err(ServerFnError::new)
+}
+
+fn usd_cents(c: i64) -> String {
+    format!("${}.{:02}", c / 100, c % 100)
+}
+
+/// Whole cents from what a person typed ("25", "12.5", "$10.00"), if it is that.
+fn cents_of(s: &str) -> Option<i64> {
+    let s = s.trim().trim_start_matches('$');
+    let (i, f) = s.split_once('.').unwrap_or((s, ""));
+    if i.is_empty() || f.len() > 2 || !i.chars().chain(f.chars()).all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = i.parse().ok()?;
+    let frac: i64 = format!("{f:0<2}").parse().ok()?;
+    whole.checked_mul(100)?.checked_add(frac)
+}
+
+const PRESETS: [i64; 4] = [1000, 2500, 5000, 10000];
+
+#[component]
+pub fn BillingPage() -> impl IntoView {
+    let page = query_param("page");
+    let canceled = query_param("canceled");
+    let data = Resource::new(move || page().parse::<u32>().unwrap_or(1), load_billing);
+    let buy = ServerAction::<BuyCredits>::new();
+    let (amount, set_amount) = signal("25".to_string());
+    view! {
+        <main class="page billing">
+            <h1>"Billing"</h1>
+            {move || (!canceled().is_empty()).then(|| view! {
+                <p class="notice" role="status">"Payment canceled: nothing was charged."</p>
+            })}
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || data.get().map(|r| match r {
+                    Err(e) if crate::account::error_text(&e).contains("sign in") => view! { <Redirect path="/signin?next=/billing"/> }.into_any(),
+                    Err(e) => view! { <p class="error" role="alert">{form_message(Some(Err(e)))}</p> }.into_any(),
+                    Ok(d) => {
+                        let (bp, fee_min, min, max) = (d.fee_bp, d.fee_min_cents, d.min_cents, d.max_cents);
+                        let preview = move || {
+                            let a = amount.get();
+                            match cents_of(&a) {
+                                Some(c) if (min..=max).contains(&c) => {
+                                    let fee = crate::purchase_fee_cents(c, bp, fee_min);
+                                    Ok((c, fee))
+                                }
+                                Some(_) => Err(format!("Choose an amount from {} to {}.", usd_cents(min), usd_cents(max))),
+                                None => Err("Enter an amount in dollars, like 25 or 12.50.".to_string()),
+                            }
+                        };
+                        view! {
+                            <section class="cards">
+                                <div class="card">
+                                    <div class="card-label">"Balance"</div>
+                                    <div class="card-value balance" title=format!("${} exactly", d.balance_usd)>{crate::cents(&d.balance_usd)}</div>
+                                    <div class="muted small">{d.org_name.clone()}</div>
+                                </div>
+                            </section>
+                            {match (d.can_buy, d.payments) {
+                                (true, true) => view! {
+                                    <section class="panel buy">
+                                        <h2>"Buy credits"</h2>
+                                        <ActionForm action=buy attr:class="form buy-form">
+                                            <div class="presets" role="group" aria-label="Amount">
+                                                {PRESETS.iter().map(|c| {
+                                                    let v = (c / 100).to_string();
+                                                    let v2 = v.clone();
+                                                    view! {
+                                                        <button type="button" class="button ghost preset"
+                                                            class:selected=move || amount.get() == v
+                                                            on:click=move |_| set_amount.set(v2.clone())>{usd_cents(*c)}</button>
+                                                    }
+                                                }).collect_view()}
+                                            </div>
+                                            <label>"Amount (USD)"
+                                                <input name="amount" inputmode="decimal" required prop:value=amount
+                                                    on:input=move |ev| set_amount.set(event_target_value(&ev))/>
+                                            </label>
+                                            <div class="quote" aria-live="polite">
+                                                {move || match preview() {
+                                                    Ok((c, fee)) => view! {
+                                                        <div class="quote-row"><span>"Credits"</span><span>{usd_cents(c)}</span></div>
+                                                        <div class="quote-row"><span>{fee_label(bp, fee_min)}</span><span class="fee">{usd_cents(fee)}</span></div>
+                                                        <div class="quote-row total"><span>"You pay"</span><span class="total-value">{usd_cents(c + fee)}</span></div>
+                                                    }.into_any(),
+                                                    Err(m) => view! { <p class="muted">{m}</p> }.into_any(),
+                                                }}
+                                            </div>
+                                            <button type="submit" class="button" disabled=move || preview().is_err()>"Continue to payment"</button>
+                                            {move || match buy.value().get() {
+                                                Some(Ok(Some(m))) => form_message(Some(Ok(Some(m)))).map(|m| view! { <p class="error" role="alert">{m}</p> }.into_any()),
+                                                Some(Err(e)) => form_message(Some(Err(e))).map(|m| view! { <p class="error" role="alert">{m}</p> }.into_any()),
+                                                _ => None,
+                                            }}
+                                        </ActionForm>
+                                        <p class="muted small">"You pay on Stripe's page; the credits arrive as soon as Stripe confirms the payment."</p>
+                                    </section>
+                                }.into_any(),
+                                (true, false) => view! { <p class="notice">"Card payments are not set up on this platform yet; ask its operator for credits."</p> }.into_any(),
+                                (false, _) => view! { <p class="muted">"Owners and admins of the organisation buy credits."</p> }.into_any(),
+                            }}
+                            <section class="panel">
+                                <h2>"History"</h2>
+                                {if d.history.is_empty() {
+                                    view! { <p class="muted empty">"Nothing yet: purchases, grants and each day's usage appear here."</p> }.into_any()
+                                } else {
+                                    view! {
+                                        <div class="table-wrap">
+                                        <table class="history">
+                                            <thead><tr><th>"Date"</th><th>"What"</th><th class="num">"Amount"</th><th class="num">"Balance"</th></tr></thead>
+                                            <tbody>
+                                                {d.history.clone().into_iter().map(|h| {
+                                                    let negative = h.amount_usd.starts_with('-');
+                                                    view! {
+                                                        <tr class=format!("history-row {}", h.kind)>
+                                                            <td class="nowrap">{h.date.clone()}</td>
+                                                            <td>{h.description.clone()}</td>
+                                                            <td class="num" class:negative=negative>{signed(&h.amount_usd)}</td>
+                                                            <td class="num">{signed(&h.balance_after_usd)}</td>
+                                                        </tr>
+                                                    }
+                                                }).collect_view()}
+                                            </tbody>
+                                        </table>
+                                        </div>
+                                        {(d.pages > 1).then(|| view! {
+                                            <nav class="pager">
+                                                {(d.page > 1).then(|| view! { <a href=format!("/billing?page={}", d.page - 1)>"← Newer"</a> })}
+                                                <span class="muted">{format!("Page {} of {}", d.page, d.pages)}</span>
+                                                {(d.page < d.pages).then(|| view! { <a href=format!("/billing?page={}", d.page + 1)>"Older →"</a> })}
+                                            </nav>
+                                        })}
+                                    }.into_any()
+                                }}
+                            </section>
+                        }.into_any()
+                    }
+                })}
+            </Transition>
+        </main>
+    }
+}
+
+/// "Platform fee (5.5%, min $0.80)".
+fn fee_label(bp: u32, min_cents: i64) -> String {
+    if bp == 0 {
+        return "Platform fee".into();
+    }
+    let frac = format!("{:02}", bp % 100);
+    let frac = frac.trim_end_matches('0');
+    let pct = if frac.is_empty() {
+        format!("{}", bp / 100)
+    } else {
+        format!("{}.{frac}", bp / 100)
+    };
+    if min_cents > 0 {
+        format!("Platform fee ({pct}%, min {})", usd_cents(min_cents))
+    } else {
+        format!("Platform fee ({pct}%)")
+    }
+}
+
+/// "-0.5" as "−$0.50", "3" as "$3.00".
+fn signed(exact: &str) -> String {
+    match exact.strip_prefix('-') {
+        Some(rest) => format!("−{}", crate::dollars(rest)),
+        None => crate::dollars(exact),
+    }
+}
+
+/// `/billing/success?order=…`: where Stripe Checkout returns. The credits arrive with the webhook, which
+/// may come a moment later: the page says "processing" and looks again until the order is paid.
+#[component]
+pub fn PurchaseDonePage() -> impl IntoView {
+    let order = query_param("order");
+    let tick = RwSignal::new(0u32);
+    let status = Resource::new(move || (order(), tick.get()), |(o, _)| load_order(o));
+    #[cfg(feature = "hydrate")]
+    {
+        let handle = set_interval_with_handle(
+            move || {
+                let pending = status
+                    .get_untracked()
+                    .and_then(|r| r.ok())
+                    .is_some_and(|o| o.status == "pending");
+                if pending && tick.get_untracked() < 120 {
+                    tick.update(|t| *t += 1);
+                }
+            },
+            std::time::Duration::from_secs(1),
+        );
+        on_cleanup(move || {
+            if let Ok(h) = handle {
+                h.clear();
+            }
+        });
+    }
+    view! {
+        <main class="page narrow">
+            <h1>"Thank you"</h1>
+            <Transition fallback=|| view! { <p class="muted">"Checking your payment…"</p> }>
+                {move || status.get().map(|r| match r {
+                    Err(e) => view! { <p class="error" role="alert">{form_message(Some(Err(e)))}</p> }.into_any(),
+                    Ok(o) if o.status == "pending" => view! {
+                        <p class="processing" role="status"><span class="spinner" aria-hidden="true"></span>"Processing your payment… This page updates by itself."</p>
+                    }.into_any(),
+                    Ok(o) if o.status == "paid" || o.status == "refunded" || o.status == "disputed" => view! {
+                        <p class="notice paid" role="status">{format!("{} of credits added.", crate::dollars(&o.credits_usd))}</p>
+                        <section class="cards">
+                            <div class="card">
+                                <div class="card-label">"Balance"</div>
+                                <div class="card-value balance">{crate::cents(&o.balance_usd)}</div>
+                            </div>
+                        </section>
+                        <p class="actions-row"><a class="button" href="/billing">"Back to billing"</a> <a class="button ghost" href="/keys">"API keys"</a></p>
+                    }.into_any(),
+                    Ok(o) => view! {
+                        <p class="error" role="alert">{format!("The payment did not go through (order {}, {}). Nothing was added; you can try again.", o.id, o.status)}</p>
+                        <p><a class="button" href="/billing">"Back to billing"</a></p>
+                    }.into_any(),
+                })}
+            </Transition>
+        </main>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn amounts_typed_by_people() {
+        assert_eq!(super::cents_of("25"), Some(2500));
+        assert_eq!(super::cents_of("$12.5"), Some(1250));
+        assert_eq!(super::cents_of("0.05"), Some(5));
+        assert_eq!(super::cents_of("1.005"), None);
+        assert_eq!(super::cents_of("ten"), None);
+        assert_eq!(super::cents_of(""), None);
+        assert_eq!(super::signed("-0.5"), "−$0.50");
+        assert_eq!(super::fee_label(550, 80), "Platform fee (5.5%, min $0.80)");
+        assert_eq!(super::fee_label(500, 0), "Platform fee (5%)");
+    }
+}
