@@ -630,9 +630,16 @@ test('an owner buys credits on the Stripe fake: fee shown first, credits only af
     const cents = (t) => Math.floor(parseFloat(t.replace(/[^0-9.]/g, '')) * 100 + 1e-6);
     assert.equal(cents(await page.locator('.card-value.balance').innerText()), cents(before) + 2500);
     await page.screenshot({ path: path.join(shots, 'purchase-done.png') });
+    // The printable receipt.
+    await page.click('a:has-text("Receipt")');
+    await page.waitForURL(/\/billing\/receipts\/ord_/);
+    const receipt = await page.locator('main').innerText();
+    for (const s of ['$25.00', '$1.38', '$26.38', 'Demo', 'Payment received']) assert.ok(receipt.includes(s), `${s} in the receipt`);
+    await page.screenshot({ path: path.join(shots, 'receipt.png') });
+    await page.goBack();
 
     // The history shows the purchase, and its running balance ends at the balance.
-    await page.click('a:has-text("Back to billing")');
+    await page.goto(`${base}/billing`);
     await page.waitForSelector('tr.history-row.purchase');
     const top = page.locator('tr.history-row').first();
     assert.match(await top.innerText(), /Credits bought by card/);

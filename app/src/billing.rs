@@ -15,6 +15,8 @@ pub struct HistoryRow {
     pub description: String,
     pub amount_usd: String,
     pub balance_after_usd: String,
+    /// The order of a purchase (its receipt is at `/billing/receipts/{order}`).
+    pub order: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,7 +186,10 @@ pub fn BillingPage() -> impl IntoView {
                                                     view! {
                                                         <tr class=format!("history-row {}", h.kind)>
                                                             <td class="nowrap">{h.date.clone()}</td>
-                                                            <td>{h.description.clone()}</td>
+                                                            <td>
+                                                                {h.description.clone()}
+                                                                {h.order.clone().map(|o| view! { " · " <a class="receipt-link" href=format!("/billing/receipts/{o}") rel="external">"Receipt"</a> })}
+                                                            </td>
                                                             <td class="num" class:negative=negative>{signed(&h.amount_usd)}</td>
                                                             <td class="num">{signed(&h.balance_after_usd)}</td>
                                                         </tr>
@@ -282,7 +287,11 @@ pub fn PurchaseDonePage() -> impl IntoView {
                                 <div class="card-value balance">{crate::cents(&o.balance_usd)}</div>
                             </div>
                         </section>
-                        <p class="actions-row"><a class="button" href="/billing">"Back to billing"</a> <a class="button ghost" href="/keys">"API keys"</a></p>
+                        <p class="actions-row">
+                            <a class="button" href="/billing">"Back to billing"</a>
+                            <a class="button ghost" href=format!("/billing/receipts/{}", o.id) rel="external">"Receipt"</a>
+                            <a class="button ghost" href="/keys">"API keys"</a>
+                        </p>
                     }.into_any(),
                     Ok(o) => view! {
                         <p class="error" role="alert">{format!("The payment did not go through (order {}, {}). Nothing was added; you can try again.", o.id, o.status)}</p>

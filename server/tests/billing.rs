@@ -177,6 +177,37 @@ async fn a_purchase_is_credited_once_by_the_webhook(db: Db) {
     assert_eq!(n, 1);
     audit(&app, &ada.org_id).await;
 
+    // The receipt: for the organisation's members, not for anyone else.
+    let ada_cookie = sign_in(&app, "ada@example.com").await;
+    let r = app
+        .http
+        .get(app.url(&format!("/billing/receipts/{order}")))
+        .header("cookie", &ada_cookie)
+        .send()
+        .await
+        .expect("receipt");
+    assert_eq!(r.status().as_u16(), 200);
+    let html = r.text().await.expect("html");
+    for needle in [
+        order.as_str(),
+        "$25",
+        "$1.38",
+        "$26.38",
+        "ada@example.com (personal)",
+    ] {
+        assert!(html.contains(needle), "{needle} in the receipt");
+    }
+    owner(&app, "mallory@example.com").await;
+    let mallory_cookie = sign_in(&app, "mallory@example.com").await;
+    let r = app
+        .http
+        .get(app.url(&format!("/billing/receipts/{order}")))
+        .header("cookie", &mallory_cookie)
+        .send()
+        .await
+        .expect("receipt");
+    assert_eq!(r.status().as_u16(), 404);
+
     // Refunds take the credits back: part, then the rest (the fee is not credits).
     let refund = |amount: Option<i64>| {
         let mut form = vec![("payment_intent".to_string(), session_pi(&fake, sid))];
@@ -205,6 +236,26 @@ async fn a_purchase_is_credited_once_by_the_webhook(db: Db) {
             .expect("order");
     assert_eq!((status.as_str(), refunded), ("refunded", 25_000_000_000));
     audit(&app, &ada.org_id).await;
+}
+
+/// Signs in over HTTP like the sign-in page does; returns the session cookie.
+async fn sign_in(app: &TestApp, email: &str) -> String {
+    let r = app
+        .http
+        .post(app.url("/_app/sign_in"))
+        .header("origin", &app.base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .body(format!(
+            "email={}&password=correct+horse+battery",
+            email.replace('@', "%40")
+        ))
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(r.status().as_u16(), 200);
+    let c = r.headers()["set-cookie"].to_str().expect("cookie");
+    c.split(';').next().expect("name=value").to_string()
 }
 
 fn session_pi(fake: &FakeStripe, sid: &str) -> String {

@@ -21,7 +21,6 @@ fn describe(kind: &str, reference: Option<&str>, note: Option<&str>) -> String {
     };
     match (note, reference) {
         (Some(n), _) if kind != "usage" => format!("{what}: {n}"),
-        (None, Some(r)) if kind == "purchase" => format!("{what} (order {r})"),
         _ => what,
     }
 }
@@ -63,6 +62,7 @@ pub async fn page(state: &AppState, actor: &Actor, page: u32) -> Result<BillingD
             super::minute(at)
         };
         history.push(HistoryRow {
+            order: (kind == "purchase").then(|| reference.clone()).flatten(),
             date,
             description: describe(&kind, reference.as_deref(), note.as_deref()),
             kind,
@@ -107,4 +107,106 @@ pub async fn order(state: &AppState, actor: &Actor, id: &str) -> Result<OrderVie
         fee_usd: Nanos(o.fee_nanos).to_usd_string(),
         balance_usd: balance.to_usd_string(),
     })
+}
+
+#[derive(askama::Template)]
+#[template(path = "receipt.html")]
+struct Receipt {
+    order_id: String,
+    status_title: String,
+    date: String,
+    org_name: String,
+    buyer: String,
+    credits: String,
+    fee: String,
+    total: String,
+    refunded: String,
+}
+
+/// "$25.00", "$0.000001": at least cents, every digit there is.
+fn usd(n: i64) -> String {
+    let s = Nanos(n).to_usd_string();
+    let (i, f) = s.split_once('.').unwrap_or((&s, ""));
+    format!("${i}.{f:0<2}")
+}
+
+/// `GET /billing/receipts/{order}`: a printable receipt of one of the organisation's paid orders.
+pub async fn receipt(
+    state: AppState,
+    session: tower_sessions::Session,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> axum::response::Response {
+    use axum::response::{Html, IntoResponse, Redirect};
+    use switchyard_app::account::backend::{Who, ORG_KEY, SIGNED_IN_AT_KEY, USER_KEY};
+    let user: Option<String> = session.get(USER_KEY).await.ok().flatten();
+    let Some(user_id) = user else {
+        return Redirect::to(&format!("/signin?next=/billing/receipts/{id}")).into_response();
+    };
+    let who = Who {
+        user_id,
+        org_id: session.get(ORG_KEY).await.ok().flatten(),
+        signed_in_at: session
+            .get(SIGNED_IN_AT_KEY)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(0),
+    };
+    let not_found = || {
+        (
+            axum::http::StatusCode::NOT_FOUND,
+            Html(
+                "<h1>No such receipt</h1><p><a href=\"/billing\">Back to billing</a></p>"
+                    .to_string(),
+            ),
+        )
+            .into_response()
+    };
+    let Ok(actor) = super::dashboard::resolve(&state.store, &who).await else {
+        return Redirect::to(&format!("/signin?next=/billing/receipts/{id}")).into_response();
+    };
+    let row: Option<(String, i64, i64, String, i64, Option<i64>, String, Option<String>)> = sqlx::query_as(
+        "SELECT o.id, o.amount_nanos, o.fee_nanos, o.status, o.refunded_nanos, o.paid_at, g.name, u.email \
+         FROM orders o JOIN orgs g ON g.id = o.org_id LEFT JOIN users u ON u.id = o.created_by \
+         WHERE o.id = $1 AND o.org_id = $2 AND o.paid_at IS NOT NULL",
+    )
+    .bind(&id)
+    .bind(&actor.org_id)
+    .fetch_optional(&state.store.pool)
+    .await
+    .ok()
+    .flatten();
+    let Some((order_id, credits, fee, status, refunded, paid_at, org_name, buyer)) = row else {
+        return not_found();
+    };
+    let r = Receipt {
+        order_id,
+        status_title: match status.as_str() {
+            "refunded" => "Payment received, then refunded".into(),
+            "disputed" => "Payment received, then disputed".into(),
+            _ => "Payment received — thank you".into(),
+        },
+        date: super::minute(paid_at.unwrap_or(0)),
+        org_name,
+        buyer: buyer.unwrap_or_default(),
+        credits: usd(credits),
+        fee: usd(fee),
+        total: usd(credits + fee),
+        refunded: if refunded > 0 {
+            usd(refunded)
+        } else {
+            String::new()
+        },
+    };
+    match askama::Template::render(&r) {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a receipt failed");
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "could not render the receipt",
+            )
+                .into_response()
+        }
+    }
 }

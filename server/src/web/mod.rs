@@ -86,6 +86,10 @@ pub fn router(state: AppState) -> Router {
             let o = options.clone();
             move || shell(o.clone())
         })
+        .route("/billing/receipts/{id}", {
+            let st = state.clone();
+            get(move |session, path| billing_pages::receipt(st.clone(), session, path))
+        })
         .route(
             "/assets/switchyard.css",
             get(|| async { asset(CSS, "text/css; charset=utf-8") }),
