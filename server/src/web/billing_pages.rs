@@ -165,7 +165,17 @@ pub async fn receipt(
     let Ok(actor) = super::dashboard::resolve(&state.store, &who).await else {
         return Redirect::to(&format!("/signin?next=/billing/receipts/{id}")).into_response();
     };
-    let row: Option<(String, i64, i64, String, i64, Option<i64>, String, Option<String>)> = sqlx::query_as(
+    type Row = (
+        String,
+        i64,
+        i64,
+        String,
+        i64,
+        Option<i64>,
+        String,
+        Option<String>,
+    );
+    let row: Option<Row> = sqlx::query_as(
         "SELECT o.id, o.amount_nanos, o.fee_nanos, o.status, o.refunded_nanos, o.paid_at, g.name, u.email \
          FROM orders o JOIN orgs g ON g.id = o.org_id LEFT JOIN users u ON u.id = o.created_by \
          WHERE o.id = $1 AND o.org_id = $2 AND o.paid_at IS NOT NULL",
