@@ -190,7 +190,7 @@ async fn a_purchase_is_credited_once_by_the_webhook(db: Db) {
     let html = r.text().await.expect("html");
     for needle in [
         order.as_str(),
-        "$25",
+        "$25.00",
         "$1.38",
         "$26.38",
         "ada@example.com (personal)",
