@@ -142,6 +142,15 @@ pub mod backend {
         ) -> Res<'a, (String, String)>;
         /// Users, organisations and the dev outbox, for platform admins.
         fn admin_overview<'a>(&'a self, who: &'a Who) -> Res<'a, crate::admin::AdminData>;
+        /// Grants (or, negative, deducts) credits with a reason, as a ledger entry naming the admin.
+        fn admin_adjust_credits<'a>(
+            &'a self,
+            who: &'a Who,
+            org_id: &'a str,
+            amount_usd: &'a str,
+            reason: &'a str,
+            nonce: &'a str,
+        ) -> Res<'a, String>;
         fn admin_set_user_disabled<'a>(
             &'a self,
             who: &'a Who,

@@ -38,6 +38,17 @@ pub struct OutboxMailView {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminPurchase {
+    pub id: String,
+    pub org: String,
+    pub date: String,
+    pub credits_usd: String,
+    pub fee_usd: String,
+    pub status: String,
+    pub refunded_usd: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminData {
     /// The viewing admin's user id.
     pub me: String,
@@ -46,6 +57,10 @@ pub struct AdminData {
     pub outbox: Vec<OutboxMailView>,
     /// True when emails go to the outbox (no SMTP server configured).
     pub outbox_in_use: bool,
+    /// The newest orders of every organisation.
+    pub purchases: Vec<AdminPurchase>,
+    /// A fresh token for the grant form: a form sent twice grants once.
+    pub nonce: String,
 }
 
 #[server(prefix = "/_app", endpoint = "admin")]
@@ -70,6 +85,20 @@ pub async fn set_user_disabled(user_id: String, disabled: bool) -> Result<Outcom
         .into())
 }
 
+#[server(prefix = "/_app", endpoint = "admin_adjust")]
+pub async fn adjust_credits(
+    org_id: String,
+    amount_usd: String,
+    reason: String,
+    nonce: String,
+) -> Result<Outcome, ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    Ok(b.0
+        .admin_adjust_credits(&who, &org_id, &amount_usd, &reason, &nonce)
+        .await
+        .into())
+}
+
 /// Links in the plain-text body become clickable.
 fn linkify(body: &str) -> impl IntoView {
     body.split_inclusive(char::is_whitespace)
@@ -88,7 +117,11 @@ fn linkify(body: &str) -> impl IntoView {
 #[component]
 pub fn AdminPage() -> impl IntoView {
     let toggle = ServerAction::<SetUserDisabled>::new();
-    let data = Resource::new(move || toggle.version().get(), |_| load_admin());
+    let adjust = ServerAction::<AdjustCredits>::new();
+    let data = Resource::new(
+        move || (toggle.version().get(), adjust.version().get()),
+        |_| load_admin(),
+    );
     view! {
         <main class="page admin">
             <h1>"Admin"</h1>
@@ -102,6 +135,7 @@ pub fn AdminPage() -> impl IntoView {
                             <nav class="subnav">
                                 <a href="#users">{format!("Users ({})", d.users.len())}</a>
                                 <a href="#orgs">{format!("Organisations ({})", d.orgs.len())}</a>
+                                <a href="#purchases">{format!("Purchases ({})", d.purchases.len())}</a>
                                 <a href="#outbox">{format!("Outbox ({})", d.outbox.len())}</a>
                             </nav>
                             {move || outcome_line(toggle.value().get())}
@@ -144,7 +178,7 @@ pub fn AdminPage() -> impl IntoView {
                                 <table class="admin-orgs">
                                     <thead><tr><th>"Name"</th><th>"Created"</th><th class="num">"Members"</th><th class="num">"Balance"</th></tr></thead>
                                     <tbody>
-                                        {d.orgs.into_iter().map(|o| view! {
+                                        {d.orgs.clone().into_iter().map(|o| view! {
                                             <tr>
                                                 <td>{o.name.clone()}</td>
                                                 <td>{o.created.clone()}</td>
@@ -155,6 +189,48 @@ pub fn AdminPage() -> impl IntoView {
                                     </tbody>
                                 </table>
                                 </div>
+                            </section>
+                            <section class="panel" id="credits">
+                                <h2>"Grant or deduct credits"</h2>
+                                <p class="muted">"A ledger entry with your name and the reason; a negative amount deducts."</p>
+                                <ActionForm action=adjust attr:class="form inline-form adjust-form">
+                                    <input type="hidden" name="nonce" value=d.nonce.clone()/>
+                                    <label>"Organisation"
+                                        <select name="org_id" required>
+                                            {d.orgs.iter().map(|o| view! { <option value=o.id.clone()>{o.name.clone()}</option> }).collect_view()}
+                                        </select>
+                                    </label>
+                                    <label>"Amount (USD)" <input name="amount_usd" required inputmode="decimal" placeholder="10 or -2.50"/></label>
+                                    <label class="grow">"Reason" <input name="reason" required maxlength="200" placeholder="e.g. outage credit, ticket #123"/></label>
+                                    <button type="submit" class="button">"Apply"</button>
+                                </ActionForm>
+                                {move || outcome_line(adjust.value().get())}
+                            </section>
+                            <section class="panel" id="purchases">
+                                <h2>"Purchases"</h2>
+                                {if d.purchases.is_empty() {
+                                    view! { <p class="muted empty">"No purchases yet."</p> }.into_any()
+                                } else {
+                                    view! {
+                                        <div class="table-wrap">
+                                        <table class="admin-orgs admin-purchases">
+                                            <thead><tr><th>"Date"</th><th>"Organisation"</th><th class="num">"Credits"</th><th class="num">"Fee"</th><th>"Status"</th><th class="num">"Refunded"</th></tr></thead>
+                                            <tbody>
+                                                {d.purchases.iter().map(|p| view! {
+                                                    <tr title=p.id.clone()>
+                                                        <td>{p.date.clone()}</td>
+                                                        <td>{p.org.clone()}</td>
+                                                        <td class="num">{crate::dollars(&p.credits_usd)}</td>
+                                                        <td class="num">{crate::dollars(&p.fee_usd)}</td>
+                                                        <td><span class=format!("status {}", if p.status == "paid" { "active" } else if p.status == "pending" { "disabled" } else { "expired" })>{p.status.clone()}</span></td>
+                                                        <td class="num">{crate::dollars(&p.refunded_usd)}</td>
+                                                    </tr>
+                                                }).collect_view()}
+                                            </tbody>
+                                        </table>
+                                        </div>
+                                    }.into_any()
+                                }}
                             </section>
                             <section class="panel" id="outbox">
                                 <h2>"Outbox"</h2>

@@ -479,7 +479,116 @@ async fn purchase_rules(db: Db) {
     );
 }
 
+async fn admins_grant_and_deduct_with_a_reason(db: Db) {
+    use switchyard_app::account::backend::{now_secs, Dashboard, Who};
+    let (app, _fake) = app_with_stripe(db).await;
+    let d = switchyard::web::dashboard::Accounts::new(app.state.clone());
+    let root = owner(&app, "root@example.com").await; // the platform's first account: its admin
+    let ada = owner(&app, "ada@example.com").await;
+    let who = |a: &switchyard::accounts::orgs::Actor| Who {
+        user_id: a.user_id.clone(),
+        org_id: None,
+        signed_in_at: now_secs(),
+    };
+    let nonce = d.admin_overview(&who(&root)).await.expect("admin").nonce;
+    assert_eq!(
+        d.admin_adjust_credits(&who(&root), &ada.org_id, "12.5", "welcome credit", &nonce)
+            .await,
+        Ok("granted $12.5 for ada@example.com (personal)".into())
+    );
+    // The same form twice applies once.
+    assert!(d
+        .admin_adjust_credits(&who(&root), &ada.org_id, "12.5", "welcome credit", &nonce)
+        .await
+        .expect("same")
+        .contains("already applied"));
+    let nonce2 = d.admin_overview(&who(&root)).await.expect("admin").nonce;
+    d.admin_adjust_credits(
+        &who(&root),
+        &ada.org_id,
+        "-2.50",
+        "goodwill reversal",
+        &nonce2,
+    )
+    .await
+    .expect("deducted");
+    assert_eq!(
+        balance(&app, &ada.org_id).await,
+        Nanos::parse_usd("10").expect("usd")
+    );
+    for (amount, reason, needle) in [
+        ("abc", "r", "amount"),
+        ("0", "r", "not zero"),
+        ("5", " ", "reason"),
+    ] {
+        let n = d.admin_overview(&who(&root)).await.expect("admin").nonce;
+        let e = d
+            .admin_adjust_credits(&who(&root), &ada.org_id, amount, reason, &n)
+            .await
+            .expect_err("refused");
+        assert!(e.contains(needle), "{e}");
+    }
+    // Not for anyone else, and the ledger names the admin and the reason.
+    let n = d.admin_overview(&who(&root)).await.expect("admin").nonce;
+    assert!(d
+        .admin_adjust_credits(&who(&ada), &ada.org_id, "100", "me", &n)
+        .await
+        .is_err());
+    let rows: Vec<(String, i64, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT kind, amount_nanos, reference, note FROM ledger WHERE org_id = $1 ORDER BY created_at",
+    )
+    .bind(&ada.org_id)
+    .fetch_all(&app.store.pool)
+    .await
+    .expect("ledger");
+    let by = format!("admin:{}", root.user_id);
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "grant".into(),
+                12_500_000_000,
+                Some(by.clone()),
+                Some("welcome credit".into())
+            ),
+            (
+                "adjustment".into(),
+                -2_500_000_000,
+                Some(by),
+                Some("goodwill reversal".into())
+            ),
+        ]
+    );
+    audit(&app, &ada.org_id).await;
+    // The history lists them, newest first, with the running balance.
+    let page = d.billing(&who(&ada), 1).await.expect("billing");
+    assert_eq!(
+        page.history
+            .iter()
+            .map(|h| (
+                h.kind.as_str(),
+                h.amount_usd.as_str(),
+                h.balance_after_usd.as_str()
+            ))
+            .collect::<Vec<_>>(),
+        [("adjustment", "-2.5", "10"), ("grant", "12.5", "12.5")]
+    );
+    // Every purchase shows in the admin area.
+    purchases::start_checkout(&app.state, &ada, "10")
+        .await
+        .expect("checkout");
+    let o = d.admin_overview(&who(&root)).await.expect("admin");
+    assert_eq!(
+        o.purchases
+            .iter()
+            .map(|p| (p.org.as_str(), p.status.as_str()))
+            .collect::<Vec<_>>(),
+        [("ada@example.com (personal)", "pending")]
+    );
+}
+
 both_backends!(
+    admins_grant_and_deduct_with_a_reason,
     a_purchase_is_credited_once_by_the_webhook,
     forged_stale_and_malformed_webhooks_change_nothing,
     delayed_payments_wrong_amounts_and_refunds_below_zero,

@@ -6,7 +6,7 @@ use crate::billing::ledger;
 use crate::money::Nanos;
 use crate::state::AppState;
 use crate::store::Store;
-use switchyard_app::admin::{AdminData, AdminOrg, AdminUser, OutboxMailView};
+use switchyard_app::admin::{AdminData, AdminOrg, AdminPurchase, AdminUser, OutboxMailView};
 
 pub async fn overview(state: &AppState, me: &str) -> Result<AdminData, String> {
     let store = &state.store;
@@ -52,7 +52,30 @@ pub async fn overview(state: &AppState, me: &str) -> Result<AdminData, String> {
             body: m.text_body,
         })
         .collect();
+    type OrderRow = (String, String, i64, i64, i64, String, i64);
+    let orders: Vec<OrderRow> = sqlx::query_as(
+        "SELECT o.id, g.name, o.created_at, o.amount_nanos, o.fee_nanos, o.status, o.refunded_nanos \
+         FROM orders o JOIN orgs g ON g.id = o.org_id ORDER BY o.created_at DESC LIMIT 100",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .map_err(internal)?;
     Ok(AdminData {
+        purchases: orders
+            .into_iter()
+            .map(
+                |(id, org, at, credits, fee, status, refunded)| AdminPurchase {
+                    id,
+                    org,
+                    date: super::minute(at),
+                    credits_usd: Nanos(credits).to_usd_string(),
+                    fee_usd: Nanos(fee).to_usd_string(),
+                    status,
+                    refunded_usd: Nanos(refunded).to_usd_string(),
+                },
+            )
+            .collect(),
+        nonce: uuid::Uuid::new_v4().simple().to_string(),
         me: me.to_string(),
         users: users
             .into_iter()
@@ -72,6 +95,64 @@ pub async fn overview(state: &AppState, me: &str) -> Result<AdminData, String> {
         outbox,
         outbox_in_use: state.mailer.uses_outbox(),
     })
+}
+
+/// A ledger entry by a platform admin: a grant (positive) or an adjustment (negative), with the reason
+/// and the admin's id. The form's nonce is the idempotency key, so a form sent twice applies once.
+pub async fn adjust_credits(
+    store: &Store,
+    me: &str,
+    org_id: &str,
+    amount_usd: &str,
+    reason: &str,
+    nonce: &str,
+) -> Result<String, String> {
+    let v = amount_usd.trim().trim_start_matches('$');
+    let (negative, digits) = match v.strip_prefix('-') {
+        Some(d) => (true, d.trim_start_matches('$')),
+        None => (false, v),
+    };
+    let n = Nanos::parse_usd(digits).map_err(|e| format!("amount: {e}"))?;
+    if n.0 == 0 {
+        return Err("amount: not zero".into());
+    }
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 200 {
+        return Err("reason: say why, in up to 200 characters".into());
+    }
+    if nonce.trim().len() < 16 {
+        return Err("the form is out of date; reload the page".into());
+    }
+    let name: Option<(String,)> = sqlx::query_as("SELECT name FROM orgs WHERE id = $1")
+        .bind(org_id)
+        .fetch_optional(&store.pool)
+        .await
+        .map_err(internal)?;
+    let (name,) = name.ok_or("no such organisation")?;
+    let (amount, kind) = if negative {
+        (Nanos(-n.0), "adjustment")
+    } else {
+        (n, "grant")
+    };
+    let mut tx = store.writer.begin().await.map_err(internal)?;
+    let posted = crate::billing::ledger::post(
+        &mut tx,
+        org_id,
+        amount,
+        kind,
+        &format!("admin:{}", nonce.trim()),
+        Some(&format!("admin:{me}")),
+        Some(reason),
+    )
+    .await
+    .map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    if !posted {
+        return Ok("this form was already applied; nothing changed".into());
+    }
+    tracing::info!(by = %me, org = %org_id, amount = %amount.to_usd_string(), kind, "credits adjusted by a platform admin");
+    let verb = if negative { "deducted" } else { "granted" };
+    Ok(format!("{verb} ${} for {name}", n.to_usd_string()))
 }
 
 /// Disables (or enables again) an account: a disabled person cannot sign in and their sessions end at

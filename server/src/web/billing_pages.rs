@@ -17,6 +17,7 @@ fn describe(kind: &str, reference: Option<&str>, note: Option<&str>) -> String {
         "usage" => "API usage".to_string(),
         "grant" => "Credits granted".to_string(),
         "refund" => "Card payment refunded".to_string(),
+        "adjustment" => "Adjustment by the operator".to_string(),
         other => format!("Adjustment ({other})"),
     };
     match (note, reference) {

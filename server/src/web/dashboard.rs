@@ -579,6 +579,24 @@ impl Dashboard for Accounts {
         })
     }
 
+    fn admin_adjust_credits<'a>(
+        &'a self,
+        who: &'a Who,
+        org_id: &'a str,
+        amount_usd: &'a str,
+        reason: &'a str,
+        nonce: &'a str,
+    ) -> Res<'a, String> {
+        Box::pin(async move {
+            let (me, is_admin) = resolve_user(self.store(), who).await?;
+            if !is_admin {
+                return Err("only platform admins can do that".into());
+            }
+            super::admin_pages::adjust_credits(self.store(), &me, org_id, amount_usd, reason, nonce)
+                .await
+        })
+    }
+
     fn admin_set_user_disabled<'a>(
         &'a self,
         who: &'a Who,
