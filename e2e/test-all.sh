@@ -42,14 +42,16 @@ build_ui
 
 LOGS="$(mktemp -d)"
 step "cargo test (SQLite and PostgreSQL)"
-cargo test --workspace --all-targets 2>&1 | tee "$LOGS/cargo.log"
+# A failing step still lets the others run and the summary print; the exit status says if any failed.
+status=0
+cargo test --workspace --all-targets 2>&1 | tee "$LOGS/cargo.log" || status=1
 
 step "browser tests (Playwright, Debian Chromium)"
 export SWITCHYARD_BIN="$CARGO_TARGET_DIR/debug/switchyard"
 export SWITCHYARD_NODE_MODULES="$NODE_DIR/node_modules"
 export SWITCHYARD_SCREENSHOTS="${SWITCHYARD_SCREENSHOTS:-$CACHE/screenshots}"
 mkdir -p "$SWITCHYARD_SCREENSHOTS"
-node --test --test-reporter=tap e2e/browser.test.mjs 2>&1 | tee "$LOGS/node.log"
+node --test --test-reporter=tap e2e/browser.test.mjs 2>&1 | tee "$LOGS/node.log" || status=1
 echo "screenshots: $SWITCHYARD_SCREENSHOTS" >&2
 
 # One closing line for the whole suite.
@@ -61,3 +63,4 @@ passed=$(count pass); passed=$(( passed + $(count passed) ))
 failed=$(count fail); failed=$(( failed + $(count failed) ))
 echo "finished in ${SECONDS}s" >&2
 echo "tests: $passed passed, $failed failed"
+if [ "$failed" -gt 0 ] || [ "$status" -ne 0 ]; then exit 1; fi
