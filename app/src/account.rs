@@ -109,6 +109,8 @@ pub mod backend {
         fn delete_management_key<'a>(&'a self, who: &'a Who, hash: &'a str) -> Res<'a, ()>;
         /// The billing page of the organisation (history page `page`, from 1).
         fn billing<'a>(&'a self, who: &'a Who, page: u32) -> Res<'a, crate::billing::BillingData>;
+        /// Sets (blank: removes) the low-balance alert; returns what is set now.
+        fn set_low_balance<'a>(&'a self, who: &'a Who, amount_usd: &'a str) -> Res<'a, String>;
         /// Starts a purchase; returns the Stripe Checkout URL.
         fn buy_credits<'a>(&'a self, who: &'a Who, amount_usd: &'a str) -> Res<'a, String>;
         /// One of the organisation's orders.

@@ -34,6 +34,8 @@ pub struct BillingData {
     pub history: Vec<HistoryRow>,
     pub page: u32,
     pub pages: u32,
+    /// The low-balance alert's threshold, if set.
+    pub low_balance_usd: Option<String>,
 }
 
 /// An order as the return page shows it.
@@ -66,6 +68,13 @@ pub async fn buy_credits(amount: String) -> Result<Option<String>, ServerFnError
     }
 }
 
+/// Sets (or, blank, removes) the organisation's low-balance alert.
+#[server(prefix = "/_app", endpoint = "low_balance")]
+pub async fn set_low_balance(amount: String) -> Result<crate::account::Outcome, ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    Ok(b.0.set_low_balance(&who, &amount).await.into())
+}
+
 #[server(prefix = "/_app", endpoint = "order")]
 pub async fn load_order(id: String) -> Result<OrderView, ServerFnError> {
     let (b, who) = crate::account::signed_in().await?;
@@ -96,6 +105,7 @@ pub fn BillingPage() -> impl IntoView {
     let canceled = query_param("canceled");
     let data = Resource::new(move || page().parse::<u32>().unwrap_or(1), load_billing);
     let buy = ServerAction::<BuyCredits>::new();
+    let alert = ServerAction::<SetLowBalance>::new();
     let (amount, set_amount) = signal("25".to_string());
     view! {
         <main class="page billing">
@@ -171,6 +181,17 @@ pub fn BillingPage() -> impl IntoView {
                                 (true, false) => view! { <p class="notice">"Card payments are not set up on this platform yet; ask its operator for credits."</p> }.into_any(),
                                 (false, _) => view! { <p class="muted">"Owners and admins of the organisation buy credits."</p> }.into_any(),
                             }}
+                            {d.can_buy.then(|| view! {
+                                <section class="panel alert-panel">
+                                    <h2>"Low-balance alert"</h2>
+                                    <p class="muted">"The organisation's owners get an email when the balance falls below this amount (once each time). Leave it blank for no alert."</p>
+                                    <ActionForm action=alert attr:class="form inline-form">
+                                        <label>"Alert below (USD)" <input name="amount" inputmode="decimal" placeholder="no alert" value=d.low_balance_usd.clone().unwrap_or_default()/></label>
+                                        <button type="submit" class="button ghost">"Save"</button>
+                                    </ActionForm>
+                                    {move || crate::account::outcome_line(alert.value().get())}
+                                </section>
+                            })}
                             <section class="panel">
                                 <h2>"History"</h2>
                                 {if d.history.is_empty() {

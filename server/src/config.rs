@@ -80,6 +80,8 @@ pub struct Config {
     /// The smallest and largest purchase, in USD.
     pub purchase_min_usd: String,
     pub purchase_max_usd: String,
+    /// How often balances are compared with their organisations' low-balance alerts.
+    pub low_balance_check_ms: u64,
 }
 
 impl Default for Config {
@@ -112,6 +114,7 @@ impl Default for Config {
             purchase_fee_min_usd: "0.80".into(),
             purchase_min_usd: "5".into(),
             purchase_max_usd: "10000".into(),
+            low_balance_check_ms: 30_000,
         }
     }
 }
@@ -243,6 +246,9 @@ const ENV: &[(&str, Setter)] = &[
     ("SWITCHYARD_PURCHASE_MIN_USD", |c, v| {
         c.purchase_min_usd = v.trim().into();
         Ok(())
+    }),
+    ("SWITCHYARD_LOW_BALANCE_CHECK_MS", |c, v| {
+        num(v).map(|x| c.low_balance_check_ms = x)
     }),
     ("SWITCHYARD_PURCHASE_MAX_USD", |c, v| {
         c.purchase_max_usd = v.trim().into();

@@ -587,7 +587,119 @@ async fn admins_grant_and_deduct_with_a_reason(db: Db) {
     );
 }
 
+/// Usage written as the settlement writes it (a negative ledger row and the projection).
+async fn spend(app: &TestApp, org: &str, usd: &str, key: &str) {
+    let n = Nanos::parse_usd(usd).expect("usd").0;
+    sqlx::query(
+        "INSERT INTO ledger (id, org_id, amount_nanos, kind, idempotency_key, created_at) VALUES ($1, $2, $3, 'usage', $1, 0)",
+    )
+    .bind(key)
+    .bind(org)
+    .bind(-n)
+    .execute(&app.store.writer)
+    .await
+    .expect("usage");
+    sqlx::query("UPDATE orgs SET usage_nanos = usage_nanos + $1 WHERE id = $2")
+        .bind(n)
+        .bind(org)
+        .execute(&app.store.writer)
+        .await
+        .expect("usage");
+}
+
+async fn low_balance_alerts_email_owners_once_per_crossing(db: Db) {
+    use switchyard::billing::alerts::check_once;
+    use switchyard_app::account::backend::{now_secs, Dashboard, Who};
+    let (app, _fake) = app_with_stripe(db).await;
+    let d = switchyard::web::dashboard::Accounts::new(app.state.clone());
+    let ada = owner(&app, "ada@example.com").await;
+    let who = Who {
+        user_id: ada.user_id.clone(),
+        org_id: None,
+        signed_in_at: now_secs(),
+    };
+    let alerts = || async {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM outbox WHERE to_email = 'ada@example.com' AND subject LIKE '%balance below%'",
+        )
+        .fetch_one(&app.store.pool)
+        .await
+        .expect("count");
+        n
+    };
+    ledger::grant(
+        &app.store,
+        &ada.org_id,
+        Nanos::parse_usd("10").expect("usd"),
+        "g1",
+        None,
+    )
+    .await
+    .expect("grant");
+    assert!(d.set_low_balance(&who, "lots").await.is_err());
+    d.set_low_balance(&who, "5").await.expect("set");
+    assert_eq!(
+        d.billing(&who, 1)
+            .await
+            .expect("page")
+            .low_balance_usd
+            .as_deref(),
+        Some("5")
+    );
+    assert_eq!(check_once(&app.state).await.expect("check"), 0);
+    spend(&app, &ada.org_id, "6", "u1").await;
+    assert_eq!(check_once(&app.state).await.expect("check"), 1);
+    assert_eq!(
+        check_once(&app.state).await.expect("check"),
+        0,
+        "once per crossing"
+    );
+    assert_eq!(alerts().await, 1);
+    let (subject, body): (String, String) = sqlx::query_as(
+        "SELECT subject, text_body FROM outbox WHERE to_email = 'ada@example.com' AND subject LIKE '%balance below%'",
+    )
+    .fetch_one(&app.store.pool)
+    .await
+    .expect("mail");
+    assert_eq!(
+        subject,
+        "ada@example.com (personal): Switchyard balance below $5.00"
+    );
+    assert!(
+        body.contains("$4.00") && body.contains(&format!("{}/billing", app.base)),
+        "{body}"
+    );
+    // Back above the threshold re-arms it; the next fall announces again.
+    ledger::grant(
+        &app.store,
+        &ada.org_id,
+        Nanos::parse_usd("10").expect("usd"),
+        "g2",
+        None,
+    )
+    .await
+    .expect("grant");
+    assert_eq!(check_once(&app.state).await.expect("check"), 0);
+    spend(&app, &ada.org_id, "10", "u2").await;
+    assert_eq!(check_once(&app.state).await.expect("check"), 1);
+    assert_eq!(alerts().await, 2);
+    // Blank removes it; members cannot set it.
+    d.set_low_balance(&who, "").await.expect("removed");
+    spend(&app, &ada.org_id, "1", "u3").await;
+    assert_eq!(check_once(&app.state).await.expect("check"), 0);
+    let bob = switchyard::accounts::orgs::Actor {
+        role: switchyard::accounts::Role::Member,
+        ..ada.clone()
+    };
+    assert!(
+        switchyard::web::billing_pages::set_low_balance(&app.store, &bob, "5")
+            .await
+            .is_err()
+    );
+}
+
 both_backends!(
+    low_balance_alerts_email_owners_once_per_crossing,
     admins_grant_and_deduct_with_a_reason,
     a_purchase_is_credited_once_by_the_webhook,
     forged_stale_and_malformed_webhooks_change_nothing,

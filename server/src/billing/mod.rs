@@ -6,6 +6,7 @@
 //! transaction, idempotent by generation id. All of this goes through one writer task that commits whatever
 //! is queued in a single transaction (group commit): one commit serves many requests under load.
 
+pub mod alerts;
 mod batch;
 pub mod ledger;
 pub mod purchases;

@@ -168,6 +168,52 @@ pub fn invitation(i: &Invite<'_>) -> Email {
     }
 }
 
+#[derive(Template)]
+#[template(path = "email/low_balance.html")]
+struct LowBalanceHtml<'a> {
+    subject: &'a str,
+    org: &'a str,
+    balance: &'a str,
+    threshold: &'a str,
+    link: &'a str,
+    action: &'a str,
+    footer: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/low_balance.txt")]
+struct LowBalanceText<'a> {
+    org: &'a str,
+    balance: &'a str,
+    threshold: &'a str,
+    link: &'a str,
+    footer: &'a str,
+}
+
+pub fn low_balance(to: &str, org: &str, balance: &str, threshold: &str, link: &str) -> Email {
+    let subject = format!("{org}: Switchyard balance below {threshold}");
+    Email {
+        to: to.into(),
+        html: render(&LowBalanceHtml {
+            subject: &subject,
+            org,
+            balance,
+            threshold,
+            link,
+            action: "Buy credits",
+            footer: FOOTER,
+        }),
+        text: render(&LowBalanceText {
+            org,
+            balance,
+            threshold,
+            link,
+            footer: FOOTER,
+        }),
+        subject,
+    }
+}
+
 enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     Outbox,

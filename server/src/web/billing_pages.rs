@@ -76,8 +76,14 @@ pub async fn page(state: &AppState, actor: &Actor, page: u32) -> Result<BillingD
     let page = page.clamp(1, pages);
     let start = (page as usize - 1) * PER_PAGE;
     let history = history.into_iter().skip(start).take(PER_PAGE).collect();
+    let (low,): (Option<i64>,) = sqlx::query_as("SELECT low_balance_nanos FROM orgs WHERE id = $1")
+        .bind(&actor.org_id)
+        .fetch_one(&store.pool)
+        .await
+        .map_err(internal)?;
     let t = state.terms;
     Ok(BillingData {
+        low_balance_usd: low.map(|l| Nanos(l).to_usd_string()),
         org_name,
         balance_usd: balance.to_usd_string(),
         can_buy: actor.role.manages(),
@@ -89,6 +95,36 @@ pub async fn page(state: &AppState, actor: &Actor, page: u32) -> Result<BillingD
         history,
         page,
         pages,
+    })
+}
+
+/// Sets the low-balance alert (owners and admins); blank removes it. A new threshold re-arms the alert.
+pub async fn set_low_balance(
+    store: &crate::store::Store,
+    actor: &Actor,
+    amount_usd: &str,
+) -> Result<String, String> {
+    if !actor.role.manages() {
+        return Err("only the organisation's owners and admins set the alert".into());
+    }
+    let v = amount_usd.trim().trim_start_matches('$');
+    let threshold = if v.is_empty() {
+        None
+    } else {
+        Some(Nanos::parse_usd(v).map_err(|e| format!("alert below: {e}"))?)
+    };
+    sqlx::query("UPDATE orgs SET low_balance_nanos = $1, low_balance_notified = 0 WHERE id = $2")
+        .bind(threshold.map(|t| t.0))
+        .bind(&actor.org_id)
+        .execute(&store.writer)
+        .await
+        .map_err(internal)?;
+    Ok(match threshold {
+        Some(t) => format!(
+            "the owners will get an email when the balance falls below ${}",
+            t.to_usd_string()
+        ),
+        None => "no low-balance alert".into(),
     })
 }
 

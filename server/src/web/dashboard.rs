@@ -386,6 +386,13 @@ impl Dashboard for Accounts {
         })
     }
 
+    fn set_low_balance<'a>(&'a self, who: &'a Who, amount_usd: &'a str) -> Res<'a, String> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            super::billing_pages::set_low_balance(self.store(), &actor, amount_usd).await
+        })
+    }
+
     fn buy_credits<'a>(&'a self, who: &'a Who, amount_usd: &'a str) -> Res<'a, String> {
         Box::pin(async move {
             let actor = resolve(self.store(), who).await?;
