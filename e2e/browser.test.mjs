@@ -645,6 +645,24 @@ test('an owner buys credits on the Stripe fake: fee shown first, credits only af
     assert.match(await top.innerText(), /Credits bought by card/);
     assert.equal(cents(await top.locator('td').nth(3).innerText()), cents(before) + 2500);
     await page.screenshot({ path: path.join(shots, 'billing-history.png'), fullPage: true });
+
+    // An admin makes a promo code; the organisation redeems it once.
+    await page.goto(`${base}/admin#promos`);
+    await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    await page.fill('.promo-form input[name=code]', 'BROWSER5');
+    await page.fill('.promo-form input[name=amount_usd]', '5');
+    await page.click('button:has-text("Create code")');
+    await page.waitForSelector('tr.promo-row[data-code="BROWSER5"]');
+    await page.goto(`${base}/billing`);
+    await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    await page.fill('.redeem-panel input[name=code]', 'browser5');
+    await page.click('button:has-text("Redeem")');
+    await page.waitForSelector('.redeem-panel p.notice');
+    assert.match(await page.locator('.redeem-panel p.notice').innerText(), /\$5 of credits added/);
+    await page.waitForSelector('tr.history-row.grant:has-text("promo code BROWSER5")');
+    await page.click('button:has-text("Redeem")');
+    await page.waitForSelector('.redeem-panel p.error');
+    assert.match(await page.locator('.redeem-panel p.error').innerText(), /already/);
     assert.deepEqual(errors, []);
   } finally {
     await ctx.close();

@@ -111,6 +111,14 @@ pub mod backend {
         fn billing<'a>(&'a self, who: &'a Who, page: u32) -> Res<'a, crate::billing::BillingData>;
         /// Sets (blank: removes) the low-balance alert; returns what is set now.
         fn set_low_balance<'a>(&'a self, who: &'a Who, amount_usd: &'a str) -> Res<'a, String>;
+        /// Redeems a promo code for the organisation; says what was granted.
+        fn redeem_promo<'a>(&'a self, who: &'a Who, code: &'a str) -> Res<'a, String>;
+        /// Creates a promo code (platform admins); returns it.
+        fn admin_create_promo<'a>(
+            &'a self,
+            who: &'a Who,
+            form: crate::admin::PromoForm,
+        ) -> Res<'a, String>;
         /// Starts a purchase; returns the Stripe Checkout URL.
         fn buy_credits<'a>(&'a self, who: &'a Who, amount_usd: &'a str) -> Res<'a, String>;
         /// One of the organisation's orders.

@@ -49,6 +49,25 @@ pub struct AdminPurchase {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminPromo {
+    pub code: String,
+    pub amount_usd: String,
+    pub uses: i64,
+    pub max_uses: i64,
+    pub expires: Option<String>,
+}
+
+/// The promo code form as submitted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromoForm {
+    pub code: String,
+    pub amount_usd: String,
+    pub uses: String,
+    /// YYYY-MM-DD (the code stops working at the start of that day, UTC); blank: never.
+    pub expires: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminData {
     /// The viewing admin's user id.
     pub me: String,
@@ -61,6 +80,7 @@ pub struct AdminData {
     pub purchases: Vec<AdminPurchase>,
     /// A fresh token for the grant form: a form sent twice grants once.
     pub nonce: String,
+    pub promos: Vec<AdminPromo>,
 }
 
 #[server(prefix = "/_app", endpoint = "admin")]
@@ -99,6 +119,27 @@ pub async fn adjust_credits(
         .into())
 }
 
+#[server(prefix = "/_app", endpoint = "admin_promo")]
+pub async fn create_promo(
+    code: String,
+    amount_usd: String,
+    uses: String,
+    expires: String,
+) -> Result<Outcome, ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    let form = PromoForm {
+        code,
+        amount_usd,
+        uses,
+        expires,
+    };
+    Ok(b.0
+        .admin_create_promo(&who, form)
+        .await
+        .map(|c| format!("promo code {c} created"))
+        .into())
+}
+
 /// Links in the plain-text body become clickable.
 fn linkify(body: &str) -> impl IntoView {
     body.split_inclusive(char::is_whitespace)
@@ -118,8 +159,15 @@ fn linkify(body: &str) -> impl IntoView {
 pub fn AdminPage() -> impl IntoView {
     let toggle = ServerAction::<SetUserDisabled>::new();
     let adjust = ServerAction::<AdjustCredits>::new();
+    let promo = ServerAction::<CreatePromo>::new();
     let data = Resource::new(
-        move || (toggle.version().get(), adjust.version().get()),
+        move || {
+            (
+                toggle.version().get(),
+                adjust.version().get(),
+                promo.version().get(),
+            )
+        },
         |_| load_admin(),
     );
     view! {
@@ -205,6 +253,35 @@ pub fn AdminPage() -> impl IntoView {
                                     <button type="submit" class="button">"Apply"</button>
                                 </ActionForm>
                                 {move || outcome_line(adjust.value().get())}
+                            </section>
+                            <section class="panel" id="promos">
+                                <h2>"Promo codes"</h2>
+                                <p class="muted">"Credits an organisation adds on its billing page; each organisation uses a code once."</p>
+                                <ActionForm action=promo attr:class="form inline-form promo-form">
+                                    <label>"Code" <input name="code" maxlength="40" placeholder="random if blank"/></label>
+                                    <label>"Amount (USD)" <input name="amount_usd" required inputmode="decimal" placeholder="5"/></label>
+                                    <label>"Uses" <input name="uses" required inputmode="numeric" value="100"/></label>
+                                    <label>"Expires on" <input name="expires" type="date"/></label>
+                                    <button type="submit" class="button">"Create code"</button>
+                                </ActionForm>
+                                {move || outcome_line(promo.value().get())}
+                                {(!d.promos.is_empty()).then(|| view! {
+                                    <div class="table-wrap">
+                                    <table class="admin-orgs promo-table">
+                                        <thead><tr><th>"Code"</th><th class="num">"Amount"</th><th class="num">"Used"</th><th>"Expires"</th></tr></thead>
+                                        <tbody>
+                                            {d.promos.iter().map(|p| view! {
+                                                <tr class="promo-row" data-code=p.code.clone()>
+                                                    <td><code>{p.code.clone()}</code></td>
+                                                    <td class="num">{crate::dollars(&p.amount_usd)}</td>
+                                                    <td class="num">{format!("{} of {}", p.uses, p.max_uses)}</td>
+                                                    <td>{p.expires.clone().unwrap_or_else(|| "never".into())}</td>
+                                                </tr>
+                                            }).collect_view()}
+                                        </tbody>
+                                    </table>
+                                    </div>
+                                })}
                             </section>
                             <section class="panel" id="purchases">
                                 <h2>"Purchases"</h2>

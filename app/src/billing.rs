@@ -68,6 +68,12 @@ pub async fn buy_credits(amount: String) -> Result<Option<String>, ServerFnError
     }
 }
 
+#[server(prefix = "/_app", endpoint = "redeem")]
+pub async fn redeem_code(code: String) -> Result<crate::account::Outcome, ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    Ok(b.0.redeem_promo(&who, &code).await.into())
+}
+
 /// Sets (or, blank, removes) the organisation's low-balance alert.
 #[server(prefix = "/_app", endpoint = "low_balance")]
 pub async fn set_low_balance(amount: String) -> Result<crate::account::Outcome, ServerFnError> {
@@ -103,7 +109,11 @@ const PRESETS: [i64; 4] = [1000, 2500, 5000, 10000];
 pub fn BillingPage() -> impl IntoView {
     let page = query_param("page");
     let canceled = query_param("canceled");
-    let data = Resource::new(move || page().parse::<u32>().unwrap_or(1), load_billing);
+    let redeem = ServerAction::<RedeemCode>::new();
+    let data = Resource::new(
+        move || (page().parse::<u32>().unwrap_or(1), redeem.version().get()),
+        |(p, _)| load_billing(p),
+    );
     let buy = ServerAction::<BuyCredits>::new();
     let alert = ServerAction::<SetLowBalance>::new();
     let (amount, set_amount) = signal("25".to_string());
@@ -181,6 +191,14 @@ pub fn BillingPage() -> impl IntoView {
                                 (true, false) => view! { <p class="notice">"Card payments are not set up on this platform yet; ask its operator for credits."</p> }.into_any(),
                                 (false, _) => view! { <p class="muted">"Owners and admins of the organisation buy credits."</p> }.into_any(),
                             }}
+                            <section class="panel redeem-panel">
+                                <h2>"Redeem a code"</h2>
+                                <ActionForm action=redeem attr:class="form inline-form">
+                                    <label>"Promo code" <input name="code" required maxlength="40" autocomplete="off" placeholder="e.g. WELCOME5"/></label>
+                                    <button type="submit" class="button ghost">"Redeem"</button>
+                                </ActionForm>
+                                {move || crate::account::outcome_line(redeem.value().get())}
+                            </section>
                             {d.can_buy.then(|| view! {
                                 <section class="panel alert-panel">
                                     <h2>"Low-balance alert"</h2>

@@ -698,7 +698,120 @@ async fn low_balance_alerts_email_owners_once_per_crossing(db: Db) {
     );
 }
 
+async fn promo_codes_are_redeemed_once_per_organisation_and_within_their_uses(db: Db) {
+    use switchyard::billing::promo;
+    use switchyard_app::account::backend::{now_secs, Dashboard, Who};
+    use switchyard_app::admin::PromoForm;
+    let (app, _fake) = app_with_stripe(db).await;
+    let d = std::sync::Arc::new(switchyard::web::dashboard::Accounts::new(app.state.clone()));
+    let root = owner(&app, "root@example.com").await;
+    let who = |a: &switchyard::accounts::orgs::Actor| Who {
+        user_id: a.user_id.clone(),
+        org_id: None,
+        signed_in_at: now_secs(),
+    };
+    let form = |code: &str, amount: &str, uses: &str, expires: &str| PromoForm {
+        code: code.into(),
+        amount_usd: amount.into(),
+        uses: uses.into(),
+        expires: expires.into(),
+    };
+    let ada = owner(&app, "ada@example.com").await;
+    assert!(
+        d.admin_create_promo(&who(&ada), form("MINE", "100", "1", ""))
+            .await
+            .is_err(),
+        "admins only"
+    );
+    assert_eq!(
+        d.admin_create_promo(&who(&root), form("welcome5", "5", "3", ""))
+            .await,
+        Ok("WELCOME5".into())
+    );
+    assert!(d
+        .admin_create_promo(&who(&root), form("WELCOME5", "5", "3", ""))
+        .await
+        .expect_err("dup")
+        .contains("exists"));
+    for (f, needle) in [
+        (form("X", "abc", "3", ""), "amount"),
+        (form("X", "5", "0", ""), "uses"),
+        (form("X", "5", "3", "soon"), "expires"),
+        (form("no spaces", "5", "3", ""), "code"),
+    ] {
+        let e = d
+            .admin_create_promo(&who(&root), f)
+            .await
+            .expect_err("refused");
+        assert!(e.contains(needle), "{e}");
+    }
+    let random = d
+        .admin_create_promo(&who(&root), form("", "1", "1", "2001-01-01"))
+        .await
+        .expect("random");
+    assert!(random.starts_with("SY-"));
+
+    assert_eq!(
+        d.redeem_promo(&who(&ada), " welcome5 ").await,
+        Ok("$5 of credits added".into())
+    );
+    assert!(d
+        .redeem_promo(&who(&ada), "WELCOME5")
+        .await
+        .expect_err("twice")
+        .contains("already"));
+    assert!(d
+        .redeem_promo(&who(&ada), &random)
+        .await
+        .expect_err("expired")
+        .contains("not valid"));
+    assert!(d
+        .redeem_promo(&who(&ada), "NOPE")
+        .await
+        .expect_err("unknown")
+        .contains("not valid"));
+    assert_eq!(
+        balance(&app, &ada.org_id).await,
+        Nanos::parse_usd("5").expect("usd")
+    );
+    audit(&app, &ada.org_id).await;
+
+    // Eight organisations race for the two uses left: exactly two get credits.
+    let mut racers = Vec::new();
+    for i in 0..8 {
+        racers.push(owner(&app, &format!("racer{i}@example.com")).await);
+    }
+    let results = futures::future::join_all(racers.iter().map(|r| {
+        let store = app.store.clone();
+        let (org, user) = (r.org_id.clone(), r.user_id.clone());
+        async move { promo::redeem(&store, &org, &user, "WELCOME5").await }
+    }))
+    .await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        2,
+        "{results:?}"
+    );
+    let (uses,): (i64,) = sqlx::query_as("SELECT uses FROM promo_codes WHERE code = 'WELCOME5'")
+        .fetch_one(&app.store.pool)
+        .await
+        .expect("uses");
+    assert_eq!(uses, 3);
+    let (granted,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(amount_nanos), 0) AS BIGINT) FROM ledger WHERE reference = 'promo:WELCOME5'",
+    )
+    .fetch_one(&app.store.pool)
+    .await
+    .expect("sum");
+    assert_eq!(granted, 15_000_000_000);
+    let listed = d.admin_overview(&who(&root)).await.expect("admin").promos;
+    assert!(listed
+        .iter()
+        .any(|p| p.code == "WELCOME5" && p.uses == 3 && p.max_uses == 3));
+}
+
 both_backends!(
+    promo_codes_are_redeemed_once_per_organisation_and_within_their_uses,
     low_balance_alerts_email_owners_once_per_crossing,
     admins_grant_and_deduct_with_a_reason,
     a_purchase_is_credited_once_by_the_webhook,

@@ -9,6 +9,7 @@
 pub mod alerts;
 mod batch;
 pub mod ledger;
+pub mod promo;
 pub mod purchases;
 pub mod stripe_sig;
 

@@ -6,7 +6,9 @@ use crate::billing::ledger;
 use crate::money::Nanos;
 use crate::state::AppState;
 use crate::store::Store;
-use switchyard_app::admin::{AdminData, AdminOrg, AdminPurchase, AdminUser, OutboxMailView};
+use switchyard_app::admin::{
+    AdminData, AdminOrg, AdminPromo, AdminPurchase, AdminUser, OutboxMailView,
+};
 
 pub async fn overview(state: &AppState, me: &str) -> Result<AdminData, String> {
     let store = &state.store;
@@ -76,6 +78,18 @@ pub async fn overview(state: &AppState, me: &str) -> Result<AdminData, String> {
             )
             .collect(),
         nonce: uuid::Uuid::new_v4().simple().to_string(),
+        promos: crate::billing::promo::list(store)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|p| AdminPromo {
+                code: p.code,
+                amount_usd: Nanos(p.amount_nanos).to_usd_string(),
+                uses: p.uses,
+                max_uses: p.max_uses,
+                expires: p.expires_at.map(super::day),
+            })
+            .collect(),
         me: me.to_string(),
         users: users
             .into_iter()

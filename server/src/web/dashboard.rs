@@ -393,6 +393,49 @@ impl Dashboard for Accounts {
         })
     }
 
+    fn redeem_promo<'a>(&'a self, who: &'a Who, code: &'a str) -> Res<'a, String> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            self.throttle(&format!("promo:{}", actor.user_id), 10)?;
+            let n =
+                crate::billing::promo::redeem(self.store(), &actor.org_id, &actor.user_id, code)
+                    .await?;
+            Ok(format!("${} of credits added", n.to_usd_string()))
+        })
+    }
+
+    fn admin_create_promo<'a>(
+        &'a self,
+        who: &'a Who,
+        form: switchyard_app::admin::PromoForm,
+    ) -> Res<'a, String> {
+        Box::pin(async move {
+            let (me, is_admin) = resolve_user(self.store(), who).await?;
+            if !is_admin {
+                return Err("only platform admins can do that".into());
+            }
+            let amount =
+                crate::money::Nanos::parse_usd(form.amount_usd.trim().trim_start_matches('$'))
+                    .map_err(|e| format!("amount: {e}"))?;
+            let uses: i64 = form
+                .uses
+                .trim()
+                .parse()
+                .map_err(|_| "uses: a whole number".to_string())?;
+            let expires = match form.expires.trim() {
+                "" => None,
+                v => {
+                    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+                    let d = time::Date::parse(v, &fmt)
+                        .map_err(|_| "expires on: use a date like 2027-01-31".to_string())?;
+                    Some(d.midnight().assume_utc().unix_timestamp() * 1000)
+                }
+            };
+            crate::billing::promo::create(self.store(), &me, &form.code, amount, uses, expires)
+                .await
+        })
+    }
+
     fn buy_credits<'a>(&'a self, who: &'a Who, amount_usd: &'a str) -> Res<'a, String> {
         Box::pin(async move {
             let actor = resolve(self.store(), who).await?;
