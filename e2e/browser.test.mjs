@@ -575,7 +575,7 @@ test('the admin area lists users and organisations; pages work at phone width', 
     await page.screenshot({ path: path.join(shots, 'admin.png'), fullPage: true });
 
     await page.setViewportSize({ width: 390, height: 844 });
-    for (const p of ['dashboard', 'keys', 'org', 'admin']) {
+    for (const p of ['dashboard', 'keys', 'org', 'admin', 'billing']) {
       await page.goto(`${base}/${p}`);
       await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
       await page.waitForSelector('main h1');
