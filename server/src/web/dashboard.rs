@@ -121,6 +121,14 @@ pub async fn resolve_user(store: &Store, who: &Who) -> Result<(String, bool), St
     }
 }
 
+/// The signed-in user's id, if they are a platform admin.
+async fn platform_admin(store: &Store, who: &Who) -> Result<String, String> {
+    match resolve_user(store, who).await? {
+        (id, true) => Ok(id),
+        _ => Err("only platform admins can do that".into()),
+    }
+}
+
 /// Who acts, where, as what: the session's organisation if they still belong to it, else the first
 /// they joined.
 pub async fn resolve(store: &Store, who: &Who) -> Result<Actor, String> {
@@ -410,10 +418,7 @@ impl Dashboard for Accounts {
         form: switchyard_app::admin::PromoForm,
     ) -> Res<'a, String> {
         Box::pin(async move {
-            let (me, is_admin) = resolve_user(self.store(), who).await?;
-            if !is_admin {
-                return Err("only platform admins can do that".into());
-            }
+            let me = platform_admin(self.store(), who).await?;
             let amount =
                 crate::money::Nanos::parse_usd(form.amount_usd.trim().trim_start_matches('$'))
                     .map_err(|e| format!("amount: {e}"))?;
@@ -621,10 +626,7 @@ impl Dashboard for Accounts {
 
     fn admin_overview<'a>(&'a self, who: &'a Who) -> Res<'a, AdminData> {
         Box::pin(async move {
-            let (user_id, is_admin) = resolve_user(self.store(), who).await?;
-            if !is_admin {
-                return Err("only platform admins can open the admin area".into());
-            }
+            let user_id = platform_admin(self.store(), who).await?;
             super::admin_pages::overview(&self.state, &user_id).await
         })
     }
@@ -638,10 +640,7 @@ impl Dashboard for Accounts {
         nonce: &'a str,
     ) -> Res<'a, String> {
         Box::pin(async move {
-            let (me, is_admin) = resolve_user(self.store(), who).await?;
-            if !is_admin {
-                return Err("only platform admins can do that".into());
-            }
+            let me = platform_admin(self.store(), who).await?;
             super::admin_pages::adjust_credits(self.store(), &me, org_id, amount_usd, reason, nonce)
                 .await
         })
@@ -654,10 +653,7 @@ impl Dashboard for Accounts {
         disabled: bool,
     ) -> Res<'a, ()> {
         Box::pin(async move {
-            let (me, is_admin) = resolve_user(self.store(), who).await?;
-            if !is_admin {
-                return Err("only platform admins can do that".into());
-            }
+            let me = platform_admin(self.store(), who).await?;
             super::admin_pages::set_user_disabled(self.store(), &me, user_id, disabled).await
         })
     }
