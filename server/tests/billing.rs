@@ -258,6 +258,20 @@ async fn sign_in(app: &TestApp, email: &str) -> String {
     c.split(';').next().expect("name=value").to_string()
 }
 
+/// Starts a checkout for `usd`; returns the order's id.
+async fn checkout(app: &TestApp, actor: &switchyard::accounts::orgs::Actor, usd: &str) -> String {
+    purchases::start_checkout(&app.state, actor, usd)
+        .await
+        .expect("checkout");
+    let (order,): (String,) =
+        sqlx::query_as("SELECT id FROM orders WHERE org_id = $1 ORDER BY created_at DESC")
+            .bind(&actor.org_id)
+            .fetch_one(&app.store.pool)
+            .await
+            .expect("order");
+    order
+}
+
 fn session_pi(fake: &FakeStripe, sid: &str) -> String {
     fake.session(sid).expect("session")["payment_intent"]
         .as_str()
@@ -268,14 +282,7 @@ fn session_pi(fake: &FakeStripe, sid: &str) -> String {
 async fn forged_stale_and_malformed_webhooks_change_nothing(db: Db) {
     let (app, _fake) = app_with_stripe(db).await;
     let ada = owner(&app, "ada@example.com").await;
-    purchases::start_checkout(&app.state, &ada, "10")
-        .await
-        .expect("checkout");
-    let (order,): (String,) = sqlx::query_as("SELECT id FROM orders WHERE org_id = $1")
-        .bind(&ada.org_id)
-        .fetch_one(&app.store.pool)
-        .await
-        .expect("order");
+    let order = checkout(&app, &ada, "10").await;
     let body = serde_json::to_vec(&json!({
         "id": "evt_forged", "object": "event", "type": "checkout.session.completed",
         "data": {"object": {"id": "cs_x", "object": "checkout.session", "client_reference_id": order,
@@ -336,14 +343,7 @@ async fn forged_stale_and_malformed_webhooks_change_nothing(db: Db) {
 async fn delayed_payments_wrong_amounts_and_refunds_below_zero(db: Db) {
     let (app, _fake) = app_with_stripe(db).await;
     let ada = owner(&app, "ada@example.com").await;
-    purchases::start_checkout(&app.state, &ada, "20")
-        .await
-        .expect("checkout");
-    let (order,): (String,) = sqlx::query_as("SELECT id FROM orders WHERE org_id = $1")
-        .bind(&ada.org_id)
-        .fetch_one(&app.store.pool)
-        .await
-        .expect("order");
+    let order = checkout(&app, &ada, "20").await;
     let send = |id: &str, kind: &str, object: Value| {
         let body = serde_json::to_vec(
             &json!({"id": id, "object": "event", "type": kind, "data": {"object": object}}),
@@ -391,20 +391,7 @@ async fn delayed_payments_wrong_amounts_and_refunds_below_zero(db: Db) {
     );
 
     // Spend some, then the payment is disputed: the credits go back and the balance goes negative.
-    // ($5 of usage, written as the settlement writes it.)
-    sqlx::query(
-        "INSERT INTO ledger (id, org_id, amount_nanos, kind, idempotency_key, created_at) \
-         VALUES ('u1', $1, -5000000000, 'usage', 'gen:test', 0)",
-    )
-    .bind(&ada.org_id)
-    .execute(&app.store.writer)
-    .await
-    .expect("usage");
-    sqlx::query("UPDATE orgs SET usage_nanos = usage_nanos + 5000000000 WHERE id = $1")
-        .bind(&ada.org_id)
-        .execute(&app.store.writer)
-        .await
-        .expect("usage");
+    spend(&app, &ada.org_id, "5", "gen:test").await;
     let (s, r) = send(
         "evt_5",
         "charge.dispute.created",

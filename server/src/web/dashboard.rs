@@ -121,6 +121,10 @@ pub async fn resolve_user(store: &Store, who: &Who) -> Result<(String, bool), St
     }
 }
 
+fn parse_role(role: &str) -> Result<Role, String> {
+    Role::parse(role).ok_or_else(|| "role: choose member, admin or owner".to_string())
+}
+
 /// The signed-in user's id, if they are a platform admin.
 async fn platform_admin(store: &Store, who: &Who) -> Result<String, String> {
     match resolve_user(store, who).await? {
@@ -498,7 +502,7 @@ impl Dashboard for Accounts {
     fn invite<'a>(&'a self, who: &'a Who, email: &'a str, role: &'a str) -> Res<'a, ()> {
         Box::pin(async move {
             let actor = self.verified_actor(who).await?;
-            let role = Role::parse(role).ok_or("role: choose member, admin or owner")?;
+            let role = parse_role(role)?;
             self.throttle(&format!("invite:{}", actor.user_id), 20)?;
             let (_, token) = orgs::invite(self.store(), &actor, email, role)
                 .await
@@ -541,7 +545,7 @@ impl Dashboard for Accounts {
     fn set_role<'a>(&'a self, who: &'a Who, user_id: &'a str, role: &'a str) -> Res<'a, ()> {
         Box::pin(async move {
             let actor = resolve(self.store(), who).await?;
-            let role = Role::parse(role).ok_or("role: choose member, admin or owner")?;
+            let role = parse_role(role)?;
             orgs::set_role(self.store(), &actor, user_id, role)
                 .await
                 .map_err(message)
