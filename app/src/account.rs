@@ -119,8 +119,26 @@ pub mod backend {
             who: &'a Who,
             form: crate::admin::PromoForm,
         ) -> Res<'a, String>;
-        /// Starts a purchase; returns the Stripe Checkout URL.
-        fn buy_credits<'a>(&'a self, who: &'a Who, amount_usd: &'a str) -> Res<'a, String>;
+        /// Starts a purchase; returns the Stripe Checkout URL. `save_card` keeps the card for
+        /// automatic top-ups.
+        fn buy_credits<'a>(
+            &'a self,
+            who: &'a Who,
+            amount_usd: &'a str,
+            save_card: bool,
+        ) -> Res<'a, String>;
+        /// Turns automatic top-up on (below `below_usd`, add `add_usd`) or off; says what is set.
+        fn set_auto_topup<'a>(
+            &'a self,
+            who: &'a Who,
+            enabled: bool,
+            below_usd: &'a str,
+            add_usd: &'a str,
+        ) -> Res<'a, String>;
+        /// Forgets the saved card (automatic top-up goes off).
+        fn remove_card<'a>(&'a self, who: &'a Who) -> Res<'a, String>;
+        /// Sets the name receipts bill to (blank: the organisation's name).
+        fn set_billing_name<'a>(&'a self, who: &'a Who, name: &'a str) -> Res<'a, String>;
         /// One of the organisation's orders.
         fn order<'a>(&'a self, who: &'a Who, id: &'a str) -> Res<'a, crate::billing::OrderView>;
         /// The organisation page: name, members, open invitations (for admins and owners).

@@ -36,6 +36,16 @@ pub struct BillingData {
     pub pages: u32,
     /// The low-balance alert's threshold, if set.
     pub low_balance_usd: Option<String>,
+    /// The name receipts are made out to, when set (else the organisation's name).
+    pub billing_name: Option<String>,
+    /// The card kept for automatic top-ups ("Visa •••• 4242").
+    pub card: Option<String>,
+    /// Automatic top-up, when on: below this balance, add this much.
+    pub topup_below_usd: Option<String>,
+    pub topup_add_usd: Option<String>,
+    /// What automatic top-up is doing, in a sentence; `topup_trouble` when it needs a person.
+    pub topup_status: String,
+    pub topup_trouble: bool,
 }
 
 /// An order as the return page shows it.
@@ -57,9 +67,12 @@ pub async fn load_billing(page: u32) -> Result<BillingData, ServerFnError> {
 
 /// Starts a purchase and sends the browser to Stripe Checkout.
 #[server(prefix = "/_app", endpoint = "buy")]
-pub async fn buy_credits(amount: String) -> Result<Option<String>, ServerFnError> {
+pub async fn buy_credits(
+    amount: String,
+    save_card: Option<String>,
+) -> Result<Option<String>, ServerFnError> {
     let (b, who) = crate::account::signed_in().await?;
-    match b.0.buy_credits(&who, &amount).await {
+    match b.0.buy_credits(&who, &amount, save_card.is_some()).await {
         Ok(url) => {
             leptos_axum::redirect(&url);
             Ok(None)
@@ -79,6 +92,32 @@ pub async fn redeem_code(code: String) -> Result<crate::account::Outcome, Server
 pub async fn set_low_balance(amount: String) -> Result<crate::account::Outcome, ServerFnError> {
     let (b, who) = crate::account::signed_in().await?;
     Ok(b.0.set_low_balance(&who, &amount).await.into())
+}
+
+/// Turns automatic top-up on or off.
+#[server(prefix = "/_app", endpoint = "auto_topup")]
+pub async fn set_auto_topup(
+    enabled: Option<String>,
+    below: String,
+    add: String,
+) -> Result<crate::account::Outcome, ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    Ok(b.0
+        .set_auto_topup(&who, enabled.is_some(), &below, &add)
+        .await
+        .into())
+}
+
+#[server(prefix = "/_app", endpoint = "remove_card")]
+pub async fn remove_saved_card() -> Result<crate::account::Outcome, ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    Ok(b.0.remove_card(&who).await.into())
+}
+
+#[server(prefix = "/_app", endpoint = "billing_name")]
+pub async fn save_billing_name(name: String) -> Result<crate::account::Outcome, ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    Ok(b.0.set_billing_name(&who, &name).await.into())
 }
 
 #[server(prefix = "/_app", endpoint = "order")]
@@ -110,9 +149,18 @@ pub fn BillingPage() -> impl IntoView {
     let page = query_param("page");
     let canceled = query_param("canceled");
     let redeem = ServerAction::<RedeemCode>::new();
+    let topup = ServerAction::<SetAutoTopup>::new();
+    let remove_card = ServerAction::<RemoveSavedCard>::new();
+    let billing_name = ServerAction::<SaveBillingName>::new();
     let data = Resource::new(
-        move || (page().parse::<u32>().unwrap_or(1), redeem.version().get()),
-        |(p, _)| load_billing(p),
+        move || {
+            (
+                page().parse::<u32>().unwrap_or(1),
+                redeem.version().get(),
+                topup.version().get() + remove_card.version().get() + billing_name.version().get(),
+            )
+        },
+        |(p, _, _)| load_billing(p),
     );
     let buy = ServerAction::<BuyCredits>::new();
     let alert = ServerAction::<SetLowBalance>::new();
@@ -129,6 +177,7 @@ pub fn BillingPage() -> impl IntoView {
                     Err(e) => view! { <p class="error" role="alert">{form_message(Some(Err(e)))}</p> }.into_any(),
                     Ok(d) => {
                         let (bp, fee_min, min, max) = (d.fee_bp, d.fee_min_cents, d.min_cents, d.max_cents);
+                        let has_saved_card = d.card.is_some();
                         let preview = move || {
                             let a = amount.get();
                             match cents_of(&a) {
@@ -168,6 +217,10 @@ pub fn BillingPage() -> impl IntoView {
                                                 <input name="amount" inputmode="decimal" required prop:value=amount
                                                     on:input=move |ev| set_amount.set(event_target_value(&ev))/>
                                             </label>
+                                            <label class="check">
+                                                <input type="checkbox" name="save_card" value="1"/>
+                                                {if has_saved_card { "Save this card for automatic top-up (replaces the saved one)" } else { "Save this card for automatic top-up" }}
+                                            </label>
                                             <div class="quote" aria-live="polite">
                                                 {move || match preview() {
                                                     Ok((c, fee)) => view! {
@@ -199,7 +252,39 @@ pub fn BillingPage() -> impl IntoView {
                                 </ActionForm>
                                 {move || crate::account::outcome_line(redeem.value().get())}
                             </section>
-                            {d.can_buy.then(|| view! {
+                            {d.can_buy.then(|| {
+                                let has_card = d.card.is_some();
+                                let on = d.topup_below_usd.is_some();
+                                view! {
+                                <div class="settings-grid">
+                                {d.payments.then(|| view! {
+                                    <section class="panel topup-panel">
+                                        <h2>"Automatic top-up"</h2>
+                                        <p class="muted">"When the balance falls below an amount, the saved card is charged once for a set amount (plus the fee), so API keys keep working."</p>
+                                        <div class="saved-card">
+                                            {match d.card.clone() {
+                                                Some(c) => view! {
+                                                    <span class="card-name">{c}</span>
+                                                    <ActionForm action=remove_card attr:class="inline">
+                                                        <button type="submit" class="button ghost small">"Remove card"</button>
+                                                    </ActionForm>
+                                                }.into_any(),
+                                                None => view! { <span class="muted">"No saved card yet: tick “Save this card for automatic top-up” when you buy credits."</span> }.into_any(),
+                                            }}
+                                        </div>
+                                        <p class="topup-status" class:trouble=d.topup_trouble role="status">{d.topup_status.clone()}</p>
+                                        <ActionForm action=topup attr:class="form topup-form">
+                                            <label class="check"><input type="checkbox" name="enabled" value="1" checked=on disabled=!has_card/>"Top up automatically"</label>
+                                            <div class="inline-form">
+                                                <label>"When the balance falls below (USD)" <input name="below" inputmode="decimal" placeholder="5" value=d.topup_below_usd.clone().unwrap_or_default()/></label>
+                                                <label>"Add (USD)" <input name="add" inputmode="decimal" placeholder="25" value=d.topup_add_usd.clone().unwrap_or_default()/></label>
+                                                <button type="submit" class="button ghost" disabled=!has_card>"Save"</button>
+                                            </div>
+                                        </ActionForm>
+                                        {move || crate::account::outcome_line(topup.value().get())}
+                                        {move || crate::account::outcome_line(remove_card.value().get())}
+                                    </section>
+                                })}
                                 <section class="panel alert-panel">
                                     <h2>"Low-balance alert"</h2>
                                     <p class="muted">"The organisation's owners get an email when the balance falls below this amount (once each time). Leave it blank for no alert."</p>
@@ -209,7 +294,17 @@ pub fn BillingPage() -> impl IntoView {
                                     </ActionForm>
                                     {move || crate::account::outcome_line(alert.value().get())}
                                 </section>
-                            })}
+                                <section class="panel billing-name-panel">
+                                    <h2>"Billing name"</h2>
+                                    <p class="muted">"Receipts are made out to this name (a company name, say). Blank uses the organisation's name."</p>
+                                    <ActionForm action=billing_name attr:class="form inline-form">
+                                        <label class="grow">"Bill to" <input name="name" maxlength="200" placeholder=d.org_name.clone() value=d.billing_name.clone().unwrap_or_default()/></label>
+                                        <button type="submit" class="button ghost">"Save"</button>
+                                    </ActionForm>
+                                    {move || crate::account::outcome_line(billing_name.value().get())}
+                                </section>
+                                </div>
+                            }})}
                             <section class="panel">
                                 <h2>"History"</h2>
                                 {if d.history.is_empty() {

@@ -80,8 +80,10 @@ pub struct Config {
     /// The smallest and largest purchase, in USD.
     pub purchase_min_usd: String,
     pub purchase_max_usd: String,
-    /// How often balances are compared with their organisations' low-balance alerts.
+    /// How often balances are compared with their organisations' low-balance alerts and top-up thresholds.
     pub low_balance_check_ms: u64,
+    /// The wait after a declined automatic top-up before the next try; it doubles with each decline.
+    pub topup_retry_ms: u64,
 }
 
 impl Default for Config {
@@ -115,6 +117,7 @@ impl Default for Config {
             purchase_min_usd: "5".into(),
             purchase_max_usd: "10000".into(),
             low_balance_check_ms: 30_000,
+            topup_retry_ms: 15 * 60_000,
         }
     }
 }
@@ -249,6 +252,9 @@ const ENV: &[(&str, Setter)] = &[
     }),
     ("SWITCHYARD_LOW_BALANCE_CHECK_MS", |c, v| {
         num(v).map(|x| c.low_balance_check_ms = x)
+    }),
+    ("SWITCHYARD_TOPUP_RETRY_MS", |c, v| {
+        num(v).map(|x| c.topup_retry_ms = x)
     }),
     ("SWITCHYARD_PURCHASE_MAX_USD", |c, v| {
         c.purchase_max_usd = v.trim().into();

@@ -125,6 +125,7 @@ impl Application {
         let router = router(state.clone());
         let refresher = tokio::spawn(refresh_catalog(state.clone()));
         let alerts = tokio::spawn(billing::alerts::run(state.clone()));
+        let topups = tokio::spawn(billing::topup::run(state.clone()));
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
@@ -164,6 +165,7 @@ impl Application {
         }
         refresher.abort();
         alerts.abort();
+        topups.abort();
         // Anything cut without settling queued its settlement from a destructor; give it a moment.
         tokio::time::sleep(Duration::from_millis(50)).await;
         state.gate.close(&state.store).await;

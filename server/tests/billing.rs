@@ -64,13 +64,22 @@ async fn wait_balance(app: &TestApp, org: &str, want: &str) {
 
 /// Presses "Pay" (or "Cancel") on the fake's hosted page; returns where it sends the browser.
 async fn press(url: &str, action: &str) -> String {
+    press_with(url, &format!("action={action}")).await
+}
+
+/// Pays on the hosted page with one of the fake's test cards (4242, 0341 or 3184).
+async fn pay_with_card(url: &str, card: &str) -> String {
+    press_with(url, &format!("action=pay&card={card}")).await
+}
+
+async fn press_with(url: &str, form: &str) -> String {
     let r = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")
         .post(url)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("action={action}"))
+        .body(form.to_string())
         .send()
         .await
         .expect("pay");
@@ -109,7 +118,7 @@ async fn audit(app: &TestApp, org: &str) {
 async fn a_purchase_is_credited_once_by_the_webhook(db: Db) {
     let (app, fake) = app_with_stripe(db).await;
     let ada = owner(&app, "ada@example.com").await;
-    let url = purchases::start_checkout(&app.state, &ada, "25")
+    let url = purchases::start_checkout(&app.state, &ada, "25", false)
         .await
         .expect("checkout");
     assert!(url.starts_with(&fake.base_url()), "{url}");
@@ -260,7 +269,7 @@ async fn sign_in(app: &TestApp, email: &str) -> String {
 
 /// Starts a checkout for `usd`; returns the order's id.
 async fn checkout(app: &TestApp, actor: &switchyard::accounts::orgs::Actor, usd: &str) -> String {
-    purchases::start_checkout(&app.state, actor, usd)
+    purchases::start_checkout(&app.state, actor, usd, false)
         .await
         .expect("checkout");
     let (order,): (String,) =
@@ -429,7 +438,7 @@ async fn purchase_rules(db: Db) {
         ("10.001", "whole cents"),
         ("20000", "from $5"),
     ] {
-        let e = purchases::start_checkout(&app.state, &ada, amount)
+        let e = purchases::start_checkout(&app.state, &ada, amount, false)
             .await
             .expect_err("refused");
         assert!(e.contains(needle), "{amount}: {e}");
@@ -439,10 +448,10 @@ async fn purchase_rules(db: Db) {
         role: switchyard::accounts::Role::Member,
         ..ada.clone()
     };
-    assert!(purchases::start_checkout(&app.state, &bob, "10")
+    assert!(purchases::start_checkout(&app.state, &bob, "10", false)
         .await
         .is_err());
-    let url = purchases::start_checkout(&app.state, &ada, "10")
+    let url = purchases::start_checkout(&app.state, &ada, "10", false)
         .await
         .expect("checkout");
     let back = press(&url, "cancel").await;
@@ -561,7 +570,7 @@ async fn admins_grant_and_deduct_with_a_reason(db: Db) {
         [("adjustment", "-2.5", "10"), ("grant", "12.5", "12.5")]
     );
     // Every purchase shows in the admin area.
-    purchases::start_checkout(&app.state, &ada, "10")
+    purchases::start_checkout(&app.state, &ada, "10", false)
         .await
         .expect("checkout");
     let o = d.admin_overview(&who(&root)).await.expect("admin");
@@ -797,7 +806,360 @@ async fn promo_codes_are_redeemed_once_per_organisation_and_within_their_uses(db
         .any(|p| p.code == "WELCOME5" && p.uses == 3 && p.max_uses == 3));
 }
 
+/// Buys `usd` on the hosted page with `card`, ticking "save this card"; waits for the credits.
+async fn buy_saving_card(
+    app: &TestApp,
+    actor: &switchyard::accounts::orgs::Actor,
+    usd: &str,
+    card: &str,
+    balance_after: &str,
+) {
+    let url = purchases::start_checkout(&app.state, actor, usd, true)
+        .await
+        .expect("checkout");
+    pay_with_card(&url, card).await;
+    wait_balance(app, &actor.org_id, balance_after).await;
+}
+
+async fn topup_row(app: &TestApp, org: &str) -> (i64, i64, Option<String>, Option<String>) {
+    sqlx::query_as(
+        "SELECT topup_armed, topup_failures, topup_error, card_label FROM orgs WHERE id = $1",
+    )
+    .bind(org)
+    .fetch_one(&app.store.pool)
+    .await
+    .expect("org")
+}
+
+async fn topup_orders(app: &TestApp, org: &str) -> Vec<(String, i64, i64)> {
+    sqlx::query_as(
+        "SELECT status, amount_nanos, fee_nanos FROM orders WHERE org_id = $1 AND kind = 'auto_topup' ORDER BY created_at",
+    )
+    .bind(org)
+    .fetch_all(&app.store.pool)
+    .await
+    .expect("orders")
+}
+
+async fn automatic_top_up_charges_the_saved_card_once_per_crossing(db: Db) {
+    use switchyard::billing::topup::{check_once, configure};
+    let (app, fake) = app_with_stripe(db).await;
+    let ada = owner(&app, "ada@example.com").await;
+    let now = switchyard::store::now_ms();
+    // No card yet: automatic top-up cannot be turned on.
+    let e = configure(&app.state, &ada, true, "5", "20")
+        .await
+        .expect_err("no card yet");
+    assert!(e.contains("save a card first"), "{e}");
+    // A purchase without "save this card" keeps nothing.
+    let url = purchases::start_checkout(&app.state, &ada, "10", false)
+        .await
+        .expect("checkout");
+    press(&url, "pay").await;
+    wait_balance(&app, &ada.org_id, "10").await;
+    assert_eq!(topup_row(&app, &ada.org_id).await.3, None);
+    // With it ticked, the payment is made as the org's Stripe customer and the card is kept.
+    buy_saving_card(&app, &ada, "10", "4242", "20").await;
+    let (customer,): (Option<String>,) =
+        sqlx::query_as("SELECT stripe_customer_id FROM orgs WHERE id = $1")
+            .bind(&ada.org_id)
+            .fetch_one(&app.store.pool)
+            .await
+            .expect("customer");
+    assert!(customer.expect("customer").starts_with("cus_"));
+    assert_eq!(
+        topup_row(&app, &ada.org_id).await.3.as_deref(),
+        Some("Visa •••• 4242")
+    );
+    // Bad settings are refused.
+    for (below, add) in [("-1", "20"), ("5", "1"), ("five", "20"), ("5", "20000")] {
+        assert!(
+            configure(&app.state, &ada, true, below, add).await.is_err(),
+            "{below} {add}"
+        );
+    }
+    let said = configure(&app.state, &ada, true, "5", "20")
+        .await
+        .expect("on");
+    assert!(said.contains("Visa •••• 4242"), "{said}");
+    // Above the threshold nothing happens.
+    assert_eq!(check_once(&app.state, now).await.expect("pass"), 0);
+    // Spending to $3 crosses it: one charge for $20 + fee, credited without waiting for the webhook.
+    spend(&app, &ada.org_id, "17", "u1").await;
+    let (r1, r2) = tokio::join!(check_once(&app.state, now), check_once(&app.state, now));
+    assert_eq!(
+        r1.expect("pass") + r2.expect("pass"),
+        1,
+        "one charge per crossing"
+    );
+    assert_eq!(
+        balance(&app, &ada.org_id).await,
+        Nanos::parse_usd("23").expect("usd")
+    );
+    let fee = app
+        .state
+        .terms
+        .quote(Nanos::parse_usd("20").expect("usd"))
+        .fee;
+    assert_eq!(
+        topup_orders(&app, &ada.org_id).await,
+        [("paid".to_string(), 20_000_000_000, fee.0)]
+    );
+    // The webhook that follows is handled once and adds nothing more.
+    let mut delivered = false;
+    for _ in 0..100 {
+        if fake.deliveries.lock().iter().any(|(e, s)| {
+            Some(e) == fake.last_event("payment_intent.succeeded").as_ref() && *s == 200
+        }) {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(delivered, "payment_intent.succeeded reached the webhook");
+    assert_eq!(
+        balance(&app, &ada.org_id).await,
+        Nanos::parse_usd("23").expect("usd")
+    );
+    // The charge went to the saved card, off-session, for credits plus fee.
+    let (pi,): (String,) = sqlx::query_as(
+        "SELECT stripe_payment_intent FROM orders WHERE org_id = $1 AND kind = 'auto_topup'",
+    )
+    .bind(&ada.org_id)
+    .fetch_one(&app.store.pool)
+    .await
+    .expect("pi");
+    let charged = fake.payment_intent(&pi).expect("payment intent");
+    assert_eq!(
+        charged["amount_received"],
+        json!((20_000_000_000 + fee.0) / 10_000_000)
+    );
+    assert_eq!(
+        charged["customer"].as_str(),
+        customer_of(&app, &ada.org_id).await.as_deref()
+    );
+    // Back above the threshold, a second pass does not charge again; falling under it again is a new
+    // crossing.
+    assert_eq!(check_once(&app.state, now).await.expect("pass"), 0);
+    spend(&app, &ada.org_id, "19", "u2").await;
+    assert_eq!(check_once(&app.state, now).await.expect("pass"), 1);
+    assert_eq!(
+        balance(&app, &ada.org_id).await,
+        Nanos::parse_usd("24").expect("usd")
+    );
+    assert_eq!(topup_orders(&app, &ada.org_id).await.len(), 2);
+    // The history says what it was; the receipt names the billing name.
+    switchyard::web::billing_pages::set_billing_name(&app.store, &ada, "Ada Analytics Ltd")
+        .await
+        .expect("billing name");
+    let page = switchyard::web::billing_pages::page(&app.state, &ada, 1)
+        .await
+        .expect("page");
+    assert!(page
+        .history
+        .iter()
+        .any(|h| h.description == "Credits bought by card: automatic top-up"));
+    assert!(
+        page.topup_status.starts_with("On. Last top-up: $20"),
+        "{}",
+        page.topup_status
+    );
+    assert!(!page.topup_trouble);
+    let cookie = sign_in(&app, "ada@example.com").await;
+    let order = page
+        .history
+        .iter()
+        .find_map(|h| h.order.clone())
+        .expect("an order");
+    let receipt = app
+        .http
+        .get(app.url(&format!("/billing/receipts/{order}")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("receipt")
+        .text()
+        .await
+        .expect("html");
+    assert!(receipt.contains("Ada Analytics Ltd"), "{receipt}");
+    assert!(
+        receipt.contains("Saved card, charged automatically"),
+        "{receipt}"
+    );
+    ledger_sums_to_balance(&app, &ada.org_id).await;
+    // Turning it off stops it.
+    configure(&app.state, &ada, false, "", "")
+        .await
+        .expect("off");
+    spend(&app, &ada.org_id, "20", "u3").await;
+    assert_eq!(check_once(&app.state, now).await.expect("pass"), 0);
+}
+
+/// Every balance change is a ledger row: they add up to the balance. (These tests write usage
+/// without generations, so the full audit does not apply.)
+async fn ledger_sums_to_balance(app: &TestApp, org: &str) {
+    let (sum,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(amount_nanos), 0) AS BIGINT) FROM ledger WHERE org_id = $1",
+    )
+    .bind(org)
+    .fetch_one(&app.store.pool)
+    .await
+    .expect("sum");
+    assert_eq!(Nanos(sum), balance(app, org).await);
+}
+
+async fn customer_of(app: &TestApp, org: &str) -> Option<String> {
+    let (c,): (Option<String>,) =
+        sqlx::query_as("SELECT stripe_customer_id FROM orgs WHERE id = $1")
+            .bind(org)
+            .fetch_one(&app.store.pool)
+            .await
+            .expect("customer");
+    c
+}
+
+async fn declined_top_ups_back_off_then_pause(db: Db) {
+    use switchyard::billing::topup::{check_once, configure, MAX_DECLINES};
+    let (app, fake) = app_with_stripe(db).await;
+    let ada = owner(&app, "ada@example.com").await;
+    let retry = app.state.cfg.topup_retry_ms as i64;
+    let t0 = switchyard::store::now_ms();
+    // 0341 pays now but declines every later charge.
+    buy_saving_card(&app, &ada, "10", "0341", "10").await;
+    configure(&app.state, &ada, true, "5", "20")
+        .await
+        .expect("on");
+    spend(&app, &ada.org_id, "8", "u1").await;
+    assert_eq!(check_once(&app.state, t0).await.expect("pass"), 1);
+    let (armed, failures, error, _) = topup_row(&app, &ada.org_id).await;
+    assert_eq!((armed, failures), (1, 1));
+    assert_eq!(error.as_deref(), Some("Your card was declined."));
+    assert_eq!(
+        balance(&app, &ada.org_id).await,
+        Nanos::parse_usd("2").expect("usd")
+    );
+    let page = switchyard::web::billing_pages::page(&app.state, &ada, 1)
+        .await
+        .expect("page");
+    assert!(page.topup_trouble);
+    assert!(
+        page.topup_status
+            .starts_with("The last charge failed: Your card was declined. Next try after"),
+        "{}",
+        page.topup_status
+    );
+    // Within the wait nothing is tried; after it, once more; the waits double.
+    assert_eq!(
+        check_once(&app.state, t0 + retry - 1).await.expect("pass"),
+        0
+    );
+    assert_eq!(check_once(&app.state, t0 + retry).await.expect("pass"), 1);
+    let mut t = t0 + retry;
+    for n in 2..MAX_DECLINES {
+        let wait = retry << (n - 1);
+        assert_eq!(
+            check_once(&app.state, t + wait - 1).await.expect("pass"),
+            0,
+            "wait {n}"
+        );
+        t += wait;
+        assert_eq!(
+            check_once(&app.state, t).await.expect("pass"),
+            1,
+            "try {}",
+            n + 1
+        );
+    }
+    // Paused after MAX_DECLINES: no more tries, however long we wait; every order is failed.
+    assert_eq!(topup_row(&app, &ada.org_id).await.1, MAX_DECLINES);
+    assert_eq!(
+        check_once(&app.state, t + 1_000 * retry)
+            .await
+            .expect("pass"),
+        0
+    );
+    let orders = topup_orders(&app, &ada.org_id).await;
+    assert_eq!(orders.len() as i64, MAX_DECLINES);
+    assert!(orders.iter().all(|(s, _, _)| s == "failed"), "{orders:?}");
+    let page = switchyard::web::billing_pages::page(&app.state, &ada, 1)
+        .await
+        .expect("page");
+    assert!(
+        page.topup_status
+            .starts_with("Paused after 4 failed charges"),
+        "{}",
+        page.topup_status
+    );
+    assert_eq!(
+        balance(&app, &ada.org_id).await,
+        Nanos::parse_usd("2").expect("usd")
+    );
+    // A card that needs its holder to authenticate fails off-session too, and says what to do.
+    buy_saving_card(&app, &ada, "5", "3184", "7").await;
+    assert_eq!(
+        topup_row(&app, &ada.org_id).await.1,
+        0,
+        "a new card clears the declines"
+    );
+    spend(&app, &ada.org_id, "3", "u2").await;
+    assert_eq!(check_once(&app.state, t).await.expect("pass"), 1);
+    let error = topup_row(&app, &ada.org_id).await.2.expect("error");
+    assert!(
+        error.contains("requires authentication") && error.contains("Save this card"),
+        "{error}"
+    );
+    // A working card: the next try succeeds.
+    buy_saving_card(&app, &ada, "5", "4242", "9").await;
+    spend(&app, &ada.org_id, "5", "u3").await;
+    // Stripe rate-limits the first try: nothing is charged, the order waits and is retried under its
+    // own idempotency key, and only one charge is ever made for it.
+    reqwest::Client::new()
+        .post(format!("{}_fake/fail_next?status=429", fake.base_url()))
+        .send()
+        .await
+        .expect("fail next");
+    assert_eq!(check_once(&app.state, t).await.expect("pass"), 1);
+    assert_eq!(
+        balance(&app, &ada.org_id).await,
+        Nanos::parse_usd("4").expect("usd")
+    );
+    let (_, failures, error, _) = topup_row(&app, &ada.org_id).await;
+    assert_eq!(failures, 1);
+    assert_eq!(
+        error.as_deref(),
+        Some("the payment provider did not answer")
+    );
+    let pending = topup_orders(&app, &ada.org_id).await;
+    assert_eq!(pending.last().map(|o| o.0.as_str()), Some("pending"));
+    assert_eq!(check_once(&app.state, t + retry).await.expect("pass"), 1);
+    assert_eq!(
+        balance(&app, &ada.org_id).await,
+        Nanos::parse_usd("24").expect("usd")
+    );
+    let orders = topup_orders(&app, &ada.org_id).await;
+    assert_eq!(orders.len(), pending.len(), "the waiting order was reused");
+    assert_eq!(orders.last().map(|o| o.0.as_str()), Some("paid"));
+    assert_eq!(
+        topup_row(&app, &ada.org_id).await.1,
+        0,
+        "declines are forgotten after a success"
+    );
+    // Removing the card turns automatic top-up off.
+    switchyard::billing::topup::remove_card(&app.state, &ada)
+        .await
+        .expect("remove");
+    assert_eq!(topup_row(&app, &ada.org_id).await.3, None);
+    spend(&app, &ada.org_id, "23", "u4").await;
+    assert_eq!(
+        check_once(&app.state, t + 100 * retry).await.expect("pass"),
+        0
+    );
+    ledger_sums_to_balance(&app, &ada.org_id).await;
+}
+
 both_backends!(
+    automatic_top_up_charges_the_saved_card_once_per_crossing,
+    declined_top_ups_back_off_then_pause,
     promo_codes_are_redeemed_once_per_organisation_and_within_their_uses,
     low_balance_alerts_email_owners_once_per_crossing,
     admins_grant_and_deduct_with_a_reason,

@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod promo;
 pub mod purchases;
 pub mod stripe_sig;
+pub mod topup;
 
 use crate::money::Nanos;
 use crate::store::{new_id, now_ms, Store};

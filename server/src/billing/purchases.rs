@@ -17,7 +17,7 @@ use axum::{
 use serde_json::{json, Value};
 
 /// Nanos in one cent.
-const CENT: i64 = 10_000_000;
+pub const CENT: i64 = 10_000_000;
 
 /// What a purchase costs: the credits and the platform fee on top.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,14 +104,19 @@ pub fn stripe_client(cfg: &crate::config::Config) -> anyhow::Result<Option<strip
 }
 
 /// Starts a purchase for the actor's organisation: returns the Stripe Checkout URL to send them to.
+///
+/// With `save_card`, the payment is made as the organisation's Stripe customer and the card is kept for
+/// automatic top-ups (`setup_future_usage=off_session`); the webhook records it.
 pub async fn start_checkout(
     state: &AppState,
     actor: &Actor,
     amount_usd: &str,
+    save_card: bool,
 ) -> Result<String, String> {
     use stripe_checkout::checkout_session::{
         CreateCheckoutSession, CreateCheckoutSessionLineItems,
-        CreateCheckoutSessionLineItemsPriceData, ProductData,
+        CreateCheckoutSessionLineItemsPriceData, CreateCheckoutSessionPaymentIntentData,
+        CreateCheckoutSessionPaymentIntentDataSetupFutureUsage, ProductData,
     };
     use stripe_core::{IdempotencyKey, RequestStrategy, StripeRequest};
     if !actor.role.manages() {
@@ -154,18 +159,33 @@ pub async fn start_checkout(
         items.push(item("Platform fee", q.fee.0));
     }
     let base = &state.public_url;
+    let mut metadata = std::collections::HashMap::from([
+        ("order_id".to_string(), order.clone()),
+        ("org_id".to_string(), actor.org_id.clone()),
+    ]);
+    let customer = if save_card {
+        metadata.insert("save_card".to_string(), "1".to_string());
+        let email = email.as_ref().map(|(e,)| e.as_str());
+        Some(super::topup::ensure_customer(state, client, &actor.org_id, email).await?)
+    } else {
+        None
+    };
     let mut req = CreateCheckoutSession::new()
         .mode(stripe_shared::CheckoutSessionMode::Payment)
         .client_reference_id(order.clone())
         .line_items(items)
-        .metadata(std::collections::HashMap::from([
-            ("order_id".to_string(), order.clone()),
-            ("org_id".to_string(), actor.org_id.clone()),
-        ]))
+        .metadata(metadata)
         .success_url(format!("{base}/billing/success?order={order}"))
         .cancel_url(format!("{base}/billing?canceled={order}"));
-    if let Some((e,)) = email {
-        req = req.customer_email(e);
+    match (customer, email) {
+        (Some(c), _) => {
+            let mut pi = CreateCheckoutSessionPaymentIntentData::new();
+            pi.setup_future_usage =
+                Some(CreateCheckoutSessionPaymentIntentDataSetupFutureUsage::OffSession);
+            req = req.customer(c).payment_intent_data(pi);
+        }
+        (None, Some((e,))) => req = req.customer_email(e),
+        (None, None) => {}
     }
     let key = IdempotencyKey::new(&order).map_err(crate::web::dashboard::internal)?;
     let session = req
@@ -252,6 +272,19 @@ async fn handle(
     kind: &str,
     obj: &Value,
 ) -> anyhow::Result<&'static str> {
+    // A card kept for automatic top-ups is looked up before the transaction: if Stripe does not answer,
+    // the event fails as a whole and Stripe delivers it again.
+    let card = match (&state.stripe, obj["payment_intent"].as_str()) {
+        (Some(client), Some(pi))
+            if kind == "checkout.session.completed"
+                && obj["metadata"]["save_card"] == "1"
+                && obj["payment_status"] == "paid"
+                && !seen(state, id).await? =>
+        {
+            super::topup::card_of(client, pi).await?
+        }
+        _ => None,
+    };
     let mut tx = state.store.writer.begin().await?;
     let order_ref = obj["client_reference_id"]
         .as_str()
@@ -273,13 +306,36 @@ async fn handle(
         tx.commit().await?;
         return Ok("duplicate");
     }
+    let session = Payment {
+        order: order_ref.as_deref(),
+        collected_cents: obj["amount_total"].as_i64().unwrap_or(-1),
+        payment_intent: obj["payment_intent"].as_str(),
+        session: obj["id"].as_str(),
+        customer: obj["customer"].as_str(),
+        card: card.as_ref(),
+    };
     let outcome = match kind {
         "checkout.session.completed" if obj["payment_status"] == "paid" => {
-            paid(&mut tx, order_ref.as_deref(), obj).await?
+            paid(&mut tx, session).await?
         }
         "checkout.session.completed" => "awaiting payment",
-        "checkout.session.async_payment_succeeded" => {
-            paid(&mut tx, order_ref.as_deref(), obj).await?
+        "checkout.session.async_payment_succeeded" => paid(&mut tx, session).await?,
+        // Off-session charges (automatic top-ups) carry the order in the PaymentIntent's metadata.
+        "payment_intent.succeeded" if obj["metadata"]["kind"] == "auto_topup" => {
+            let charge = Payment {
+                order: order_ref.as_deref(),
+                collected_cents: obj["amount_received"].as_i64().unwrap_or(-1),
+                payment_intent: obj["id"].as_str(),
+                ..Payment::default()
+            };
+            paid(&mut tx, charge).await?
+        }
+        "payment_intent.payment_failed" if obj["metadata"]["kind"] == "auto_topup" => {
+            sqlx::query("UPDATE orders SET status = 'failed' WHERE id = $1 AND status = 'pending'")
+                .bind(&order_ref)
+                .execute(&mut *tx)
+                .await?;
+            "order closed"
         }
         "checkout.session.async_payment_failed" | "checkout.session.expired" => {
             let status = if kind.ends_with("expired") {
@@ -302,17 +358,41 @@ async fn handle(
     Ok(outcome)
 }
 
+/// Whether an event was already handled (a redelivery needs no call to Stripe).
+async fn seen(state: &AppState, id: &str) -> anyhow::Result<bool> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT id FROM stripe_events WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&state.store.pool)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// A payment Stripe reports as made, for [`paid`].
+#[derive(Default, Clone, Copy)]
+pub struct Payment<'a> {
+    pub order: Option<&'a str>,
+    /// What Stripe collected, in cents.
+    pub collected_cents: i64,
+    pub payment_intent: Option<&'a str>,
+    /// The Checkout Session, when paid there.
+    pub session: Option<&'a str>,
+    /// The Stripe customer it was paid as, and the card kept for automatic top-ups.
+    pub customer: Option<&'a str>,
+    pub card: Option<&'a super::topup::SavedCard>,
+}
+
 /// Marks the order paid and grants its credits (once per order, whichever event comes first).
-async fn paid(tx: &mut Tx, order: Option<&str>, obj: &Value) -> anyhow::Result<&'static str> {
-    let Some(order) = order else {
+pub async fn paid(tx: &mut Tx, p: Payment<'_>) -> anyhow::Result<&'static str> {
+    let Some(order) = p.order else {
         return Ok("no order reference");
     };
-    let row: Option<(String, i64, i64, String)> =
-        sqlx::query_as("SELECT org_id, amount_nanos, fee_nanos, status FROM orders WHERE id = $1")
-            .bind(order)
-            .fetch_optional(&mut **tx)
-            .await?;
-    let Some((org, credits, fee, status)) = row else {
+    let row: Option<(String, i64, i64, String, String)> = sqlx::query_as(
+        "SELECT org_id, amount_nanos, fee_nanos, status, kind FROM orders WHERE id = $1",
+    )
+    .bind(order)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((org, credits, fee, status, kind)) = row else {
         tracing::warn!(
             order,
             "a paid Checkout Session names an order this platform does not have"
@@ -323,7 +403,7 @@ async fn paid(tx: &mut Tx, order: Option<&str>, obj: &Value) -> anyhow::Result<&
         return Ok("already paid");
     }
     // The amount Stripe collected must be what the order says.
-    let collected = obj["amount_total"].as_i64().unwrap_or(-1);
+    let collected = p.collected_cents;
     if collected * CENT != credits + fee {
         anyhow::bail!(
             "order {order}: Stripe collected {collected} cents, the order is for {} nanos",
@@ -335,11 +415,21 @@ async fn paid(tx: &mut Tx, order: Option<&str>, obj: &Value) -> anyhow::Result<&
          stripe_session_id = COALESCE(stripe_session_id, $3) WHERE id = $4",
     )
     .bind(now_ms())
-    .bind(obj["payment_intent"].as_str())
-    .bind(obj["id"].as_str())
+    .bind(p.payment_intent)
+    .bind(p.session)
     .bind(order)
     .execute(&mut **tx)
     .await?;
+    let note = (kind == "auto_topup").then_some("automatic top-up");
+    if kind == "auto_topup" {
+        // A charge that went through ends any run of declines.
+        sqlx::query(
+            "UPDATE orgs SET topup_failures = 0, topup_retry_at = NULL, topup_error = NULL WHERE id = $1",
+        )
+        .bind(&org)
+        .execute(&mut **tx)
+        .await?;
+    }
     super::ledger::post(
         tx,
         &org,
@@ -347,9 +437,22 @@ async fn paid(tx: &mut Tx, order: Option<&str>, obj: &Value) -> anyhow::Result<&
         "purchase",
         &format!("purchase:{order}"),
         Some(order),
-        None,
+        note,
     )
     .await?;
+    if let Some(card) = p.card {
+        // A new card also clears the declines of the old one.
+        sqlx::query(
+            "UPDATE orgs SET stripe_customer_id = COALESCE($1, stripe_customer_id),              card_payment_method = $2, card_label = $3, topup_failures = 0, topup_retry_at = NULL,              topup_error = NULL, topup_armed = 1 WHERE id = $4",
+        )
+        .bind(p.customer)
+        .bind(&card.payment_method)
+        .bind(&card.label)
+        .bind(&org)
+        .execute(&mut **tx)
+        .await?;
+        tracing::info!(org = %org, card = %card.label, "card saved for automatic top-up");
+    }
     Ok("credited")
 }
 

@@ -3,7 +3,7 @@
 
 use super::dashboard::internal;
 use crate::accounts::orgs::Actor;
-use crate::billing::{ledger, purchases};
+use crate::billing::{ledger, purchases, topup};
 use crate::money::Nanos;
 use crate::state::AppState;
 use switchyard_app::billing::{BillingData, HistoryRow, OrderView};
@@ -76,13 +76,24 @@ pub async fn page(state: &AppState, actor: &Actor, page: u32) -> Result<BillingD
     let page = page.clamp(1, pages);
     let start = (page as usize - 1) * PER_PAGE;
     let history = history.into_iter().skip(start).take(PER_PAGE).collect();
-    let (low,): (Option<i64>,) = sqlx::query_as("SELECT low_balance_nanos FROM orgs WHERE id = $1")
-        .bind(&actor.org_id)
-        .fetch_one(&store.pool)
+    let (low, billing_name): (Option<i64>, Option<String>) =
+        sqlx::query_as("SELECT low_balance_nanos, billing_name FROM orgs WHERE id = $1")
+            .bind(&actor.org_id)
+            .fetch_one(&store.pool)
+            .await
+            .map_err(internal)?;
+    let topup = topup::status(store, &actor.org_id)
         .await
         .map_err(internal)?;
+    let (topup_status, topup_trouble) = topup_line(&topup);
     let t = state.terms;
     Ok(BillingData {
+        billing_name,
+        card: topup.card.clone(),
+        topup_below_usd: topup.threshold.map(|n| n.to_usd_string()),
+        topup_add_usd: topup.amount.map(|n| n.to_usd_string()),
+        topup_status,
+        topup_trouble,
         low_balance_usd: low.map(|l| Nanos(l).to_usd_string()),
         org_name,
         balance_usd: balance.to_usd_string(),
@@ -95,6 +106,88 @@ pub async fn page(state: &AppState, actor: &Actor, page: u32) -> Result<BillingD
         history,
         page,
         pages,
+    })
+}
+
+/// One sentence on what automatic top-up is doing, and whether it needs a person.
+fn topup_line(st: &topup::Status) -> (String, bool) {
+    let (Some(below), Some(add)) = (st.threshold, st.amount) else {
+        return ("Off.".into(), false);
+    };
+    let error = st.error.as_deref().unwrap_or("the card was declined.");
+    if st.failures >= topup::MAX_DECLINES {
+        return (
+            format!(
+                "Paused after {} failed charges in a row ({error}) Save a card again — buy credits with \"Save this card\" ticked — or save these settings to try again.",
+                st.failures
+            ),
+            true,
+        );
+    }
+    if st.failures > 0 {
+        let next = st.retry_at.map(super::minute).unwrap_or_default();
+        return (
+            format!(
+                "The last charge failed: {error} Next try after {next} UTC (try {} of {}).",
+                st.failures + 1,
+                topup::MAX_DECLINES
+            ),
+            true,
+        );
+    }
+    let card = st.card.as_deref().unwrap_or("the saved card");
+    match &st.last {
+        Some((status, credits, _)) if status == "pending" && !st.armed => (
+            format!(
+                "Charging {card} for ${} of credits; they arrive as soon as Stripe confirms.",
+                credits.to_usd_string()
+            ),
+            false,
+        ),
+        Some((status, credits, at)) if status == "paid" => (
+            format!(
+                "On. Last top-up: ${} on {} UTC. Next: ${} when the balance falls below ${}.",
+                credits.to_usd_string(),
+                super::minute(*at),
+                add.to_usd_string(),
+                below.to_usd_string()
+            ),
+            false,
+        ),
+        _ => (
+            format!(
+                "On. {card} is charged for ${} of credits when the balance falls below ${}.",
+                add.to_usd_string(),
+                below.to_usd_string()
+            ),
+            false,
+        ),
+    }
+}
+
+/// Sets the name receipts bill to (owners and admins); blank goes back to the organisation's name.
+pub async fn set_billing_name(
+    store: &crate::store::Store,
+    actor: &Actor,
+    name: &str,
+) -> Result<String, String> {
+    if !actor.role.manages() {
+        return Err("only the organisation's owners and admins set the billing name".into());
+    }
+    let name = name.trim();
+    if name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err("billing name: at most 200 characters, on one line".into());
+    }
+    sqlx::query("UPDATE orgs SET billing_name = $1 WHERE id = $2")
+        .bind((!name.is_empty()).then_some(name))
+        .bind(&actor.org_id)
+        .execute(&store.writer)
+        .await
+        .map_err(internal)?;
+    Ok(if name.is_empty() {
+        "receipts show the organisation's name".into()
+    } else {
+        format!("receipts are made out to {name}")
     })
 }
 
@@ -154,6 +247,7 @@ struct Receipt {
     date: String,
     org_name: String,
     buyer: String,
+    payment: String,
     credits: String,
     fee: String,
     total: String,
@@ -211,9 +305,10 @@ pub async fn receipt(
         Option<i64>,
         String,
         Option<String>,
+        String,
     );
     let row: Option<Row> = sqlx::query_as(
-        "SELECT o.id, o.amount_nanos, o.fee_nanos, o.status, o.refunded_nanos, o.paid_at, g.name, u.email \
+        "SELECT o.id, o.amount_nanos, o.fee_nanos, o.status, o.refunded_nanos, o.paid_at, COALESCE(g.billing_name, g.name), u.email, o.kind \
          FROM orders o JOIN orgs g ON g.id = o.org_id LEFT JOIN users u ON u.id = o.created_by \
          WHERE o.id = $1 AND o.org_id = $2 AND o.paid_at IS NOT NULL",
     )
@@ -223,7 +318,8 @@ pub async fn receipt(
     .await
     .ok()
     .flatten();
-    let Some((order_id, credits, fee, status, refunded, paid_at, org_name, buyer)) = row else {
+    let Some((order_id, credits, fee, status, refunded, paid_at, org_name, buyer, kind)) = row
+    else {
         return not_found();
     };
     let r = Receipt {
@@ -235,7 +331,12 @@ pub async fn receipt(
         },
         date: super::minute(paid_at.unwrap_or(0)),
         org_name,
-        buyer: buyer.unwrap_or_default(),
+        buyer: buyer.unwrap_or_else(|| "Automatic top-up".into()),
+        payment: if kind == "auto_topup" {
+            "Saved card, charged automatically via Stripe".into()
+        } else {
+            "Card, via Stripe Checkout".into()
+        },
         credits: usd(credits),
         fee: usd(fee),
         total: usd(credits + fee),

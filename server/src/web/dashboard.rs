@@ -445,10 +445,43 @@ impl Dashboard for Accounts {
         })
     }
 
-    fn buy_credits<'a>(&'a self, who: &'a Who, amount_usd: &'a str) -> Res<'a, String> {
+    fn buy_credits<'a>(
+        &'a self,
+        who: &'a Who,
+        amount_usd: &'a str,
+        save_card: bool,
+    ) -> Res<'a, String> {
         Box::pin(async move {
             let actor = resolve(self.store(), who).await?;
-            crate::billing::purchases::start_checkout(&self.state, &actor, amount_usd).await
+            crate::billing::purchases::start_checkout(&self.state, &actor, amount_usd, save_card)
+                .await
+        })
+    }
+
+    fn set_auto_topup<'a>(
+        &'a self,
+        who: &'a Who,
+        enabled: bool,
+        below_usd: &'a str,
+        add_usd: &'a str,
+    ) -> Res<'a, String> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            crate::billing::topup::configure(&self.state, &actor, enabled, below_usd, add_usd).await
+        })
+    }
+
+    fn remove_card<'a>(&'a self, who: &'a Who) -> Res<'a, String> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            crate::billing::topup::remove_card(&self.state, &actor).await
+        })
+    }
+
+    fn set_billing_name<'a>(&'a self, who: &'a Who, name: &'a str) -> Res<'a, String> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            super::billing_pages::set_billing_name(self.store(), &actor, name).await
         })
     }
 
