@@ -31,6 +31,8 @@ before(async () => {
       SWITCHYARD_ADDR: '127.0.0.1:0',
       SWITCHYARD_SECRET_KEY_FILE: `${dir}/secret.key`,
       SWITCHYARD_KEY_CACHE_TTL_MS: '200',
+      // Balances are compared with alerts and top-up thresholds twice a second.
+      SWITCHYARD_LOW_BALANCE_CHECK_MS: '500',
       RUST_LOG: 'warn',
     },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -559,6 +561,83 @@ test('an owner invites a teammate who signs up from the link and sees only their
   } finally {
     await owner.close();
     await bea.close();
+  }
+});
+
+test('an owner saves a card, turns on automatic top-up, sees a decline, replaces the card and is topped up', async () => {
+  const ctx = await otherBrowser();
+  try {
+    const page = await signIn(ctx, demoLogin.email, demoLogin.password);
+    const errors = watchErrors(page);
+    const cents = (t) => Math.floor(parseFloat(t.replace(/[^0-9.]/g, '')) * 100 + 1e-6);
+    const reload = async () => {
+      await page.goto(`${base}/billing`);
+      await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    };
+    const buySavingCard = async (card) => {
+      await page.click('button.preset:has-text("$10.00")');
+      await page.check('.buy-form input[name=save_card]');
+      await page.click('button:has-text("Continue to payment")');
+      await page.waitForSelector('#pay', { timeout: 20000 });
+      await page.selectOption('#card', card);
+      await page.click('#pay');
+      await page.waitForSelector('p.notice.paid', { timeout: 20000 });
+      await reload();
+      await page.waitForSelector(`.saved-card .card-name:has-text("Visa •••• ${card}")`);
+    };
+    await reload();
+    // Receipts are made out to the billing name.
+    await page.fill('.billing-name-panel input[name=name]', 'Demo Labs Inc.');
+    await page.click('.billing-name-panel button:has-text("Save")');
+    await page.waitForSelector('.billing-name-panel p.notice:has-text("Demo Labs Inc.")');
+    // No card yet: the top-up switch waits for one.
+    await page.waitForSelector('.topup-panel input[name=enabled][disabled]');
+    // Buy $10 keeping the card: 0341 pays now, but declines later charges.
+    await buySavingCard('0341');
+    const before = cents(await page.locator('.card-value.balance').innerText());
+    // Turn it on with a threshold above the balance: the next pass (twice a second here) charges.
+    await page.check('.topup-panel input[name=enabled]');
+    await page.fill('.topup-panel input[name=below]', '100000');
+    await page.fill('.topup-panel input[name=add]', '20');
+    await page.click('.topup-panel button:has-text("Save")');
+    await page.waitForSelector('.topup-panel p.notice:has-text("Visa •••• 0341 is charged $21.10")');
+    for (let i = 0; i < 40 && !(await page.locator('.topup-status.trouble').count()); i++) {
+      await page.waitForTimeout(500);
+      await reload();
+    }
+    assert.match(await page.locator('.topup-status.trouble').innerText(), /^The last charge failed: Your card was declined\. Next try after .* \(try 2 of 4\)\.$/);
+    assert.equal(cents(await page.locator('.card-value.balance').innerText()), before);
+    await page.screenshot({ path: path.join(shots, 'billing-topup-declined.png'), fullPage: true });
+    // A new card clears the decline; the next pass charges it.
+    await buySavingCard('4242');
+    let status = '';
+    for (let i = 0; i < 40 && !status.startsWith('On. Last top-up'); i++) {
+      await page.waitForTimeout(500);
+      await reload();
+      status = await page.locator('.topup-status').innerText();
+    }
+    assert.match(status, /^On\. Last top-up: \$20\.00 on .*Next: \$20\.00 when the balance falls below \$100000\.00\.$/);
+    assert.equal(cents(await page.locator('.card-value.balance').innerText()), before + 1000 + 2000);
+    const row = page.locator('tr.history-row.purchase').first();
+    assert.match(await row.innerText(), /automatic top-up/);
+    await page.screenshot({ path: path.join(shots, 'billing-topup.png'), fullPage: true });
+    // Its receipt names the billing name and the saved card.
+    await row.locator('a:has-text("Receipt")').click();
+    await page.waitForURL(/\/billing\/receipts\/ord_/);
+    const receipt = await page.locator('main').innerText();
+    for (const s of ['Demo Labs Inc.', 'Automatic top-up', 'Saved card, charged automatically', '$20.00', '$1.10', '$21.10']) {
+      assert.ok(receipt.includes(s), `${s} in the receipt`);
+    }
+    await page.screenshot({ path: path.join(shots, 'receipt-topup.png') });
+    // Turning it off ends it.
+    await reload();
+    await page.uncheck('.topup-panel input[name=enabled]');
+    await page.click('.topup-panel button:has-text("Save")');
+    await page.waitForSelector('.topup-panel p.notice:has-text("utomatic top-up is off")');
+    await page.waitForSelector('.topup-status:text-is("Off.")');
+    assert.deepEqual(errors, []);
+  } finally {
+    await ctx.close();
   }
 });
 

@@ -27,6 +27,14 @@ impl Nanos {
         format_scaled(self.0 as i128, 9)
     }
 
+    /// For people: "$25.00", "$0.000001", "-$3.50" — at least cents, every digit there is.
+    pub fn dollars(self) -> String {
+        let s = Nanos(self.0.abs()).to_usd_string();
+        let (i, f) = s.split_once('.').unwrap_or((&s, ""));
+        let sign = if self.0 < 0 { "-" } else { "" };
+        format!("{sign}${i}.{f:0<2}")
+    }
+
     /// The amount as a JSON number whose text is the exact decimal value.
     ///
     /// The conversion goes through the decimal text: an f64 parsed from a decimal with at most 15
@@ -227,6 +235,10 @@ mod tests {
 
     #[test]
     fn parses_and_formats_usd_exactly() {
+        assert_eq!(Nanos(25_000_000_000).dollars(), "$25.00");
+        assert_eq!(Nanos(21_100_000_000).dollars(), "$21.10");
+        assert_eq!(Nanos(1_000).dollars(), "$0.000001");
+        assert_eq!(Nanos(-3_500_000_000).dollars(), "-$3.50");
         assert_eq!(Nanos::parse_usd("12.50"), Ok(Nanos(12_500_000_000)));
         assert_eq!(Nanos::parse_usd("0.000000001"), Ok(Nanos(1)));
         assert_eq!(Nanos::parse_usd(".5"), Ok(Nanos(500_000_000)));

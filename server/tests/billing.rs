@@ -987,11 +987,26 @@ async fn automatic_top_up_charges_the_saved_card_once_per_crossing(db: Db) {
         "{receipt}"
     );
     ledger_sums_to_balance(&app, &ada.org_id).await;
+    // A top-up too small to clear the threshold is still one per crossing, whatever is saved meanwhile.
+    configure(&app.state, &ada, true, "100", "5")
+        .await
+        .expect("on");
+    assert_eq!(check_once(&app.state, now).await.expect("pass"), 1);
+    assert_eq!(
+        balance(&app, &ada.org_id).await,
+        Nanos::parse_usd("29").expect("usd")
+    );
+    buy_saving_card(&app, &ada, "10", "4242", "39").await;
+    configure(&app.state, &ada, true, "100", "6")
+        .await
+        .expect("on");
+    assert_eq!(check_once(&app.state, now).await.expect("pass"), 0);
+    assert_eq!(topup_orders(&app, &ada.org_id).await.len(), 3);
     // Turning it off stops it.
     configure(&app.state, &ada, false, "", "")
         .await
         .expect("off");
-    spend(&app, &ada.org_id, "20", "u3").await;
+    spend(&app, &ada.org_id, "36", "u3").await;
     assert_eq!(check_once(&app.state, now).await.expect("pass"), 0);
 }
 

@@ -441,9 +441,12 @@ pub async fn paid(tx: &mut Tx, p: Payment<'_>) -> anyhow::Result<&'static str> {
     )
     .await?;
     if let Some(card) = p.card {
-        // A new card also clears the declines of the old one.
+        // A new card also clears the declines of the old one (a charge that went through in this
+        // crossing still counts: `topup_armed` is left as it is).
         sqlx::query(
-            "UPDATE orgs SET stripe_customer_id = COALESCE($1, stripe_customer_id),              card_payment_method = $2, card_label = $3, topup_failures = 0, topup_retry_at = NULL,              topup_error = NULL, topup_armed = 1 WHERE id = $4",
+            "UPDATE orgs SET stripe_customer_id = COALESCE($1, stripe_customer_id), \
+             card_payment_method = $2, card_label = $3, topup_failures = 0, topup_retry_at = NULL, \
+             topup_error = NULL WHERE id = $4",
         )
         .bind(p.customer)
         .bind(&card.payment_method)

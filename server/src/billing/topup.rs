@@ -122,8 +122,9 @@ pub async fn ensure_customer(
     Ok(id)
 }
 
-/// Turns automatic top-up on (threshold and amount in USD) or off; saving re-arms it and forgets
-/// earlier declines.
+/// Turns automatic top-up on (threshold and amount in USD) or off. Saving forgets earlier declines
+/// (so a paused top-up tries again). A new threshold is a new crossing; saving the same one again
+/// does not charge twice for the current crossing.
 pub async fn configure(
     state: &AppState,
     actor: &Actor,
@@ -165,7 +166,8 @@ pub async fn configure(
         return Err("save a card first: buy credits once with \"Save this card for automatic top-up\" ticked".into());
     };
     sqlx::query(
-        "UPDATE orgs SET topup_threshold_nanos = $1, topup_amount_nanos = $2, topup_armed = 1, \
+        "UPDATE orgs SET topup_armed = CASE WHEN topup_threshold_nanos = $1 THEN topup_armed ELSE 1 END, \
+         topup_threshold_nanos = $1, topup_amount_nanos = $2, \
          topup_failures = 0, topup_retry_at = NULL, topup_error = NULL WHERE id = $3",
     )
     .bind(threshold.0)
@@ -176,11 +178,11 @@ pub async fn configure(
     .map_err(internal)?;
     tracing::info!(org = %actor.org_id, threshold = %threshold.to_usd_string(), amount = %q.credits.to_usd_string(), "automatic top-up set");
     Ok(format!(
-        "when the balance falls below ${}, {card} is charged ${} (plus a ${} fee) for ${} of credits",
-        threshold.to_usd_string(),
-        q.total().to_usd_string(),
-        q.fee.to_usd_string(),
-        q.credits.to_usd_string()
+        "when the balance falls below {}, {card} is charged {} ({} of credits and a {} fee)",
+        threshold.dollars(),
+        q.total().dollars(),
+        q.credits.dollars(),
+        q.fee.dollars(),
     ))
 }
 

@@ -128,7 +128,7 @@ fn topup_line(st: &topup::Status) -> (String, bool) {
         let next = st.retry_at.map(super::minute).unwrap_or_default();
         return (
             format!(
-                "The last charge failed: {error} Next try after {next} UTC (try {} of {}).",
+                "The last charge failed: {error} Next try after {next} (try {} of {}).",
                 st.failures + 1,
                 topup::MAX_DECLINES
             ),
@@ -139,26 +139,26 @@ fn topup_line(st: &topup::Status) -> (String, bool) {
     match &st.last {
         Some((status, credits, _)) if status == "pending" && !st.armed => (
             format!(
-                "Charging {card} for ${} of credits; they arrive as soon as Stripe confirms.",
-                credits.to_usd_string()
+                "Charging {card} for {} of credits; they arrive as soon as Stripe confirms.",
+                credits.dollars()
             ),
             false,
         ),
         Some((status, credits, at)) if status == "paid" => (
             format!(
-                "On. Last top-up: ${} on {} UTC. Next: ${} when the balance falls below ${}.",
-                credits.to_usd_string(),
+                "On. Last top-up: {} on {}. Next: {} when the balance falls below {}.",
+                credits.dollars(),
                 super::minute(*at),
-                add.to_usd_string(),
-                below.to_usd_string()
+                add.dollars(),
+                below.dollars()
             ),
             false,
         ),
         _ => (
             format!(
-                "On. {card} is charged for ${} of credits when the balance falls below ${}.",
-                add.to_usd_string(),
-                below.to_usd_string()
+                "On. {card} is charged for {} of credits when the balance falls below {}.",
+                add.dollars(),
+                below.dollars()
             ),
             false,
         ),
@@ -254,11 +254,8 @@ struct Receipt {
     refunded: String,
 }
 
-/// "$25.00", "$0.000001": at least cents, every digit there is.
 fn usd(n: i64) -> String {
-    let s = Nanos(n).to_usd_string();
-    let (i, f) = s.split_once('.').unwrap_or((&s, ""));
-    format!("${i}.{f:0<2}")
+    Nanos(n).dollars()
 }
 
 /// `GET /billing/receipts/{order}`: a printable receipt of one of the organisation's paid orders.
