@@ -46,6 +46,8 @@ pub struct AdminPurchase {
     pub fee_usd: String,
     pub status: String,
     pub refunded_usd: String,
+    /// Charged by an automatic top-up (else paid on Stripe Checkout).
+    pub automatic: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,7 +225,7 @@ pub fn AdminPage() -> impl IntoView {
                             <section class="panel" id="orgs">
                                 <h2>"Organisations"</h2>
                                 <div class="table-wrap">
-                                <table class="admin-orgs">
+                                <table class="admin-table admin-orgs">
                                     <thead><tr><th>"Name"</th><th>"Created"</th><th class="num">"Members"</th><th class="num">"Balance"</th></tr></thead>
                                     <tbody>
                                         {d.orgs.clone().into_iter().map(|o| view! {
@@ -267,7 +269,7 @@ pub fn AdminPage() -> impl IntoView {
                                 {move || outcome_line(promo.value().get())}
                                 {(!d.promos.is_empty()).then(|| view! {
                                     <div class="table-wrap">
-                                    <table class="admin-orgs promo-table">
+                                    <table class="admin-table promo-table">
                                         <thead><tr><th>"Code"</th><th class="num">"Amount"</th><th class="num">"Used"</th><th>"Expires"</th></tr></thead>
                                         <tbody>
                                             {d.promos.iter().map(|p| view! {
@@ -290,13 +292,14 @@ pub fn AdminPage() -> impl IntoView {
                                 } else {
                                     view! {
                                         <div class="table-wrap">
-                                        <table class="admin-orgs admin-purchases">
-                                            <thead><tr><th>"Date"</th><th>"Organisation"</th><th class="num">"Credits"</th><th class="num">"Fee"</th><th>"Status"</th><th class="num">"Refunded"</th></tr></thead>
+                                        <table class="admin-table admin-purchases">
+                                            <thead><tr><th>"Date"</th><th>"Organisation"</th><th>"How"</th><th class="num">"Credits"</th><th class="num">"Fee"</th><th>"Status"</th><th class="num">"Refunded"</th></tr></thead>
                                             <tbody>
                                                 {d.purchases.iter().map(|p| view! {
                                                     <tr title=p.id.clone()>
                                                         <td>{p.date.clone()}</td>
                                                         <td>{p.org.clone()}</td>
+                                                        <td>{if p.automatic { "Automatic top-up" } else { "Checkout" }}</td>
                                                         <td class="num">{crate::dollars(&p.credits_usd)}</td>
                                                         <td class="num">{crate::dollars(&p.fee_usd)}</td>
                                                         <td><span class=format!("status {}", if p.status == "paid" { "active" } else if p.status == "pending" { "disabled" } else { "expired" })>{p.status.clone()}</span></td>

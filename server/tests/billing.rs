@@ -1172,7 +1172,51 @@ async fn declined_top_ups_back_off_then_pause(db: Db) {
     ledger_sums_to_balance(&app, &ada.org_id).await;
 }
 
+async fn a_top_up_whose_answer_is_lost_is_credited_by_its_webhook_and_never_charged_twice(db: Db) {
+    use switchyard::billing::topup::{check_once, configure};
+    let (app, fake) = app_with_stripe(db).await;
+    let ada = owner(&app, "ada@example.com").await;
+    let retry = app.state.cfg.topup_retry_ms as i64;
+    let t = switchyard::store::now_ms();
+    buy_saving_card(&app, &ada, "10", "4242", "10").await;
+    configure(&app.state, &ada, true, "5", "20")
+        .await
+        .expect("on");
+    spend(&app, &ada.org_id, "8", "u1").await;
+    // Stripe charges the card, then the connection breaks before its answer reaches us.
+    reqwest::Client::new()
+        .post(format!("{}_fake/cut_next_answer", fake.base_url()))
+        .send()
+        .await
+        .expect("cut");
+    assert_eq!(check_once(&app.state, t).await.expect("pass"), 1);
+    let (_, failures, error, _) = topup_row(&app, &ada.org_id).await;
+    assert_eq!(
+        (failures, error.as_deref()),
+        (1, Some("the payment provider did not answer"))
+    );
+    // Its webhook grants the credits; the order is paid.
+    wait_balance(&app, &ada.org_id, "22").await;
+    assert_eq!(topup_orders(&app, &ada.org_id).await[0].0, "paid");
+    // The next pass sees the balance back above the threshold: nothing more is charged.
+    assert_eq!(check_once(&app.state, t + retry).await.expect("pass"), 0);
+    let off_session: Vec<Value> = fake
+        .payment_intents()
+        .into_iter()
+        .filter(|pi| pi["metadata"]["kind"] == "auto_topup")
+        .collect();
+    assert_eq!(off_session.len(), 1, "one charge: {off_session:?}");
+    assert_eq!(topup_orders(&app, &ada.org_id).await.len(), 1);
+    assert_eq!(
+        topup_row(&app, &ada.org_id).await.1,
+        0,
+        "recovered: the failure is forgotten"
+    );
+    ledger_sums_to_balance(&app, &ada.org_id).await;
+}
+
 both_backends!(
+    a_top_up_whose_answer_is_lost_is_credited_by_its_webhook_and_never_charged_twice,
     automatic_top_up_charges_the_saved_card_once_per_crossing,
     declined_top_ups_back_off_then_pause,
     promo_codes_are_redeemed_once_per_organisation_and_within_their_uses,

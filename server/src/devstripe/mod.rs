@@ -7,7 +7,8 @@
 //! Cards behave like Stripe's test cards: the checkout page offers 4242 (always succeeds), 0341 (pays
 //! now, but later off-session charges are declined) and 3184 (every off-session charge needs the
 //! holder to authenticate). `POST /_fake/fail_next?status=429|500` makes the next API call fail the way
-//! Stripe's rate limiter or an outage answers.
+//! Stripe's rate limiter or an outage answers; `POST /_fake/cut_next_answer` lets the next payment
+//! intent go through but breaks the connection before its answer is sent (a lost response).
 
 use crate::billing::stripe_sig;
 use axum::{
@@ -32,6 +33,8 @@ pub struct FakeStripe {
     payment_intents: Mutex<HashMap<String, Value>>,
     /// The status the next API call fails with, once.
     fail_next: Mutex<Option<u16>>,
+    /// The next payment intent is charged, but the connection breaks before its answer arrives.
+    cut_next_answer: Mutex<bool>,
     events: Mutex<HashMap<String, Value>>,
     /// Idempotency-Key -> the response first given for it (status and body).
     idempotent: Mutex<HashMap<String, (StatusCode, Value)>>,
@@ -128,6 +131,11 @@ impl FakeStripe {
         }
     }
 
+    /// Every payment intent made (for tests).
+    pub fn payment_intents(&self) -> Vec<Value> {
+        self.payment_intents.lock().values().cloned().collect()
+    }
+
     pub fn payment_intent(&self, id: &str) -> Option<Value> {
         self.payment_intents.lock().get(id).cloned()
     }
@@ -212,6 +220,7 @@ pub async fn spawn(
         payment_methods: Mutex::default(),
         payment_intents: Mutex::default(),
         fail_next: Mutex::default(),
+        cut_next_answer: Mutex::default(),
         events: Mutex::default(),
         idempotent: Mutex::default(),
         webhook: Mutex::default(),
@@ -226,6 +235,7 @@ pub async fn spawn(
         .route("/v1/payment_intents", post(create_payment_intent))
         .route("/v1/payment_intents/{id}", get(get_payment_intent))
         .route("/_fake/fail_next", post(fail_next))
+        .route("/_fake/cut_next_answer", post(cut_next_answer))
         .route("/pay/{id}", get(pay_page).post(pay))
         .route("/_fake/events/{id}/deliver", post(redeliver))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
@@ -744,5 +754,31 @@ async fn create_payment_intent(
     f.remember(idem, StatusCode::OK, &pi);
     let event = f.record_event("payment_intent.succeeded", pi.clone());
     tokio::spawn(f.clone().deliver_with_retries(event));
+    if std::mem::take(&mut *f.cut_next_answer.lock()) {
+        return cut_off(&pi);
+    }
     Json(pi).into_response()
+}
+
+/// A 200 whose body breaks off half-way: the client sees the connection fail after the work was done.
+fn cut_off(v: &Value) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    let half = bytes::Bytes::copy_from_slice(&body[..body.len() / 2]);
+    let parts: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
+        Ok(half),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "fake Stripe: connection cut",
+        )),
+    ];
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(futures::stream::iter(parts)),
+    )
+        .into_response()
+}
+
+async fn cut_next_answer(State(f): State<Arc<FakeStripe>>) -> Response {
+    *f.cut_next_answer.lock() = true;
+    Json(json!({"next_payment_intent_answer": "cut"})).into_response()
 }

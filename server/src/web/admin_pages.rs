@@ -54,9 +54,9 @@ pub async fn overview(state: &AppState, me: &str) -> Result<AdminData, String> {
             body: m.text_body,
         })
         .collect();
-    type OrderRow = (String, String, i64, i64, i64, String, i64);
+    type OrderRow = (String, String, i64, i64, i64, String, i64, String);
     let orders: Vec<OrderRow> = sqlx::query_as(
-        "SELECT o.id, g.name, o.created_at, o.amount_nanos, o.fee_nanos, o.status, o.refunded_nanos \
+        "SELECT o.id, g.name, o.created_at, o.amount_nanos, o.fee_nanos, o.status, o.refunded_nanos, o.kind \
          FROM orders o JOIN orgs g ON g.id = o.org_id ORDER BY o.created_at DESC LIMIT 100",
     )
     .fetch_all(&store.pool)
@@ -66,7 +66,7 @@ pub async fn overview(state: &AppState, me: &str) -> Result<AdminData, String> {
         purchases: orders
             .into_iter()
             .map(
-                |(id, org, at, credits, fee, status, refunded)| AdminPurchase {
+                |(id, org, at, credits, fee, status, refunded, kind)| AdminPurchase {
                     id,
                     org,
                     date: super::minute(at),
@@ -74,6 +74,7 @@ pub async fn overview(state: &AppState, me: &str) -> Result<AdminData, String> {
                     fee_usd: Nanos(fee).to_usd_string(),
                     status,
                     refunded_usd: Nanos(refunded).to_usd_string(),
+                    automatic: kind == "auto_topup",
                 },
             )
             .collect(),
