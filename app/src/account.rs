@@ -137,6 +137,23 @@ pub mod backend {
         ) -> Res<'a, String>;
         /// Forgets the saved card (automatic top-up goes off).
         fn remove_card<'a>(&'a self, who: &'a Who) -> Res<'a, String>;
+        /// The catalog as platform admins edit it.
+        fn catalog_admin<'a>(&'a self, who: &'a Who)
+            -> Res<'a, crate::catalog_admin::CatalogAdmin>;
+        /// Makes one catalog change (platform admins); says what changed.
+        fn catalog_change<'a>(
+            &'a self,
+            who: &'a Who,
+            op: crate::catalog_admin::CatalogOp,
+        ) -> Res<'a, String>;
+        /// Calls a provider to check its address and key; says how it went.
+        fn test_provider<'a>(&'a self, who: &'a Who, id: &'a str) -> Res<'a, String>;
+        /// The models a provider lists (its `/models`).
+        fn provider_models<'a>(
+            &'a self,
+            who: &'a Who,
+            id: &'a str,
+        ) -> Res<'a, crate::catalog_admin::UpstreamList>;
         /// Sets the name receipts bill to (blank: the organisation's name).
         fn set_billing_name<'a>(&'a self, who: &'a Who, name: &'a str) -> Res<'a, String>;
         /// One of the organisation's orders.

@@ -8,6 +8,7 @@
 pub mod account;
 pub mod admin;
 pub mod billing;
+pub mod catalog_admin;
 pub mod keys;
 pub mod orgs;
 
@@ -151,6 +152,7 @@ fn Shell(hydrated: RwSignal<bool>) -> impl IntoView {
                 <Route path=path!("billing/success") view=PurchaseDonePage/>
                 <Route path=path!("invite") view=InvitePage/>
                 <Route path=path!("admin") view=AdminPage/>
+                <Route path=path!("admin/catalog") view=catalog_admin::CatalogAdminPage/>
             </Routes>
     }
 }

@@ -106,6 +106,9 @@ pub struct Pricing {
     pub input: MtokPrice,
     pub output: MtokPrice,
     pub markup: Markup,
+    /// An explicit sale price per million tokens (input, output): tenants pay this instead of
+    /// cost x (1 + markup).
+    pub sale: Option<(MtokPrice, MtokPrice)>,
 }
 
 impl Pricing {
@@ -115,11 +118,56 @@ impl Pricing {
         Nanos(clamp_i64(div_ceil(raw, TOKENS_PER_MTOK)))
     }
 
-    /// What the tenant is charged: cost x (1 + markup), computed exactly and rounded up once.
+    /// What the tenant is charged: cost x (1 + markup), or the sale price when one is set; computed
+    /// exactly and rounded up once.
     pub fn charge(&self, prompt_tokens: u64, completion_tokens: u64) -> Nanos {
+        if let Some((i, o)) = self.sale {
+            let raw = (prompt_tokens as i128) * (i.0 as i128)
+                + (completion_tokens as i128) * (o.0 as i128);
+            return Nanos(clamp_i64(div_ceil(raw, TOKENS_PER_MTOK).max(0)));
+        }
         let raw = self.raw(prompt_tokens, completion_tokens);
         let num = raw.saturating_mul(PPM + self.markup.0 as i128);
         Nanos(clamp_i64(div_ceil(num, TOKENS_PER_MTOK * PPM).max(0)))
+    }
+
+    /// The tenant's price per input and output token, as OpenRouter shows them.
+    pub fn sale_per_token_usd(&self) -> (String, String) {
+        match self.sale {
+            Some((i, o)) => (
+                Self::per_token_usd(i, Markup(0)),
+                Self::per_token_usd(o, Markup(0)),
+            ),
+            None => (
+                Self::per_token_usd(self.input, self.markup),
+                Self::per_token_usd(self.output, self.markup),
+            ),
+        }
+    }
+
+    /// The tenant's price per million input and output tokens, exact decimal USD.
+    pub fn sale_per_mtok_usd(&self) -> (String, String) {
+        match self.sale {
+            Some((i, o)) => (i.to_usd_string(), o.to_usd_string()),
+            None => (
+                Self::per_mtok_usd(self.input, self.markup),
+                Self::per_mtok_usd(self.output, self.markup),
+            ),
+        }
+    }
+
+    /// The platform's margin on a typical request (one input and one output token weigh as their
+    /// prices), in basis points of the sale price: "what share of what tenants pay is kept".
+    pub fn margin_bp(&self) -> Option<i64> {
+        let cost = self.input.0 as i128 + self.output.0 as i128;
+        let sale = match self.sale {
+            Some((i, o)) => (i.0 as i128 + o.0 as i128) * PPM,
+            None => cost * (PPM + self.markup.0 as i128),
+        };
+        if sale <= 0 {
+            return None;
+        }
+        Some(((sale - cost * PPM) * 10_000 / sale) as i64)
     }
 
     /// Sale price per token as OpenRouter shows it: an exact decimal string of USD per token.
@@ -264,6 +312,7 @@ mod tests {
     #[test]
     fn charge_rounds_up_once() {
         let p = Pricing {
+            sale: None,
             input: MtokPrice(500_000_000),
             output: MtokPrice(1_500_000_000),
             markup: Markup(100_000),
@@ -273,6 +322,7 @@ mod tests {
         assert_eq!(p.cost(1, 0), Nanos(500));
         // 3 tokens at $0.000001/M (1 nano per Mtok) = 3e-6 nanos -> rounds up to 1 once, not per token
         let tiny = Pricing {
+            sale: None,
             input: MtokPrice(1),
             output: MtokPrice(1),
             markup: Markup(0),

@@ -270,12 +270,17 @@ pub async fn apply(
     for p in &resolved {
         let slug = p.spec.slug.get_ref();
         let enc = p.api_key.as_deref().map(|k| cipher.encrypt(k));
+        let last4 = p.api_key.as_deref().map(|k| {
+            let n = k.chars().count();
+            k.chars().skip(n.saturating_sub(4)).collect::<String>()
+        });
         let id = provider_ids.get(slug).cloned().unwrap_or_else(new_id);
         sqlx::query(
-            "INSERT INTO providers (id, slug, name, kind, base_url, api_key_enc, enabled, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+            "INSERT INTO providers (id, slug, name, kind, base_url, api_key_enc, enabled, created_at, updated_at, api_key_last4) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) \
              ON CONFLICT (slug) DO UPDATE SET name = excluded.name, kind = excluded.kind, base_url = excluded.base_url, \
-               api_key_enc = excluded.api_key_enc, enabled = excluded.enabled, updated_at = excluded.updated_at",
+               api_key_enc = excluded.api_key_enc, api_key_last4 = excluded.api_key_last4, enabled = excluded.enabled, \
+               updated_at = excluded.updated_at",
         )
         .bind(&id)
         .bind(slug)
@@ -285,6 +290,7 @@ pub async fn apply(
         .bind(enc)
         .bind(p.spec.enabled as i64)
         .bind(now)
+        .bind(last4)
         .execute(&mut *tx)
         .await?;
         provider_ids.insert(slug.clone(), id);
@@ -365,6 +371,18 @@ pub async fn apply(
         .await?;
         report.markup_percent = Some(mk.default_percent.to_percent_string());
     }
+    super::admin::record(
+        &mut tx,
+        None,
+        "catalog apply",
+        path,
+        None,
+        Some(serde_json::json!({
+            "providers": report.providers, "models": report.models, "endpoints": report.endpoints,
+            "endpoints_disabled": report.endpoints_disabled, "markup": report.markup_percent,
+        })),
+    )
+    .await?;
     sqlx::query("UPDATE catalog_state SET version = version + 1 WHERE id = 1")
         .execute(&mut *tx)
         .await?;

@@ -1,6 +1,7 @@
 //! The catalog: providers, models, the endpoints that serve each model at a cost, and markup. The gateway
 //! reads an immutable in-memory snapshot that is swapped atomically when the database changes.
 
+pub mod admin;
 pub mod file;
 
 use crate::config::Secret;
@@ -53,6 +54,8 @@ pub struct Endpoint {
     pub input: MtokPrice,
     pub output: MtokPrice,
     pub max_output_tokens: Option<u64>,
+    /// The markup that applies here: the model's, else the provider's, else the default.
+    pub markup: Markup,
 }
 
 #[derive(Debug)]
@@ -64,6 +67,10 @@ pub struct Model {
     pub context_length: u64,
     pub max_output_tokens: Option<u64>,
     pub created_at: i64,
+    /// Callable, but left out of public model lists.
+    pub hidden: bool,
+    /// An explicit sale price per million tokens (input, output), replacing cost x markup.
+    pub sale: Option<(MtokPrice, MtokPrice)>,
     /// Enabled endpoints, cheapest first (the default route).
     pub endpoints: Vec<Endpoint>,
 }
@@ -77,11 +84,13 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    pub fn pricing(&self, ep: &Endpoint) -> Pricing {
+    /// What a request to `model` served by `ep` costs and is charged.
+    pub fn pricing(&self, model: &Model, ep: &Endpoint) -> Pricing {
         Pricing {
             input: ep.input,
             output: ep.output,
-            markup: self.markup,
+            markup: ep.markup,
+            sale: model.sale,
         }
     }
 }
@@ -134,17 +143,32 @@ type EndpointRow = (
     String,
     Option<String>,
 );
-type ModelRow = (String, String, String, String, i64, Option<i64>, i64);
+type ModelRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
 
 /// Reads the enabled catalog into a snapshot, decrypting provider credentials.
 pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
     let version = version(store).await?;
-    let markup: Option<(i64,)> =
-        sqlx::query_as("SELECT ppm FROM markup_rules WHERE scope = 'default'")
-            .fetch_optional(&store.pool)
-            .await?;
+    let rules: BTreeMap<String, i64> =
+        sqlx::query_as::<_, (String, i64)>("SELECT scope, ppm FROM markup_rules")
+            .fetch_all(&store.pool)
+            .await?
+            .into_iter()
+            .collect();
+    let default = Markup(rules.get("default").copied().unwrap_or(0));
     let models: Vec<ModelRow> = sqlx::query_as(
-        "SELECT id, slug, name, description, context_length, max_output_tokens, created_at FROM models WHERE enabled = 1",
+        "SELECT id, slug, name, description, context_length, max_output_tokens, created_at, hidden, \
+                sale_input_per_mtok_nanos, sale_output_per_mtok_nanos FROM models WHERE enabled = 1",
     )
     .fetch_all(&store.pool)
     .await?;
@@ -197,6 +221,10 @@ pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
                 p
             }
         };
+        let markup = rules
+            .get(&format!("model:{model_id}"))
+            .or_else(|| rules.get(&format!("provider:{}", provider.id)))
+            .map_or(default, |&ppm| Markup(ppm));
         by_model.entry(model_id).or_default().push(Endpoint {
             id,
             provider,
@@ -204,10 +232,23 @@ pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
             input: MtokPrice(input),
             output: MtokPrice(output),
             max_output_tokens: max_out.map(|v| v as u64),
+            markup,
         });
     }
     let mut out = BTreeMap::new();
-    for (id, slug, name, description, context_length, max_out, created_at) in models {
+    for (
+        id,
+        slug,
+        name,
+        description,
+        context_length,
+        max_out,
+        created_at,
+        hidden,
+        sale_in,
+        sale_out,
+    ) in models
+    {
         let Some(mut endpoints) = by_model.remove(&id) else {
             continue;
         };
@@ -227,13 +268,17 @@ pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
                 context_length: context_length.max(0) as u64,
                 max_output_tokens: max_out.map(|v| v as u64),
                 created_at,
+                hidden: hidden != 0,
+                sale: sale_in
+                    .zip(sale_out)
+                    .map(|(i, o)| (MtokPrice(i), MtokPrice(o))),
                 endpoints,
             }),
         );
     }
     Ok(Catalog {
         version,
-        markup: Markup(markup.map_or(0, |m| m.0)),
+        markup: default,
         models: out,
     })
 }
@@ -242,8 +287,10 @@ pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
 pub fn public_cards(c: &Catalog) -> Vec<switchyard_app::ModelCard> {
     c.models
         .values()
+        .filter(|m| !m.hidden)
         .map(|m| {
             let ep = &m.endpoints[0];
+            let (input, output) = c.pricing(m, ep).sale_per_mtok_usd();
             let mut providers: Vec<String> = m
                 .endpoints
                 .iter()
@@ -255,8 +302,8 @@ pub fn public_cards(c: &Catalog) -> Vec<switchyard_app::ModelCard> {
                 name: m.name.clone(),
                 description: m.description.clone(),
                 context_length: m.context_length,
-                input_usd_per_mtok: Pricing::per_mtok_usd(ep.input, c.markup),
-                output_usd_per_mtok: Pricing::per_mtok_usd(ep.output, c.markup),
+                input_usd_per_mtok: input,
+                output_usd_per_mtok: output,
                 providers,
             }
         })

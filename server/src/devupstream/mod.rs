@@ -95,11 +95,15 @@ pub async fn spawn(
     Ok((local, stats))
 }
 
-async fn models() -> Json<Value> {
+async fn models(State(f): State<Fake>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refuse_key(&f, &headers) {
+        return refused;
+    }
     Json(json!({"object": "list", "data": [
         {"id": "fast-1", "object": "model", "created": 1700000000, "owned_by": "switchyard-dev"},
         {"id": "smart-1", "object": "model", "created": 1700000000, "owned_by": "switchyard-dev"},
     ]}))
+    .into_response()
 }
 
 async fn stats_json(State(f): State<Fake>) -> Json<Value> {
@@ -175,19 +179,25 @@ fn prompt_tokens(body: &Value) -> u64 {
     (chars as u64).div_ceil(4) + 4 * msgs.len() as u64 + 3
 }
 
+/// OpenAI's answer to a missing or wrong key, when the fake has one.
+fn refuse_key(f: &Fake, headers: &HeaderMap) -> Option<Response> {
+    let key = f.cfg.api_key.as_ref()?;
+    let ok = headers.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {key}"));
+    (!ok).then(|| {
+        openai_error(
+            StatusCode::UNAUTHORIZED,
+            "Incorrect API key provided.",
+            "invalid_request_error",
+            Some("invalid_api_key"),
+        )
+    })
+}
+
 async fn chat(State(f): State<Fake>, headers: HeaderMap, body: Bytes) -> Response {
     f.stats.requests.fetch_add(1, Ordering::Relaxed);
-    if let Some(key) = &f.cfg.api_key {
-        let ok = headers.get("authorization").and_then(|v| v.to_str().ok())
-            == Some(&format!("Bearer {key}"));
-        if !ok {
-            return openai_error(
-                StatusCode::UNAUTHORIZED,
-                "Incorrect API key provided.",
-                "invalid_request_error",
-                Some("invalid_api_key"),
-            );
-        }
+    if let Some(refused) = refuse_key(&f, &headers) {
+        return refused;
     }
     let body: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,

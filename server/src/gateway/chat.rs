@@ -202,7 +202,7 @@ pub async fn chat_completions(
     let priced: Vec<(Endpoint, Pricing)> = model
         .endpoints
         .iter()
-        .map(|e| (e.clone(), catalog.pricing(e)))
+        .map(|e| (e.clone(), catalog.pricing(&model, e)))
         .collect();
     let worst = priced
         .iter()

@@ -4,7 +4,7 @@
 use super::ApiKeyAuth;
 use crate::billing::ledger;
 use crate::error::ApiError;
-use crate::money::{Nanos, Pricing};
+use crate::money::Nanos;
 use crate::state::AppState;
 use axum::{
     extract::{Query, State},
@@ -28,9 +28,11 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
     let data: Vec<Value> = c
         .models
         .values()
+        .filter(|m| !m.hidden)
         .map(|m| {
             let ep = &m.endpoints[0];
             let max_out = ep.max_output_tokens.or(m.max_output_tokens);
+            let (prompt, completion) = c.pricing(m, ep).sale_per_token_usd();
             json!({
                 "id": m.slug,
                 "canonical_slug": m.slug,
@@ -46,8 +48,8 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
                     "instruct_type": null,
                 },
                 "pricing": {
-                    "prompt": Pricing::per_token_usd(ep.input, c.markup),
-                    "completion": Pricing::per_token_usd(ep.output, c.markup),
+                    "prompt": prompt,
+                    "completion": completion,
                     "request": "0",
                     "image": "0",
                     "web_search": "0",

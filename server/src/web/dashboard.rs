@@ -478,6 +478,45 @@ impl Dashboard for Accounts {
         })
     }
 
+    fn catalog_admin<'a>(
+        &'a self,
+        who: &'a Who,
+    ) -> Res<'a, switchyard_app::catalog_admin::CatalogAdmin> {
+        Box::pin(async move {
+            platform_admin(self.store(), who).await?;
+            crate::catalog::admin::page(&self.state).await
+        })
+    }
+
+    fn catalog_change<'a>(
+        &'a self,
+        who: &'a Who,
+        op: switchyard_app::catalog_admin::CatalogOp,
+    ) -> Res<'a, String> {
+        Box::pin(async move {
+            let me = platform_admin(self.store(), who).await?;
+            crate::catalog::admin::change(&self.state, &me, op).await
+        })
+    }
+
+    fn test_provider<'a>(&'a self, who: &'a Who, id: &'a str) -> Res<'a, String> {
+        Box::pin(async move {
+            platform_admin(self.store(), who).await?;
+            crate::catalog::admin::test_provider(&self.state, id).await
+        })
+    }
+
+    fn provider_models<'a>(
+        &'a self,
+        who: &'a Who,
+        id: &'a str,
+    ) -> Res<'a, switchyard_app::catalog_admin::UpstreamList> {
+        Box::pin(async move {
+            platform_admin(self.store(), who).await?;
+            crate::catalog::admin::provider_models(&self.state, id).await
+        })
+    }
+
     fn set_billing_name<'a>(&'a self, who: &'a Who, name: &'a str) -> Res<'a, String> {
         Box::pin(async move {
             let actor = resolve(self.store(), who).await?;

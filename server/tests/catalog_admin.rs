@@ -1,0 +1,559 @@
+//! The catalog run by platform admins (the calls the `/admin/catalog` page makes), on SQLite and
+//! PostgreSQL, against the fake upstream over real HTTP: provider keys encrypted and shown only by
+//! their last four characters, connection tests and model import, prices (default, provider and model
+//! markup, sale price) reaching the gateway for the next request and never for one in flight, disabled
+//! endpoints getting no traffic, and every change in the audit log.
+
+mod common;
+
+use common::{chat_body, Db, TestApp, UPSTREAM_KEY};
+use serde_json::{json, Value};
+use std::time::Duration;
+use switchyard::catalog::admin::{change, page, provider_models, test_provider};
+use switchyard_app::catalog_admin::CatalogOp;
+
+fn usd_to_nanos(v: &Value) -> i64 {
+    let f: f64 = v.to_string().parse().expect("a number");
+    switchyard::money::Nanos::parse_usd(&format!("{f:.9}"))
+        .expect("usd")
+        .0
+}
+
+async fn admin(app: &TestApp) -> String {
+    let (u, _) =
+        switchyard::accounts::sign_up(&app.store, "root@example.com", "correct horse battery")
+            .await
+            .expect("sign up");
+    u.id
+}
+
+fn provider(slug: &str, base: &str, key: &str) -> CatalogOp {
+    CatalogOp::SaveProvider {
+        id: None,
+        slug: slug.into(),
+        name: format!("{slug} provider"),
+        kind: "openai".into(),
+        base_url: base.into(),
+        api_key: key.into(),
+        website: "https://example.com".into(),
+        data_policy: "no training on API data".into(),
+        markup_percent: String::new(),
+    }
+}
+
+async fn provider_id(app: &TestApp, slug: &str) -> String {
+    let (id,): (String,) = sqlx::query_as("SELECT id FROM providers WHERE slug = $1")
+        .bind(slug)
+        .fetch_one(&app.store.pool)
+        .await
+        .expect("provider");
+    id
+}
+
+async fn audit_count(app: &TestApp) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_log")
+        .fetch_one(&app.store.pool)
+        .await
+        .expect("count");
+    n
+}
+
+async fn providers_keys_are_encrypted_tested_and_listed(db: Db) {
+    let app = TestApp::start(db).await;
+    let root = admin(&app).await;
+    let base = format!("http://{}/v1", app.fake);
+    let secret = format!("{UPSTREAM_KEY}-x9z1");
+    // The fake checks the key: ours must reach it decrypted.
+    let said = change(&app.state, &root, provider("acme", &base, &secret))
+        .await
+        .expect("add");
+    assert!(said.contains("added"), "{said}");
+    let (enc, last4): (String, String) =
+        sqlx::query_as("SELECT api_key_enc, api_key_last4 FROM providers WHERE slug = 'acme'")
+            .fetch_one(&app.store.pool)
+            .await
+            .expect("row");
+    assert!(!enc.contains(UPSTREAM_KEY), "the key is stored encrypted");
+    assert_eq!(app.state.cipher.decrypt(&enc).expect("decrypts"), secret);
+    assert_eq!(last4, "x9z1");
+    // Nothing an admin sees (page or audit) holds the key.
+    let p = page(&app.state).await.expect("page");
+    let shown = serde_json::to_string(&p).expect("json");
+    assert!(!shown.contains(UPSTREAM_KEY));
+    let acme = p
+        .providers
+        .iter()
+        .find(|p| p.slug == "acme")
+        .expect("listed");
+    assert_eq!(acme.key_hint.as_deref(), Some("••••x9z1"));
+    let (audit,): (String,) = sqlx::query_as(
+        "SELECT COALESCE(after_json, '') FROM audit_log WHERE action = 'add provider'",
+    )
+    .fetch_one(&app.store.pool)
+    .await
+    .expect("audit");
+    assert!(
+        !audit.contains(UPSTREAM_KEY) && audit.contains("••••x9z1"),
+        "{audit}"
+    );
+    // The fake rejects the made-up key; the real one works.
+    let id = provider_id(&app, "acme").await;
+    let e = test_provider(&app.state, &id).await.expect_err("wrong key");
+    assert!(e.contains("401"), "{e}");
+    let edit = CatalogOp::SaveProvider {
+        id: Some(id.clone()),
+        slug: "acme".into(),
+        name: "Acme AI".into(),
+        kind: "openai".into(),
+        base_url: format!("{base}/"),
+        api_key: UPSTREAM_KEY.into(),
+        website: String::new(),
+        data_policy: String::new(),
+        markup_percent: "20".into(),
+    };
+    change(&app.state, &root, edit).await.expect("edit");
+    let ok = test_provider(&app.state, &id).await.expect("reachable");
+    assert!(ok.contains("listing 2 models"), "{ok}");
+    // A blank key keeps the stored one.
+    let keep = CatalogOp::SaveProvider {
+        id: Some(id.clone()),
+        slug: "acme".into(),
+        name: "Acme AI".into(),
+        kind: "openai".into(),
+        base_url: base.clone(),
+        api_key: String::new(),
+        website: String::new(),
+        data_policy: String::new(),
+        markup_percent: "20".into(),
+    };
+    change(&app.state, &root, keep).await.expect("edit");
+    assert!(test_provider(&app.state, &id).await.is_ok());
+    let listed = provider_models(&app.state, &id).await.expect("models");
+    let ids: Vec<_> = listed
+        .models
+        .iter()
+        .map(|m| (m.id.as_str(), m.imported))
+        .collect();
+    assert_eq!(ids, [("fast-1", false), ("smart-1", false)]);
+    // An unreachable provider says so.
+    let dead = provider_id(&app, "dead").await;
+    let e = test_provider(&app.state, &dead).await.expect_err("dead");
+    assert!(e.contains("did not answer"), "{e}");
+    // Bad input changes nothing.
+    let before = (
+        audit_count(&app).await,
+        page(&app.state).await.expect("page"),
+    );
+    for bad in [
+        provider("Bad Slug", &base, ""),
+        provider("ok", "ftp://example.com", ""),
+        provider("acme", &base, ""),
+        CatalogOp::SaveProvider {
+            id: None,
+            slug: "grpc".into(),
+            name: "G".into(),
+            kind: "grpc".into(),
+            base_url: base.clone(),
+            api_key: String::new(),
+            website: String::new(),
+            data_policy: String::new(),
+            markup_percent: String::new(),
+        },
+        CatalogOp::SetDefaultMarkup {
+            percent: "-5".into(),
+        },
+    ] {
+        assert!(
+            change(&app.state, &root, bad.clone()).await.is_err(),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(audit_count(&app).await, before.0);
+    assert_eq!(page(&app.state).await.expect("page"), before.1);
+    app.stop().await;
+}
+
+/// Calls `model` once; returns (status, body).
+async fn call(app: &TestApp, model: &str) -> (u16, Value) {
+    let r = app.chat(chat_body(json!({"model": model}))).await;
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The charge of a 200 answer, and what it should be at `in_per_m`/`out_per_m` nanos per token x
+/// `num/den`, rounded up once.
+fn charged(v: &Value) -> (i64, u64, u64) {
+    (
+        usd_to_nanos(&v["usage"]["cost"]),
+        v["usage"]["prompt_tokens"].as_u64().expect("p"),
+        v["usage"]["completion_tokens"].as_u64().expect("c"),
+    )
+}
+
+fn at(p: u64, c: u64, input: i64, output: i64, num: i64, den: i64) -> i64 {
+    let raw = (p as i64 * input + c as i64 * output) * num;
+    (raw + den - 1) / den
+}
+
+async fn endpoint_of(app: &TestApp, model: &str, provider: &str) -> String {
+    let (id,): (String,) = sqlx::query_as(
+        "SELECT e.id FROM endpoints e JOIN models m ON m.id = e.model_id JOIN providers p ON p.id = e.provider_id \
+         WHERE m.slug = $1 AND p.slug = $2",
+    )
+    .bind(model)
+    .bind(provider)
+    .fetch_one(&app.store.pool)
+    .await
+    .expect("endpoint");
+    id
+}
+
+async fn model_id(app: &TestApp, slug: &str) -> String {
+    let (id,): (String,) = sqlx::query_as("SELECT id FROM models WHERE slug = $1")
+        .bind(slug)
+        .fetch_one(&app.store.pool)
+        .await
+        .expect("model");
+    id
+}
+
+fn price(id: &str, input: &str, output: &str, enabled: bool) -> CatalogOp {
+    CatalogOp::SaveEndpoint {
+        id: id.into(),
+        upstream_model: "smart-1".into(),
+        cost_input: input.into(),
+        cost_output: output.into(),
+        enabled,
+    }
+}
+
+fn model_rules(id: &str, markup: &str, sale: (&str, &str), hidden: bool) -> CatalogOp {
+    CatalogOp::SaveModel {
+        id: id.into(),
+        name: "Smart One".into(),
+        description: "A model imported in a test".into(),
+        context_length: "32000".into(),
+        enabled: true,
+        hidden,
+        sale_input: sale.0.into(),
+        sale_output: sale.1.into(),
+        markup_percent: markup.into(),
+    }
+}
+
+async fn imported_models_are_priced_by_the_rules_and_in_flight_requests_keep_their_price(db: Db) {
+    let app = TestApp::start(db).await;
+    app.grant("10").await;
+    let root = admin(&app).await;
+    let base = format!("http://{}/v1", app.fake);
+    change(&app.state, &root, provider("acme", &base, UPSTREAM_KEY))
+        .await
+        .expect("add");
+    let acme = provider_id(&app, "acme").await;
+    let said = change(
+        &app.state,
+        &root,
+        CatalogOp::Import {
+            provider_id: acme.clone(),
+            upstream: vec!["smart-1".into()],
+        },
+    )
+    .await
+    .expect("import");
+    assert!(said.contains("smart-1"), "{said}");
+    // Imported, but off and unpriced: nothing is served at $0.
+    let (s, _) = call(&app, "smart-1").await;
+    assert_ne!(s, 200, "an unpriced import must not serve");
+    assert!(provider_models(&app.state, &acme)
+        .await
+        .expect("models")
+        .models
+        .iter()
+        .any(|m| m.id == "smart-1" && m.imported));
+    // Priced and on: the default markup (10 %) applies from the next request.
+    let ep = endpoint_of(&app, "smart-1", "acme").await;
+    change(&app.state, &root, price(&ep, "1.00", "2.00", true))
+        .await
+        .expect("price");
+    let (s, v) = call(&app, "smart-1").await;
+    assert_eq!(s, 200, "{v}");
+    let (got, p, c) = charged(&v);
+    assert_eq!(got, at(p, c, 1000, 2000, 110, 100));
+    // The provider's markup beats the default; the model's beats the provider's; a sale price beats both.
+    change(
+        &app.state,
+        &root,
+        CatalogOp::SaveProvider {
+            id: Some(acme.clone()),
+            slug: "acme".into(),
+            name: "Acme".into(),
+            kind: "openai".into(),
+            base_url: base.clone(),
+            api_key: String::new(),
+            website: String::new(),
+            data_policy: String::new(),
+            markup_percent: "20".into(),
+        },
+    )
+    .await
+    .expect("provider markup");
+    let (got, p, c) = charged(&call(&app, "smart-1").await.1);
+    assert_eq!(got, at(p, c, 1000, 2000, 120, 100));
+    let mid = model_id(&app, "smart-1").await;
+    change(&app.state, &root, model_rules(&mid, "5", ("", ""), false))
+        .await
+        .expect("model markup");
+    let (got, p, c) = charged(&call(&app, "smart-1").await.1);
+    assert_eq!(got, at(p, c, 1000, 2000, 105, 100));
+    change(&app.state, &root, model_rules(&mid, "5", ("3", "4"), false))
+        .await
+        .expect("sale price");
+    let (got, p, c) = charged(&call(&app, "smart-1").await.1);
+    assert_eq!(got, at(p, c, 3000, 4000, 1, 1));
+    // The public list shows the sale price per token; the admin page shows cost, sale and margin.
+    let (_, list) = app.get("/api/v1/models").await;
+    let m = list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|m| m["id"] == "smart-1")
+        .expect("listed");
+    assert_eq!(m["pricing"]["prompt"], "0.000003");
+    assert_eq!(m["pricing"]["completion"], "0.000004");
+    let admin_view = page(&app.state).await.expect("page");
+    let row = &admin_view
+        .models
+        .iter()
+        .find(|m| m.slug == "smart-1")
+        .expect("model")
+        .endpoints[0];
+    assert_eq!(
+        (
+            row.cost_input.as_str(),
+            row.cost_output.as_str(),
+            row.sale_input.as_str(),
+            row.sale_output.as_str()
+        ),
+        ("1.00", "2.00", "3.00", "4.00")
+    );
+    // (7 - 3) / 7 of what tenants pay is kept.
+    assert_eq!(row.margin, "57.14 %");
+    assert_eq!(row.price_rule, "sale price");
+
+    // A request in flight keeps the price it was admitted at.
+    change(&app.state, &root, model_rules(&mid, "5", ("", ""), false))
+        .await
+        .expect("back to markup");
+    let (http, url, key) = (
+        app.http.clone(),
+        app.url("/api/v1/chat/completions"),
+        app.key.clone(),
+    );
+    let stream = tokio::spawn(async move {
+        let body = chat_body(json!({"model": "smart-1", "stream": true,
+            "x_fake": {"tokens": 12, "chunk_delay_ms": 60}}));
+        let r = http
+            .post(url)
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .expect("req");
+        let id = r.headers()["x-generation-id"]
+            .to_str()
+            .expect("id")
+            .to_string();
+        (id, r.text().await.expect("body"))
+    });
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    change(&app.state, &root, model_rules(&mid, "100", ("", ""), false))
+        .await
+        .expect("markup 100 %");
+    let (gen_id, text) = stream.await.expect("stream");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let g = app.wait_generation(&gen_id).await;
+    let (charge, cost, p, c): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT charge_nanos, cost_nanos, prompt_tokens, completion_tokens FROM generations WHERE id = $1",
+    )
+    .bind(&gen_id)
+    .fetch_one(&app.store.pool)
+    .await
+    .expect("generation");
+    assert!(g.is_object());
+    assert_eq!(cost, at(p as u64, c as u64, 1000, 2000, 1, 1));
+    assert_eq!(
+        charge,
+        at(p as u64, c as u64, 1000, 2000, 105, 100),
+        "the in-flight request kept 5 %"
+    );
+    let (got, p, c) = charged(&call(&app, "smart-1").await.1);
+    assert_eq!(
+        got,
+        at(p, c, 1000, 2000, 200, 100),
+        "the next request pays 100 %"
+    );
+
+    // A hidden model is callable but not listed.
+    change(&app.state, &root, model_rules(&mid, "100", ("", ""), true))
+        .await
+        .expect("hide");
+    let (_, list) = app.get("/api/v1/models").await;
+    assert!(!list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .any(|m| m["id"] == "smart-1"));
+    assert_eq!(call(&app, "smart-1").await.0, 200);
+
+    // Every change is in the audit log, newest first, with who and what.
+    let audit = page(&app.state).await.expect("page").audit;
+    assert_eq!(audit[0].action, "edit model");
+    assert_eq!(audit[0].actor, "root@example.com");
+    assert!(
+        audit[0].change.contains("hidden: false → true"),
+        "{}",
+        audit[0].change
+    );
+    assert!(audit.iter().any(|a| a.action == "edit endpoint"
+        && a.change.contains("cost_input: 0.00 → 1.00")
+        && a.change.contains("enabled: false → true")));
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "import model" && a.target == "smart-1"));
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "catalog apply" && a.actor == "the operator (CLI)"));
+    app.assert_books_balance().await;
+    app.stop().await;
+}
+
+/// The provider that served an answer, from the request log.
+async fn served_by(app: &TestApp, v: Value) -> String {
+    let id = v["id"].as_str().expect("id").to_string();
+    let g = app.wait_generation(&id).await;
+    g["provider_name"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(|| panic!("no provider in {g}"))
+}
+
+async fn disabled_endpoints_and_providers_get_no_traffic(db: Db) {
+    let app = TestApp::start(db).await;
+    app.grant("10").await;
+    let root = admin(&app).await;
+    let base = format!("http://{}/v1", app.fake);
+    // test/fast is served by "fake" at $0.50/$1.50; a second, cheaper provider comes first.
+    change(&app.state, &root, provider("cheap", &base, UPSTREAM_KEY))
+        .await
+        .expect("add");
+    let cheap = provider_id(&app, "cheap").await;
+    change(
+        &app.state,
+        &root,
+        CatalogOp::Import {
+            provider_id: cheap.clone(),
+            upstream: vec!["fast-1".into()],
+        },
+    )
+    .await
+    .expect("import");
+    // The import made a new model "fast-1"; serve test/fast through "cheap" instead.
+    let (ep,): (String,) = sqlx::query_as(
+        "SELECT e.id FROM endpoints e JOIN providers p ON p.id = e.provider_id WHERE p.slug = 'cheap'",
+    )
+    .fetch_one(&app.store.pool)
+    .await
+    .expect("endpoint");
+    let fast = model_id(&app, "test/fast").await;
+    sqlx::query("UPDATE endpoints SET model_id = $1 WHERE id = $2")
+        .bind(&fast)
+        .bind(&ep)
+        .execute(&app.store.writer)
+        .await
+        .expect("move");
+    let on = CatalogOp::SaveEndpoint {
+        id: ep.clone(),
+        upstream_model: "fast-1".into(),
+        cost_input: "0.10".into(),
+        cost_output: "0.20".into(),
+        enabled: true,
+    };
+    change(&app.state, &root, on.clone()).await.expect("on");
+    for _ in 0..3 {
+        let (s, v) = call(&app, "test/fast").await;
+        assert_eq!(s, 200);
+        assert_eq!(served_by(&app, v).await, "cheap");
+    }
+    // Endpoint off: every request goes to the other provider.
+    let CatalogOp::SaveEndpoint {
+        id,
+        upstream_model,
+        cost_input,
+        cost_output,
+        ..
+    } = on.clone()
+    else {
+        unreachable!()
+    };
+    change(
+        &app.state,
+        &root,
+        CatalogOp::SaveEndpoint {
+            id,
+            upstream_model,
+            cost_input,
+            cost_output,
+            enabled: false,
+        },
+    )
+    .await
+    .expect("off");
+    for _ in 0..3 {
+        let (s, v) = call(&app, "test/fast").await;
+        assert_eq!(s, 200);
+        assert_eq!(served_by(&app, v).await, "fake");
+    }
+    // Back on, then the provider disabled: the same.
+    change(&app.state, &root, on).await.expect("on again");
+    assert_eq!(
+        served_by(&app, call(&app, "test/fast").await.1).await,
+        "cheap"
+    );
+    change(
+        &app.state,
+        &root,
+        CatalogOp::SetProviderEnabled {
+            id: cheap.clone(),
+            enabled: false,
+        },
+    )
+    .await
+    .expect("disable");
+    for _ in 0..3 {
+        assert_eq!(
+            served_by(&app, call(&app, "test/fast").await.1).await,
+            "fake"
+        );
+    }
+    // With its only provider disabled, a model is not served at all.
+    let fake = provider_id(&app, "fake").await;
+    change(
+        &app.state,
+        &root,
+        CatalogOp::SetProviderEnabled {
+            id: fake,
+            enabled: false,
+        },
+    )
+    .await
+    .expect("disable");
+    assert_ne!(call(&app, "test/fast").await.0, 200);
+    app.assert_books_balance().await;
+    app.stop().await;
+}
+
+both_backends!(
+    providers_keys_are_encrypted_tested_and_listed,
+    imported_models_are_priced_by_the_rules_and_in_flight_requests_keep_their_price,
+    disabled_endpoints_and_providers_get_no_traffic,
+);
