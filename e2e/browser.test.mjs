@@ -747,3 +747,112 @@ test('an owner buys credits on the Stripe fake: fee shown first, credits only af
     await ctx.close();
   }
 });
+
+/// A free local port (the OS picks it; closed again before use).
+async function freePort() {
+  const net = await import('node:net');
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+test('an admin adds a provider, imports two of its models, prices them, and a tenant pays the new price', async () => {
+  // A second OpenAI-compatible upstream (the same fake the demo uses), with its own key.
+  const port = await freePort();
+  const upstreamKey = 'sk-e2e-upstream-k3y9';
+  const upstream = spawn(process.env.SWITCHYARD_BIN, ['dev-upstream', '--addr', `127.0.0.1:${port}`, '--api-key', upstreamKey],
+    { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: 'warn' } });
+  const ctx = await otherBrowser();
+  try {
+    for (let i = 0; i < 50; i++) {
+      const r = await fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { authorization: `Bearer ${upstreamKey}` } }).catch(() => null);
+      if (r?.ok) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const page = await signIn(ctx, demoLogin.email, demoLogin.password);
+    const errors = watchErrors(page);
+    await page.goto(`${base}/admin`);
+    await page.click('nav.subnav a:has-text("Catalog")');
+    await page.waitForURL(/\/admin\/catalog$/);
+    await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    await page.waitForSelector('tr.provider-row[data-slug="dev"]');
+
+    // Add the provider; its key is never shown again, only its last four characters.
+    await page.click('details.add-provider > summary');
+    const form = page.locator('details.add-provider form');
+    await form.locator('input[name=slug]').fill('e2e-upstream');
+    await form.locator('input[name=name]').fill('E2E Upstream');
+    await form.locator('input[name=base_url]').fill(`http://127.0.0.1:${port}/v1`);
+    await form.locator('input[name=api_key]').fill(upstreamKey);
+    await form.locator('input[name=data_policy]').fill('Runs on our own machines; keeps nothing.');
+    await form.locator('button[type=submit]').click();
+    await page.waitForSelector('tr.provider-row[data-slug="e2e-upstream"]');
+    const row = page.locator('tr.provider-row[data-slug="e2e-upstream"]');
+    assert.match(await row.innerText(), /••••k3y9/);
+    assert.ok(!(await page.content()).includes(upstreamKey), 'the key is not on the page');
+
+    // Test the connection, then import two of the models it lists.
+    await row.locator('button:has-text("Test connection")').click();
+    await page.waitForSelector('.test-result p.notice');
+    assert.match(await page.locator('.test-result').innerText(), /E2E Upstream answered in \d+ ms .* listing 2 models/);
+    await row.locator('button:has-text("Import models")').click();
+    await page.waitForSelector('.import-list h3:has-text("Models E2E Upstream offers")');
+    await page.check('.import-list input[value="fast-1"]');
+    await page.check('.import-list input[value="smart-1"]');
+    await page.screenshot({ path: path.join(shots, 'admin-catalog-import.png'), fullPage: true });
+    await page.click('.import-list button:has-text("Add selected")');
+    await page.waitForSelector('p.notice:has-text("added fast-1, smart-1")');
+
+    // Price them and turn them on; then a 25 % default markup.
+    const priceEndpoint = async (slug, input, output) => {
+      const card = page.locator(`article.model-admin[data-slug="${slug}"]`);
+      await card.locator('details.edit-endpoint[data-provider="E2E Upstream"] > summary').click();
+      const f = card.locator('details.edit-endpoint[data-provider="E2E Upstream"] form');
+      await f.locator('input[name=cost_input]').fill(input);
+      await f.locator('input[name=cost_output]').fill(output);
+      await f.locator('input[name=enabled]').check();
+      await f.locator('button[type=submit]').click();
+      await page.waitForSelector(`#models p.notice:has-text("${slug}: endpoint saved")`);
+    };
+    await priceEndpoint('smart-1', '2', '4');
+    await priceEndpoint('fast-1', '1', '1');
+    await page.fill('.markup-panel input[name=percent]', '25');
+    await page.click('.markup-panel button:has-text("Save")');
+    await page.waitForSelector('.markup-panel p.notice:has-text("default markup is 25 %")');
+    const smart = page.locator('article.model-admin[data-slug="smart-1"] tr.endpoint-row');
+    await page.waitForFunction(() => document.querySelector('article.model-admin[data-slug="smart-1"] tr.endpoint-row td.sale')?.innerText.includes('$2.50 / $5.00'));
+    assert.match(await smart.locator('td.margin').innerText(), /^20\.00 %$/);
+    assert.match(await smart.innerText(), /\$2\.00 \/ \$4\.00/);
+    await page.screenshot({ path: path.join(shots, 'admin-catalog.png'), fullPage: true });
+
+    // A tenant's call is charged the new price: cost x 1.25, rounded up once to a nano-dollar.
+    const r = await fetch(`${base}/api/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${demoKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'smart-1', messages: [{ role: 'user', content: 'Price check, please.' }] }),
+    });
+    assert.equal(r.status, 200);
+    const v = await r.json();
+    const { prompt_tokens: p, completion_tokens: c, cost } = v.usage;
+    const nanos = BigInt(Math.round(cost * 1e9));
+    const expected = ((BigInt(p) * 2000n + BigInt(c) * 4000n) * 125n + 99n) / 100n;
+    assert.equal(nanos, expected, `cost ${cost} for ${p}+${c} tokens`);
+
+    // Every change is in the audit log, with who made it.
+    await page.goto(`${base}/admin/catalog#audit`);
+    await page.waitForSelector('tr.audit-row');
+    const audit = await page.locator('.audit-table').innerText();
+    for (const s of ['set default markup', 'edit endpoint', 'import model', 'add provider', demoLogin.email]) {
+      assert.ok(audit.includes(s), `${s} in the audit log`);
+    }
+    assert.ok(!audit.includes(upstreamKey), 'the key is not in the audit log');
+    assert.deepEqual(errors, []);
+  } finally {
+    await ctx.close();
+    upstream.kill('SIGTERM');
+  }
+});

@@ -144,6 +144,7 @@ pub async fn load_catalog_admin() -> Result<CatalogAdmin, ServerFnError> {
     b.0.catalog_admin(&who).await.map_err(ServerFnError::new)
 }
 
+#[cfg(feature = "ssr")]
 async fn run(op: CatalogOp) -> Result<Outcome, ServerFnError> {
     let (b, who) = crate::account::signed_in().await?;
     Ok(b.0.catalog_change(&who, op).await.into())
@@ -302,20 +303,22 @@ pub fn CatalogAdminPage() -> impl IntoView {
                             <h2>"Providers"</h2>
                             <div class="table-wrap">
                             <table class="admin-table providers-table">
-                                <thead><tr><th>"Provider"</th><th>"Kind"</th><th>"Base URL"</th><th>"Key"</th><th>"Markup"</th><th>"Status"</th><th></th></tr></thead>
+                                <thead><tr><th>"Provider"</th><th>"Key"</th><th>"Markup"</th><th>"Status"</th><th>"Actions"</th></tr></thead>
                                 <tbody>
                                     {d.providers.clone().into_iter().map(|p| {
                                         let (id_test, id_list, id_toggle) = (p.id.clone(), p.id.clone(), p.id.clone());
                                         let enabled = p.enabled;
                                         view! {
                                             <tr class="provider-row" data-slug=p.slug.clone()>
-                                                <td><strong>{p.name.clone()}</strong><div class="slug">{p.slug.clone()}</div></td>
-                                                <td>{p.kind.clone()}</td>
-                                                <td class="mono wrap">{p.base_url.clone()}</td>
+                                                <td>
+                                                    <strong>{p.name.clone()}</strong>" "<span class="slug">{format!("{} · {}", p.slug, p.kind)}</span>
+                                                    <div class="mono wrap muted">{p.base_url.clone()}</div>
+                                                    {(!p.data_policy.is_empty()).then(|| view! { <div class="muted small">{p.data_policy.clone()}</div> })}
+                                                </td>
                                                 <td class="mono">{p.key_hint.clone().unwrap_or_else(|| "none".into())}</td>
                                                 <td>{p.markup_percent.clone().map_or("default".to_string(), |m| format!("{m} %"))}</td>
                                                 <td><span class=if enabled { "status active" } else { "status disabled" }>{if enabled { "enabled" } else { "disabled" }}</span></td>
-                                                <td class="row-actions">
+                                                <td class="provider-actions">
                                                     <button type="button" class="button ghost small" on:click=move |_| { test.dispatch(TestProvider { id: id_test.clone() }); }>"Test connection"</button>
                                                     <button type="button" class="button ghost small" on:click=move |_| { listing.dispatch(ProviderModels { id: id_list.clone() }); }>"Import models"</button>
                                                     <button type="button" class="button ghost small" on:click=move |_| { toggle.dispatch(SetProviderEnabled { id: id_toggle.clone(), enabled: !enabled }); }>{if enabled { "Disable" } else { "Enable" }}</button>
@@ -399,7 +402,7 @@ fn ProviderForm(
         <ActionForm action=action attr:class="form provider-form">
             <input type="hidden" name="id" value=v(|p| p.id.clone())/>
             <div class="form-grid">
-                <label>"Slug" <input name="slug" required pattern="[a-z0-9][a-z0-9-]*" placeholder="e.g. openai" value=v(|p| p.slug.clone())/></label>
+                <label>"Slug" <input name="slug" required pattern="[a-z0-9][a-z0-9\\-]*" placeholder="e.g. openai" value=v(|p| p.slug.clone())/></label>
                 <label>"Name" <input name="name" required placeholder="e.g. OpenAI" value=v(|p| p.name.clone())/></label>
                 <label>"Kind (wire protocol)"
                     <select name="kind">
@@ -477,7 +480,7 @@ fn ModelCard(
             </header>
             <div class="table-wrap">
             <table class="admin-table endpoints-table">
-                <thead><tr><th>"Provider"</th><th>"Upstream model"</th><th class="num">"Cost in / out"</th><th class="num">"Sale in / out"</th><th class="num">"Margin"</th><th>"On"</th><th></th></tr></thead>
+                <thead><tr><th>"Provider"</th><th>"Upstream model"</th><th class="num">"Cost in / out"</th><th class="num">"Sale in / out"</th><th class="num">"Margin"</th><th>"On"</th></tr></thead>
                 <tbody>
                     {m.endpoints.clone().into_iter().map(|e| view! {
                         <tr class="endpoint-row" data-provider=e.provider.clone()>
@@ -487,24 +490,28 @@ fn ModelCard(
                             <td class="num sale">{format!("${} / ${}", e.sale_input, e.sale_output)}<div class="muted small">{e.price_rule.clone()}</div></td>
                             <td class="num margin">{e.margin.clone()}</td>
                             <td>{if e.enabled { "yes" } else { "no" }}</td>
-                            <td>
-                                <details class="edit-endpoint">
-                                    <summary>"Edit"</summary>
-                                    <ActionForm action=endpoint attr:class="form endpoint-form">
-                                        <input type="hidden" name="id" value=e.id.clone()/>
-                                        <label>"Upstream model" <input name="upstream_model" required value=e.upstream_model.clone()/></label>
-                                        <label>"Cost per 1M input (USD)" <input name="cost_input" inputmode="decimal" required value=e.cost_input.clone()/></label>
-                                        <label>"Cost per 1M output (USD)" <input name="cost_output" inputmode="decimal" required value=e.cost_output.clone()/></label>
-                                        <label class="check"><input type="checkbox" name="enabled" value="1" checked=e.enabled/>"Serve traffic"</label>
-                                        <button type="submit" class="button small">"Save endpoint"</button>
-                                    </ActionForm>
-                                </details>
-                            </td>
                         </tr>
                     }).collect_view()}
                 </tbody>
             </table>
             </div>
+            {m.endpoints.clone().into_iter().map(|e| view! {
+                <details class="edit-endpoint" data-provider=e.provider.clone()>
+                    <summary>{format!("Edit the {} endpoint (cost, upstream name, on/off)", e.provider)}</summary>
+                    <ActionForm action=endpoint attr:class="form endpoint-form">
+                        <input type="hidden" name="id" value=e.id.clone()/>
+                        <div class="form-grid">
+                            <label>"Upstream model" <input name="upstream_model" required value=e.upstream_model.clone()/></label>
+                            <label>"Cost per 1M input (USD)" <input name="cost_input" inputmode="decimal" required value=e.cost_input.clone()/></label>
+                            <label>"Cost per 1M output (USD)" <input name="cost_output" inputmode="decimal" required value=e.cost_output.clone()/></label>
+                        </div>
+                        <div class="checks-row">
+                            <label class="check"><input type="checkbox" name="enabled" value="1" checked=e.enabled/>"Serve traffic"</label>
+                            <button type="submit" class="button small">"Save endpoint"</button>
+                        </div>
+                    </ActionForm>
+                </details>
+            }).collect_view()}
             <details class="edit-model">
                 <summary>"Edit model, sale price and markup"</summary>
                 <ActionForm action=model attr:class="form model-form">
