@@ -805,7 +805,7 @@ test('an admin adds a provider, imports two of its models, prices them, and a te
     await page.check('.import-list input[value="smart-1"]');
     await page.screenshot({ path: path.join(shots, 'admin-catalog-import.png'), fullPage: true });
     await page.click('.import-list button:has-text("Add selected")');
-    await page.waitForSelector('p.notice:has-text("added fast-1, smart-1")');
+    await page.waitForSelector('p.notice:has-text("added e2e-upstream/fast-1, e2e-upstream/smart-1")');
 
     // Price them and turn them on; then a 25 % default markup.
     const priceEndpoint = async (slug, input, output) => {
@@ -818,13 +818,13 @@ test('an admin adds a provider, imports two of its models, prices them, and a te
       await f.locator('button[type=submit]').click();
       await page.waitForSelector(`#models p.notice:has-text("${slug}: endpoint saved")`);
     };
-    await priceEndpoint('smart-1', '2', '4');
-    await priceEndpoint('fast-1', '1', '1');
+    await priceEndpoint('e2e-upstream/smart-1', '2', '4');
+    await priceEndpoint('e2e-upstream/fast-1', '1', '1');
     await page.fill('.markup-panel input[name=percent]', '25');
     await page.click('.markup-panel button:has-text("Save")');
     await page.waitForSelector('.markup-panel p.notice:has-text("default markup is 25 %")');
-    const smart = page.locator('article.model-admin[data-slug="smart-1"] tr.endpoint-row');
-    await page.waitForFunction(() => document.querySelector('article.model-admin[data-slug="smart-1"] tr.endpoint-row td.sale')?.innerText.includes('$2.50 / $5.00'));
+    const smart = page.locator('article.model-admin[data-slug="e2e-upstream/smart-1"] tr.endpoint-row');
+    await page.waitForFunction(() => document.querySelector('article.model-admin[data-slug="e2e-upstream/smart-1"] tr.endpoint-row td.sale')?.innerText.includes('$2.50 / $5.00'));
     assert.match(await smart.locator('td.margin').innerText(), /^20\.00 %$/);
     assert.match(await smart.innerText(), /\$2\.00 \/ \$4\.00/);
     await page.screenshot({ path: path.join(shots, 'admin-catalog.png'), fullPage: true });
@@ -833,7 +833,7 @@ test('an admin adds a provider, imports two of its models, prices them, and a te
     const r = await fetch(`${base}/api/v1/chat/completions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${demoKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'smart-1', messages: [{ role: 'user', content: 'Price check, please.' }] }),
+      body: JSON.stringify({ model: 'e2e-upstream/smart-1', messages: [{ role: 'user', content: 'Price check, please.' }] }),
     });
     assert.equal(r.status, 200);
     const v = await r.json();

@@ -30,6 +30,8 @@ pub struct ProviderRow {
     /// The provider's own markup, when it has one.
     pub markup_percent: Option<String>,
     pub endpoints: u32,
+    /// One of its endpoints is degraded.
+    pub degraded: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +65,23 @@ pub struct AdminEndpoint {
     pub margin: String,
     /// Where its price comes from: "default markup 10 %", "provider markup 20 %", "sale price".
     pub price_rule: String,
+    /// Over the last 5 minutes, 1 hour and 1 day.
+    pub health: Vec<HealthView>,
+    /// Its recent error rate passed the platform's threshold.
+    pub degraded: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthView {
+    /// "5 min", "1 h", "1 day".
+    pub window: String,
+    pub requests: u64,
+    /// "99.50 %" or "—" without traffic.
+    pub uptime: String,
+    pub error_rate: String,
+    /// "p50 120 · p95 300 · p99 410 ms" or "—".
+    pub latency: String,
+    pub ttft: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,7 +336,10 @@ pub fn CatalogAdminPage() -> impl IntoView {
                                                 </td>
                                                 <td class="mono">{p.key_hint.clone().unwrap_or_else(|| "none".into())}</td>
                                                 <td>{p.markup_percent.clone().map_or("default".to_string(), |m| format!("{m} %"))}</td>
-                                                <td><span class=if enabled { "status active" } else { "status disabled" }>{if enabled { "enabled" } else { "disabled" }}</span></td>
+                                                <td>
+                                                    <span class=if enabled { "status active" } else { "status disabled" }>{if enabled { "enabled" } else { "disabled" }}</span>
+                                                    {p.degraded.then(|| view! { " " <span class="status expired provider-degraded">"degraded"</span> })}
+                                                </td>
                                                 <td class="provider-actions">
                                                     <button type="button" class="button ghost small" on:click=move |_| { test.dispatch(TestProvider { id: id_test.clone() }); }>"Test connection"</button>
                                                     <button type="button" class="button ghost small" on:click=move |_| { listing.dispatch(ProviderModels { id: id_list.clone() }); }>"Import models"</button>
@@ -480,7 +502,7 @@ fn ModelCard(
             </header>
             <div class="table-wrap">
             <table class="admin-table endpoints-table">
-                <thead><tr><th>"Provider"</th><th>"Upstream model"</th><th class="num">"Cost in / out"</th><th class="num">"Sale in / out"</th><th class="num">"Margin"</th><th>"On"</th></tr></thead>
+                <thead><tr><th>"Provider"</th><th>"Upstream model"</th><th class="num">"Cost in / out"</th><th class="num">"Sale in / out"</th><th class="num">"Margin"</th><th>"On"</th><th>"Health (uptime · p50 latency)"</th></tr></thead>
                 <tbody>
                     {m.endpoints.clone().into_iter().map(|e| view! {
                         <tr class="endpoint-row" data-provider=e.provider.clone()>
@@ -490,6 +512,15 @@ fn ModelCard(
                             <td class="num sale">{format!("${} / ${}", e.sale_input, e.sale_output)}<div class="muted small">{e.price_rule.clone()}</div></td>
                             <td class="num margin">{e.margin.clone()}</td>
                             <td>{if e.enabled { "yes" } else { "no" }}</td>
+                            <td class="health" class:degraded=e.degraded>
+                                {e.degraded.then(|| view! { <span class="status expired">"degraded"</span> })}
+                                {e.health.clone().into_iter().map(|h| view! {
+                                    <div class="health-line" title=format!("{} requests · errors {} · latency {} · first token {}", h.requests, h.error_rate, h.latency, h.ttft)>
+                                        <span class="muted">{h.window.clone()}</span>" "
+                                        {if h.requests == 0 { "no traffic".to_string() } else { format!("{} req · {} up · {}", h.requests, h.uptime, h.latency.split(" · ").next().unwrap_or("").to_string()) }}
+                                    </div>
+                                }).collect_view()}
+                            </td>
                         </tr>
                     }).collect_view()}
                 </tbody>

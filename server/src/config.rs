@@ -84,6 +84,8 @@ pub struct Config {
     pub low_balance_check_ms: u64,
     /// The wait after a declined automatic top-up before the next try; it doubles with each decline.
     pub topup_retry_ms: u64,
+    /// An endpoint whose error rate over the last 5 minutes passes this percentage is shown degraded.
+    pub degraded_error_percent: u64,
 }
 
 impl Default for Config {
@@ -118,6 +120,7 @@ impl Default for Config {
             purchase_max_usd: "10000".into(),
             low_balance_check_ms: 30_000,
             topup_retry_ms: 15 * 60_000,
+            degraded_error_percent: 20,
         }
     }
 }
@@ -252,6 +255,9 @@ const ENV: &[(&str, Setter)] = &[
     }),
     ("SWITCHYARD_LOW_BALANCE_CHECK_MS", |c, v| {
         num(v).map(|x| c.low_balance_check_ms = x)
+    }),
+    ("SWITCHYARD_DEGRADED_ERROR_PERCENT", |c, v| {
+        num(v).map(|x| c.degraded_error_percent = x)
     }),
     ("SWITCHYARD_TOPUP_RETRY_MS", |c, v| {
         num(v).map(|x| c.topup_retry_ms = x)

@@ -260,9 +260,9 @@ async fn imported_models_are_priced_by_the_rules_and_in_flight_requests_keep_the
     )
     .await
     .expect("import");
-    assert!(said.contains("smart-1"), "{said}");
+    assert!(said.contains("acme/smart-1"), "{said}");
     // Imported, but off and unpriced: nothing is served at $0.
-    let (s, _) = call(&app, "smart-1").await;
+    let (s, _) = call(&app, "acme/smart-1").await;
     assert_ne!(s, 200, "an unpriced import must not serve");
     assert!(provider_models(&app.state, &acme)
         .await
@@ -271,11 +271,11 @@ async fn imported_models_are_priced_by_the_rules_and_in_flight_requests_keep_the
         .iter()
         .any(|m| m.id == "smart-1" && m.imported));
     // Priced and on: the default markup (10 %) applies from the next request.
-    let ep = endpoint_of(&app, "smart-1", "acme").await;
+    let ep = endpoint_of(&app, "acme/smart-1", "acme").await;
     change(&app.state, &root, price(&ep, "1.00", "2.00", true))
         .await
         .expect("price");
-    let (s, v) = call(&app, "smart-1").await;
+    let (s, v) = call(&app, "acme/smart-1").await;
     assert_eq!(s, 200, "{v}");
     let (got, p, c) = charged(&v);
     assert_eq!(got, at(p, c, 1000, 2000, 110, 100));
@@ -297,18 +297,18 @@ async fn imported_models_are_priced_by_the_rules_and_in_flight_requests_keep_the
     )
     .await
     .expect("provider markup");
-    let (got, p, c) = charged(&call(&app, "smart-1").await.1);
+    let (got, p, c) = charged(&call(&app, "acme/smart-1").await.1);
     assert_eq!(got, at(p, c, 1000, 2000, 120, 100));
-    let mid = model_id(&app, "smart-1").await;
+    let mid = model_id(&app, "acme/smart-1").await;
     change(&app.state, &root, model_rules(&mid, "5", ("", ""), false))
         .await
         .expect("model markup");
-    let (got, p, c) = charged(&call(&app, "smart-1").await.1);
+    let (got, p, c) = charged(&call(&app, "acme/smart-1").await.1);
     assert_eq!(got, at(p, c, 1000, 2000, 105, 100));
     change(&app.state, &root, model_rules(&mid, "5", ("3", "4"), false))
         .await
         .expect("sale price");
-    let (got, p, c) = charged(&call(&app, "smart-1").await.1);
+    let (got, p, c) = charged(&call(&app, "acme/smart-1").await.1);
     assert_eq!(got, at(p, c, 3000, 4000, 1, 1));
     // The public list shows the sale price per token; the admin page shows cost, sale and margin.
     let (_, list) = app.get("/api/v1/models").await;
@@ -316,7 +316,7 @@ async fn imported_models_are_priced_by_the_rules_and_in_flight_requests_keep_the
         .as_array()
         .expect("data")
         .iter()
-        .find(|m| m["id"] == "smart-1")
+        .find(|m| m["id"] == "acme/smart-1")
         .expect("listed");
     assert_eq!(m["pricing"]["prompt"], "0.000003");
     assert_eq!(m["pricing"]["completion"], "0.000004");
@@ -324,7 +324,7 @@ async fn imported_models_are_priced_by_the_rules_and_in_flight_requests_keep_the
     let row = &admin_view
         .models
         .iter()
-        .find(|m| m.slug == "smart-1")
+        .find(|m| m.slug == "acme/smart-1")
         .expect("model")
         .endpoints[0];
     assert_eq!(
@@ -350,7 +350,7 @@ async fn imported_models_are_priced_by_the_rules_and_in_flight_requests_keep_the
         app.key.clone(),
     );
     let stream = tokio::spawn(async move {
-        let body = chat_body(json!({"model": "smart-1", "stream": true,
+        let body = chat_body(json!({"model": "acme/smart-1", "stream": true,
             "x_fake": {"tokens": 12, "chunk_delay_ms": 60}}));
         let r = http
             .post(url)
@@ -386,7 +386,7 @@ async fn imported_models_are_priced_by_the_rules_and_in_flight_requests_keep_the
         at(p as u64, c as u64, 1000, 2000, 105, 100),
         "the in-flight request kept 5 %"
     );
-    let (got, p, c) = charged(&call(&app, "smart-1").await.1);
+    let (got, p, c) = charged(&call(&app, "acme/smart-1").await.1);
     assert_eq!(
         got,
         at(p, c, 1000, 2000, 200, 100),
@@ -402,8 +402,8 @@ async fn imported_models_are_priced_by_the_rules_and_in_flight_requests_keep_the
         .as_array()
         .expect("data")
         .iter()
-        .any(|m| m["id"] == "smart-1"));
-    assert_eq!(call(&app, "smart-1").await.0, 200);
+        .any(|m| m["id"] == "acme/smart-1"));
+    assert_eq!(call(&app, "acme/smart-1").await.0, 200);
 
     // Every change is in the audit log, newest first, with who and what.
     let audit = page(&app.state).await.expect("page").audit;
@@ -419,7 +419,7 @@ async fn imported_models_are_priced_by_the_rules_and_in_flight_requests_keep_the
         && a.change.contains("enabled: false → true")));
     assert!(audit
         .iter()
-        .any(|a| a.action == "import model" && a.target == "smart-1"));
+        .any(|a| a.action == "import model" && a.target == "acme/smart-1"));
     assert!(audit
         .iter()
         .any(|a| a.action == "catalog apply" && a.actor == "the operator (CLI)"));
@@ -552,7 +552,107 @@ async fn disabled_endpoints_and_providers_get_no_traffic(db: Db) {
     app.stop().await;
 }
 
+async fn endpoint_health_comes_from_the_request_log(db: Db) {
+    let app = TestApp::start(db).await;
+    app.grant("10").await;
+    // test/fallback tries the dead provider first (cheapest), then falls back to the fake.
+    for _ in 0..6 {
+        let (s, v) = call(&app, "test/fallback").await;
+        assert_eq!(s, 200, "{v}");
+        app.wait_generation(v["id"].as_str().expect("id")).await;
+    }
+    // A request the upstream refuses as the client's fault does not count against it.
+    let r = app
+        .chat(chat_body(
+            json!({"model": "test/fast", "x_fake": {"status": 400}}),
+        ))
+        .await;
+    assert_eq!(r.status().as_u16(), 400);
+    let id = r.headers()["x-generation-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    app.wait_generation(&id).await;
+    let view = page(&app.state).await.expect("page");
+    let dead = view
+        .providers
+        .iter()
+        .find(|p| p.slug == "dead")
+        .expect("dead");
+    let fake = view
+        .providers
+        .iter()
+        .find(|p| p.slug == "fake")
+        .expect("fake");
+    assert!(dead.degraded && !fake.degraded);
+    let fallback = view
+        .models
+        .iter()
+        .find(|m| m.slug == "test/fallback")
+        .expect("model");
+    let by = |name: &str| {
+        fallback
+            .endpoints
+            .iter()
+            .find(|e| e.provider == name)
+            .expect("endpoint")
+            .clone()
+    };
+    let (d, f) = (by("Dead Provider"), by("Fake OpenAI"));
+    assert!(d.degraded && !f.degraded);
+    assert_eq!(
+        (d.health[0].requests, d.health[0].uptime.as_str()),
+        (6, "0.00 %")
+    );
+    assert_eq!(
+        (f.health[0].requests, f.health[0].uptime.as_str()),
+        (6, "100.00 %")
+    );
+    assert!(
+        f.health[0].latency.starts_with("p50 "),
+        "{}",
+        f.health[0].latency
+    );
+    assert_eq!(d.health[0].latency, "—");
+    let fast = view
+        .models
+        .iter()
+        .find(|m| m.slug == "test/fast")
+        .expect("fast");
+    let h = &fast.endpoints[0].health[0];
+    assert_eq!(
+        (h.requests, h.uptime.as_str()),
+        (1, "—"),
+        "a client error alone says nothing"
+    );
+
+    // The public endpoints list, in OpenRouter's shape.
+    let (s, v) = app.get("/api/v1/models/test/fallback/endpoints").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"]["id"], "test/fallback");
+    let eps = v["data"]["endpoints"].as_array().expect("endpoints");
+    assert_eq!(eps.len(), 2);
+    let dead = eps.iter().find(|e| e["tag"] == "dead").expect("dead");
+    let fake = eps.iter().find(|e| e["tag"] == "fake").expect("fake");
+    assert_eq!(
+        (dead["status"].as_i64(), dead["uptime_last_5m"].as_f64()),
+        (Some(-1), Some(0.0))
+    );
+    assert_eq!(
+        (fake["status"].as_i64(), fake["uptime_last_1d"].as_f64()),
+        (Some(0), Some(100.0))
+    );
+    assert_eq!(fake["pricing"]["prompt"], "0.00000055");
+    assert!(fake["latency_last_30m"]["p50"].as_i64().is_some());
+    assert_eq!(fake["provider_name"], "Fake OpenAI");
+    let (s, v) = app.get("/api/v1/models/test/nope/endpoints").await;
+    assert_eq!(s, 404);
+    assert_eq!(v["error"]["code"], 404);
+    app.stop().await;
+}
+
 both_backends!(
+    endpoint_health_comes_from_the_request_log,
     providers_keys_are_encrypted_tested_and_listed,
     imported_models_are_priced_by_the_rules_and_in_flight_requests_keep_their_price,
     disabled_endpoints_and_providers_get_no_traffic,

@@ -2,15 +2,47 @@
 //! bumps the catalog version (so every instance reloads its snapshot within `catalog_refresh_ms`) and
 //! writes an audit row with the record before and after; secrets never reach the audit log.
 
+use super::health::{self, Health, MINUTE};
 use crate::money::{Markup, MtokPrice, Pricing};
 use crate::state::AppState;
 use crate::store::{new_id, now_ms};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use switchyard_app::catalog_admin::{
-    AdminEndpoint, AdminModel, AuditRow, CatalogAdmin, CatalogOp, ProviderRow, UpstreamList,
-    UpstreamModel,
+    AdminEndpoint, AdminModel, AuditRow, CatalogAdmin, CatalogOp, HealthView, ProviderRow,
+    UpstreamList, UpstreamModel,
 };
+
+/// The windows the admin page shows.
+const WINDOWS: [(i64, &str); 3] = [
+    (5 * MINUTE, "5 min"),
+    (60 * MINUTE, "1 h"),
+    (1440 * MINUTE, "1 day"),
+];
+
+fn bp_percent(bp: Option<i64>) -> String {
+    bp.map_or("—".into(), |b| format!("{}.{:02} %", b / 100, b % 100))
+}
+
+fn percentiles(v: &[i64]) -> String {
+    match (
+        Health::percentile(v, 50),
+        Health::percentile(v, 95),
+        Health::percentile(v, 99),
+    ) {
+        (Some(a), Some(b), Some(c)) => format!("p50 {a} · p95 {b} · p99 {c} ms"),
+        _ => "—".into(),
+    }
+}
+
+/// Whether an endpoint's last-5-minutes error rate passes the threshold (with enough traffic to say).
+pub fn degraded(h: Option<&Health>, threshold_percent: u64) -> bool {
+    h.is_some_and(|h| {
+        h.requests - h.client_errors >= 5
+            && h.error_bp()
+                .is_some_and(|e| e > threshold_percent as i64 * 100)
+    })
+}
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
@@ -93,6 +125,7 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
                     website: website.unwrap_or_default(),
                     data_policy: policy.unwrap_or_default(),
                     endpoints: n as u32,
+                    degraded: false,
                 }
             },
         )
@@ -123,6 +156,12 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
     .fetch_all(pool)
     .await
     .map_err(internal)?;
+    let windows: Vec<i64> = WINDOWS.iter().map(|w| w.0).collect();
+    let health = health::compute(&state.store, now_ms(), &windows)
+        .await
+        .map_err(internal)?;
+    let threshold = state.cfg.degraded_error_percent;
+    let mut degraded_providers = std::collections::BTreeSet::new();
     let mut by_model: BTreeMap<String, Vec<E>> = BTreeMap::new();
     for e in endpoints {
         by_model.entry(e.1.clone()).or_default().push(e);
@@ -158,7 +197,28 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
                         };
                         let (si, so) = pricing.sale_per_mtok_usd();
                         let fix = |s: String| mtok(MtokPrice::parse_usd(&s).map_or(0, |p| p.0));
+                        let is_degraded = degraded(health[0].get(&eid), threshold);
+                        if is_degraded {
+                            degraded_providers.insert(pid.clone());
+                        }
+                        let views = WINDOWS
+                            .iter()
+                            .zip(&health)
+                            .map(|((_, label), map)| {
+                                let h = map.get(&eid).cloned().unwrap_or_default();
+                                HealthView {
+                                    window: label.to_string(),
+                                    requests: h.requests,
+                                    uptime: bp_percent(h.uptime_bp()),
+                                    error_rate: bp_percent(h.error_bp()),
+                                    latency: percentiles(&h.latency),
+                                    ttft: percentiles(&h.ttft),
+                                }
+                            })
+                            .collect();
                         AdminEndpoint {
+                            health: views,
+                            degraded: is_degraded,
                             id: eid,
                             provider: provider_names.get(&pid).cloned().unwrap_or(pid),
                             upstream_model: upstream,
@@ -193,6 +253,13 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
                 }
             },
         )
+        .collect();
+    let providers = providers
+        .into_iter()
+        .map(|mut p| {
+            p.degraded = degraded_providers.contains(&p.id);
+            p
+        })
         .collect();
     Ok(CatalogAdmin {
         default_markup_percent: percent(default),
@@ -627,7 +694,12 @@ async fn apply(
             let listed = fetch_models(state, &provider_id).await.unwrap_or_default();
             let mut added = Vec::new();
             for up in wanted {
-                let slug = up.to_ascii_lowercase();
+                // Catalog ids are author/slug, like OpenRouter's; a bare upstream id takes the provider's.
+                let slug = if up.contains('/') {
+                    up.to_ascii_lowercase()
+                } else {
+                    format!("{pslug}/{}", up.to_ascii_lowercase())
+                };
                 if slug.len() > 128 || slug.chars().any(|c| c.is_whitespace() || c.is_control()) {
                     return Err(format!("{up}: not a model id"));
                 }

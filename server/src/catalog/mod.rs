@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod file;
+pub mod health;
 
 use crate::config::Secret;
 use crate::crypto::Cipher;

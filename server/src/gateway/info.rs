@@ -68,6 +68,75 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "data": data }))
 }
 
+/// `GET /models/{author}/{slug}/endpoints`: every provider serving a model, with its price after markup,
+/// uptime over the last 5 minutes, 30 minutes and day, and latency percentiles over the last 30 minutes.
+pub async fn model_endpoints(
+    State(state): State<AppState>,
+    axum::extract::Path((author, slug)): axum::extract::Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    use crate::catalog::health::{self, Health, MINUTE};
+    let c = state.catalog.get();
+    let id = format!("{author}/{slug}");
+    let Some(m) = c.models.get(&id).filter(|m| !m.hidden) else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!("no model `{id}` in the catalog; GET /api/v1/models lists them"),
+        ));
+    };
+    let windows = [5 * MINUTE, 30 * MINUTE, 1440 * MINUTE];
+    let h = health::compute(&state.store, crate::store::now_ms(), &windows)
+        .await
+        .map_err(ApiError::internal)?;
+    let uptime = |w: usize, ep: &str| {
+        h[w].get(ep)
+            .and_then(Health::uptime_bp)
+            .map(|b| b as f64 / 100.0)
+    };
+    let endpoints: Vec<Value> = m
+        .endpoints
+        .iter()
+        .map(|ep| {
+            let (prompt, completion) = c.pricing(m, ep).sale_per_token_usd();
+            let recent = h[1].get(&ep.id).cloned().unwrap_or_default();
+            let pct = |v: &[i64]| {
+                json!({"p50": Health::percentile(v, 50), "p75": Health::percentile(v, 75),
+                       "p90": Health::percentile(v, 90), "p99": Health::percentile(v, 99)})
+            };
+            let degraded =
+                crate::catalog::admin::degraded(h[0].get(&ep.id), state.cfg.degraded_error_percent);
+            json!({
+                "name": format!("{} | {}", ep.provider.name, m.slug),
+                "model_name": m.name,
+                "context_length": m.context_length,
+                "pricing": {"prompt": prompt, "completion": completion, "request": "0", "image": "0"},
+                "provider_name": ep.provider.name,
+                "tag": ep.provider.slug,
+                "quantization": null,
+                "max_completion_tokens": ep.max_output_tokens.or(m.max_output_tokens),
+                "max_prompt_tokens": null,
+                "supported_parameters": ["max_tokens", "temperature", "top_p", "stop", "stream", "seed", "tools", "tool_choice", "response_format"],
+                // OpenRouter: 0 is normal, negative is degraded.
+                "status": if degraded { -1 } else { 0 },
+                "uptime_last_5m": uptime(0, &ep.id),
+                "uptime_last_30m": uptime(1, &ep.id),
+                "uptime_last_1d": uptime(2, &ep.id),
+                "latency_last_30m": pct(&recent.latency),
+                "supports_implicit_caching": false,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"data": {
+        "id": m.slug,
+        "name": m.name,
+        "created": m.created_at / 1000,
+        "description": m.description,
+        "architecture": {"modality": "text->text", "input_modalities": ["text"], "output_modalities": ["text"],
+                          "tokenizer": "Other", "instruct_type": null},
+        "endpoints": endpoints,
+    }})))
+}
+
 #[derive(Deserialize)]
 pub struct GenerationQuery {
     id: Option<String>,

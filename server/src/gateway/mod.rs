@@ -24,6 +24,10 @@ pub fn router() -> Router<AppState> {
     let api = Router::new()
         .route("/chat/completions", post(chat::chat_completions))
         .route("/models", get(info::models))
+        .route(
+            "/models/{author}/{slug}/endpoints",
+            get(info::model_endpoints),
+        )
         .route("/generation", get(info::generation))
         .route("/key", get(info::key))
         .route("/auth/key", get(info::key))
