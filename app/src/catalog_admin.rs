@@ -517,7 +517,7 @@ fn ModelCard(
                                 {e.health.clone().into_iter().map(|h| view! {
                                     <div class="health-line" title=format!("{} requests · errors {} · latency {} · first token {}", h.requests, h.error_rate, h.latency, h.ttft)>
                                         <span class="muted">{h.window.clone()}</span>" "
-                                        {if h.requests == 0 { "no traffic".to_string() } else { format!("{} req · {} up · {}", h.requests, h.uptime, h.latency.split(" · ").next().unwrap_or("").to_string()) }}
+                                        {if h.requests == 0 { "no traffic".to_string() } else { format!("{} req · {} up · {}", h.requests, h.uptime, h.latency.split(" · ").next().unwrap_or("")) }}
                                     </div>
                                 }).collect_view()}
                             </td>

@@ -59,7 +59,8 @@ pub async fn compute(
     windows: &[i64],
 ) -> Result<Vec<BTreeMap<String, Health>>, sqlx::Error> {
     let longest = windows.iter().copied().max().unwrap_or(0);
-    let rows: Vec<(i64, Option<String>, i64, Option<i64>, i64, String)> = sqlx::query_as(
+    type Row = (i64, Option<String>, i64, Option<i64>, i64, String);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT created_at, endpoint_id, latency_ms, ttft_ms, status, attempts FROM generations \
          WHERE created_at > $1 ORDER BY created_at DESC LIMIT $2",
     )
