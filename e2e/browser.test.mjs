@@ -654,14 +654,20 @@ test('the admin area lists users and organisations; pages work at phone width', 
     await page.screenshot({ path: path.join(shots, 'admin.png'), fullPage: true });
 
     await page.setViewportSize({ width: 390, height: 844 });
-    for (const p of ['dashboard', 'keys', 'org', 'admin', 'billing']) {
+    for (const p of ['dashboard', 'keys', 'org', 'admin', 'admin/catalog', 'billing']) {
       await page.goto(`${base}/${p}`);
       await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
       await page.waitForSelector('main h1');
       // Nothing wider than the screen but the tables' own scrolling boxes.
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      if (overflow > 1) {
+        const wide = await page.evaluate(() => [...document.querySelectorAll('main *')]
+          .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest('.table-wrap'))
+          .slice(0, 3).map((e) => `${e.tagName}.${e.className} ${e.textContent.slice(0, 40)} ${e.getBoundingClientRect().right}`).join(', '));
+        assert.fail(`${p} is ${overflow}px wider than a phone (${wide})`);
+      }
       assert.ok(overflow <= 1, `${p} is ${overflow}px wider than a phone`);
-      await page.screenshot({ path: path.join(shots, `phone-${p}.png`), fullPage: true });
+      await page.screenshot({ path: path.join(shots, `phone-${p.replace("/", "-")}.png`), fullPage: true });
     }
     assert.deepEqual(errors, []);
   } finally {
@@ -776,7 +782,7 @@ test('an admin adds a provider, imports two of its models, prices them, and a te
     const page = await signIn(ctx, demoLogin.email, demoLogin.password);
     const errors = watchErrors(page);
     await page.goto(`${base}/admin`);
-    await page.click('nav.subnav a:has-text("Catalog")');
+    await page.click('nav.admin-tabs a:has-text("Catalog")');
     await page.waitForURL(/\/admin\/catalog$/);
     await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
     await page.waitForSelector('tr.provider-row[data-slug="dev"]');
