@@ -8,7 +8,6 @@ mod common;
 
 use common::{chat_body, Db, TestApp, UPSTREAM_KEY};
 use serde_json::{json, Value};
-use std::time::Duration;
 use switchyard::catalog::admin::{change, page, provider_models, test_provider};
 use switchyard_app::catalog_admin::CatalogOp;
 
@@ -349,6 +348,7 @@ async fn imported_models_are_priced_by_the_rules_and_in_flight_requests_keep_the
         app.url("/api/v1/chat/completions"),
         app.key.clone(),
     );
+    let (admitted, on_admit) = tokio::sync::oneshot::channel();
     let stream = tokio::spawn(async move {
         let body = chat_body(json!({"model": "acme/smart-1", "stream": true,
             "x_fake": {"tokens": 12, "chunk_delay_ms": 60}}));
@@ -363,9 +363,11 @@ async fn imported_models_are_priced_by_the_rules_and_in_flight_requests_keep_the
             .to_str()
             .expect("id")
             .to_string();
+        // Headers arrive once the request is admitted (and priced) and the upstream has answered.
+        let _ = admitted.send(());
         (id, r.text().await.expect("body"))
     });
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    on_admit.await.expect("the stream started");
     change(&app.state, &root, model_rules(&mid, "100", ("", ""), false))
         .await
         .expect("markup 100 %");

@@ -422,9 +422,11 @@ pub async fn paid(tx: &mut Tx, p: Payment<'_>) -> anyhow::Result<&'static str> {
     .await?;
     let note = (kind == "auto_topup").then_some("automatic top-up");
     if kind == "auto_topup" {
-        // A charge that went through ends any run of declines.
+        // A charge that went through ends any run of declines, and is this crossing's one charge
+        // (whichever way it was confirmed: the API's answer or the webhook).
         sqlx::query(
-            "UPDATE orgs SET topup_failures = 0, topup_retry_at = NULL, topup_error = NULL WHERE id = $1",
+            "UPDATE orgs SET topup_failures = 0, topup_retry_at = NULL, topup_error = NULL, \
+             topup_armed = 0 WHERE id = $1",
         )
         .bind(&org)
         .execute(&mut **tx)

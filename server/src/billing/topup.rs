@@ -379,7 +379,14 @@ async fn charge(
             // No answer (or Stripe's own trouble): the order stays pending and is tried again, under
             // the same idempotency key, after the backoff.
             tracing::warn!(org = %org, order = %order, error = %e, "automatic top-up got no answer from Stripe; will retry");
-            let failures = backoff(state, org, "the payment provider did not answer", now).await?;
+            let failures = backoff(
+                state,
+                org,
+                &order,
+                "the payment provider did not answer",
+                now,
+            )
+            .await?;
             if failures >= MAX_DECLINES {
                 sqlx::query(
                     "UPDATE orders SET status = 'failed' WHERE id = $1 AND status = 'pending'",
@@ -404,12 +411,19 @@ async fn declined(
         .bind(order)
         .execute(&state.store.writer)
         .await?;
-    backoff(state, org, why, now).await?;
+    backoff(state, org, order, why, now).await?;
     Ok(())
 }
 
-/// Counts a failure, re-arms the top-up for after the (doubling) wait; returns the failures so far.
-async fn backoff(state: &AppState, org: &str, why: &str, now: i64) -> anyhow::Result<i64> {
+/// Counts a failure of `order`, re-arms the top-up for after the (doubling) wait; returns the failures
+/// so far. Nothing is counted if the order was paid meanwhile (its webhook can overtake a lost answer).
+async fn backoff(
+    state: &AppState,
+    org: &str,
+    order: &str,
+    why: &str,
+    now: i64,
+) -> anyhow::Result<i64> {
     let (failures,): (i64,) = sqlx::query_as("SELECT topup_failures FROM orgs WHERE id = $1")
         .bind(org)
         .fetch_one(&state.store.writer)
@@ -418,12 +432,13 @@ async fn backoff(state: &AppState, org: &str, why: &str, now: i64) -> anyhow::Re
     let wait = (state.cfg.topup_retry_ms as i64).saturating_mul(1 << (failures - 1).min(16));
     sqlx::query(
         "UPDATE orgs SET topup_failures = $1, topup_retry_at = $2, topup_error = $3, topup_armed = 1 \
-         WHERE id = $4",
+         WHERE id = $4 AND NOT EXISTS (SELECT 1 FROM orders WHERE id = $5 AND status = 'paid')",
     )
     .bind(failures)
     .bind(now.saturating_add(wait))
     .bind(why)
     .bind(org)
+    .bind(order)
     .execute(&state.store.writer)
     .await?;
     Ok(failures)
