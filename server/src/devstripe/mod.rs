@@ -112,6 +112,18 @@ impl FakeStripe {
         }
     }
 
+    /// Before a POST is handled: a refusal or the answer its Idempotency-Key already got (`Err`), else
+    /// the key to remember the answer under.
+    fn admit(&self, headers: &HeaderMap) -> Result<Option<String>, Box<Response>> {
+        if let Some(refused) = self.refuse(headers) {
+            return Err(Box::new(refused));
+        }
+        match self.replay(headers) {
+            (_, Some(prev)) => Err(Box::new(prev)),
+            (key, None) => Ok(key),
+        }
+    }
+
     /// The response an Idempotency-Key was first answered with.
     fn replay(&self, headers: &HeaderMap) -> (Option<String>, Option<Response>) {
         let key = headers
@@ -262,13 +274,10 @@ async fn create_session(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = f.refuse(&headers) {
-        return refused;
-    }
-    let (idem, prev) = f.replay(&headers);
-    if let Some(prev) = prev {
-        return prev;
-    }
+    let idem = match f.admit(&headers) {
+        Ok(key) => key,
+        Err(answer) => return *answer,
+    };
     let form = parse_form(&body);
     let (Some(mode), Some(success_url)) = (form.get("mode"), form.get("success_url")) else {
         return stripe_error(
@@ -614,13 +623,10 @@ async fn create_customer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = f.refuse(&headers) {
-        return refused;
-    }
-    let (idem, prev) = f.replay(&headers);
-    if let Some(prev) = prev {
-        return prev;
-    }
+    let idem = match f.admit(&headers) {
+        Ok(key) => key,
+        Err(answer) => return *answer,
+    };
     let form = parse_form(&body);
     let customer = json!({
         "id": new_id("cus"), "object": "customer", "address": null, "balance": 0, "created": now_secs(),
@@ -675,13 +681,10 @@ async fn create_payment_intent(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = f.refuse(&headers) {
-        return refused;
-    }
-    let (idem, prev) = f.replay(&headers);
-    if let Some(prev) = prev {
-        return prev;
-    }
+    let idem = match f.admit(&headers) {
+        Ok(key) => key,
+        Err(answer) => return *answer,
+    };
     let form = parse_form(&body);
     let bad = |m: &str| stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", m);
     let Some(Ok(amount)) = form.get("amount").map(|a| a.parse::<i64>()) else {
