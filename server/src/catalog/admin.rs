@@ -359,7 +359,8 @@ pub async fn record(
     Ok(())
 }
 
-async fn bump(tx: &mut Tx) -> Result<(), sqlx::Error> {
+/// Moves the catalog version on, so that every instance reloads its snapshot.
+pub async fn bump(tx: &mut Tx) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE catalog_state SET version = version + 1 WHERE id = 1")
         .execute(&mut **tx)
         .await?;

@@ -383,9 +383,7 @@ pub async fn apply(
         })),
     )
     .await?;
-    sqlx::query("UPDATE catalog_state SET version = version + 1 WHERE id = 1")
-        .execute(&mut *tx)
-        .await?;
+    super::admin::bump(&mut tx).await?;
     tx.commit().await?;
     Ok(report)
 }
