@@ -154,6 +154,13 @@ pub mod backend {
             who: &'a Who,
             id: &'a str,
         ) -> Res<'a, crate::catalog_admin::UpstreamList>;
+        /// What importing a catalog in OpenRouter's format would change (platform admins).
+        fn catalog_import_preview<'a>(
+            &'a self,
+            who: &'a Who,
+            json: &'a str,
+            provider_id: &'a str,
+        ) -> Res<'a, crate::catalog_admin::ImportDiff>;
         /// Sets the name receipts bill to (blank: the organisation's name).
         fn set_billing_name<'a>(&'a self, who: &'a Who, name: &'a str) -> Res<'a, String>;
         /// One of the organisation's orders.

@@ -12,7 +12,50 @@ pub struct CatalogAdmin {
     pub default_markup_percent: String,
     pub providers: Vec<ProviderRow>,
     pub models: Vec<AdminModel>,
+    pub org_prices: Vec<OrgPrice>,
     pub audit: Vec<AuditRow>,
+}
+
+/// An organisation with its own prices.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgPrice {
+    pub org: String,
+    /// What it pays, as a percentage of list price ("90" = 10 % off).
+    pub percent: String,
+    pub note: String,
+}
+
+/// One key of a provider's pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialRow {
+    pub id: String,
+    pub label: String,
+    /// "••••abcd": the key itself is never shown again.
+    pub hint: String,
+    /// Its share of the provider's traffic, relative to the other keys.
+    pub weight: u64,
+    pub enabled: bool,
+}
+
+/// What importing a catalog in OpenRouter's format would change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportDiff {
+    pub added: Vec<DiffLine>,
+    pub changed: Vec<DiffLine>,
+    /// Served by a provider the import covers, but not in the file: their endpoints would be turned off.
+    pub removed: Vec<DiffLine>,
+    pub unchanged: u32,
+    /// Models of the file that cannot be imported, and why.
+    pub skipped: Vec<DiffLine>,
+    /// What was previewed, to apply the same.
+    pub json: String,
+    pub provider_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffLine {
+    pub slug: String,
+    pub detail: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,8 +65,8 @@ pub struct ProviderRow {
     pub name: String,
     pub kind: String,
     pub base_url: String,
-    /// "••••abcd" when a key is stored (the key itself is never shown again).
-    pub key_hint: Option<String>,
+    /// Its keys (a pool: each request draws one in proportion to the weights).
+    pub credentials: Vec<CredentialRow>,
     pub enabled: bool,
     pub website: String,
     pub data_policy: String,
@@ -41,6 +84,13 @@ pub struct AdminModel {
     pub name: String,
     pub description: String,
     pub context_length: u64,
+    /// Blank: the context length (or the endpoint's own limit).
+    pub max_output_tokens: String,
+    /// Comma-separated: "text, image".
+    pub input_modalities: String,
+    pub output_modalities: String,
+    pub supported_parameters: String,
+    pub tokenizer: String,
     pub enabled: bool,
     pub hidden: bool,
     /// Explicit sale prices per million tokens (USD), when set.
@@ -61,6 +111,15 @@ pub struct AdminEndpoint {
     pub cost_output: String,
     pub sale_input: String,
     pub sale_output: String,
+    /// Blank when the endpoint prices them as input tokens / charges nothing per request.
+    pub cache_read: String,
+    pub cache_write: String,
+    pub request_price: String,
+    /// Cost → sale of the cache and per-request prices, for the table ("cache read $0.30 → $0.33").
+    pub extras: Vec<String>,
+    pub max_output_tokens: String,
+    /// Lower is tried first.
+    pub priority: i64,
     /// "9.09 %", or "—" when nothing is charged.
     pub margin: String,
     /// Where its price comes from: "default markup 10 %", "provider markup 20 %", "sale price".
@@ -113,7 +172,8 @@ pub struct UpstreamList {
 /// One change to the catalog.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CatalogOp {
-    /// Adds (no id) or edits a provider. A blank `api_key` keeps the stored one.
+    /// Adds (no id) or edits a provider. On adding, a non-blank `api_key` becomes its first key
+    /// ("default"); keys are managed with the credential operations after that.
     SaveProvider {
         id: Option<String>,
         slug: String,
@@ -129,6 +189,21 @@ pub enum CatalogOp {
         id: String,
         enabled: bool,
     },
+    AddCredential {
+        provider_id: String,
+        label: String,
+        api_key: String,
+        weight: String,
+    },
+    SaveCredential {
+        id: String,
+        label: String,
+        weight: String,
+        enabled: bool,
+    },
+    RemoveCredential {
+        id: String,
+    },
     /// Adds the provider's upstream models: a model per id (or a new endpoint of an existing one).
     Import {
         provider_id: String,
@@ -139,6 +214,11 @@ pub enum CatalogOp {
         name: String,
         description: String,
         context_length: String,
+        max_output_tokens: String,
+        input_modalities: String,
+        output_modalities: String,
+        supported_parameters: String,
+        tokenizer: String,
         enabled: bool,
         hidden: bool,
         sale_input: String,
@@ -150,10 +230,28 @@ pub enum CatalogOp {
         upstream_model: String,
         cost_input: String,
         cost_output: String,
+        cache_read: String,
+        cache_write: String,
+        request_price: String,
+        max_output_tokens: String,
+        priority: String,
         enabled: bool,
     },
     SetDefaultMarkup {
         percent: String,
+    },
+    /// An organisation pays `percent` of list price (blank: list price again).
+    SetOrgPrice {
+        org: String,
+        percent: String,
+        note: String,
+    },
+    /// Applies a catalog in OpenRouter's `/api/v1/models` format (blank `json`: the starter catalog).
+    /// `provider_id` blank: each model goes to the provider named by its author ("openai/gpt-4o" →
+    /// provider `openai`, upstream `gpt-4o`); otherwise all go to that provider under their full id.
+    ImportCatalog {
+        json: String,
+        provider_id: String,
     },
 }
 
@@ -213,6 +311,68 @@ pub async fn import_models(
     .await
 }
 
+#[server(prefix = "/_app", endpoint = "admin_credential_add")]
+pub async fn add_credential(
+    provider_id: String,
+    label: String,
+    api_key: String,
+    weight: String,
+) -> Result<Outcome, ServerFnError> {
+    run(CatalogOp::AddCredential {
+        provider_id,
+        label,
+        api_key,
+        weight,
+    })
+    .await
+}
+
+#[server(prefix = "/_app", endpoint = "admin_credential")]
+pub async fn save_credential(
+    id: String,
+    label: String,
+    weight: String,
+    enabled: Option<String>,
+    remove: Option<String>,
+) -> Result<Outcome, ServerFnError> {
+    if remove.is_some() {
+        return run(CatalogOp::RemoveCredential { id }).await;
+    }
+    run(CatalogOp::SaveCredential {
+        id,
+        label,
+        weight,
+        enabled: enabled.is_some(),
+    })
+    .await
+}
+
+#[server(prefix = "/_app", endpoint = "admin_org_price")]
+pub async fn set_org_price(
+    org: String,
+    percent: String,
+    note: String,
+) -> Result<Outcome, ServerFnError> {
+    run(CatalogOp::SetOrgPrice { org, percent, note }).await
+}
+
+/// What importing this catalog would change, without changing anything.
+#[server(prefix = "/_app", endpoint = "admin_import_preview")]
+pub async fn preview_import(
+    json: String,
+    provider_id: String,
+) -> Result<ImportDiff, ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    b.0.catalog_import_preview(&who, &json, &provider_id)
+        .await
+        .map_err(ServerFnError::new)
+}
+
+#[server(prefix = "/_app", endpoint = "admin_import_apply")]
+pub async fn apply_import(json: String, provider_id: String) -> Result<Outcome, ServerFnError> {
+    run(CatalogOp::ImportCatalog { json, provider_id }).await
+}
+
 #[allow(clippy::too_many_arguments)]
 #[server(prefix = "/_app", endpoint = "admin_model")]
 pub async fn save_model(
@@ -220,6 +380,11 @@ pub async fn save_model(
     name: String,
     description: String,
     context_length: String,
+    max_output_tokens: String,
+    input_modalities: String,
+    output_modalities: String,
+    supported_parameters: String,
+    tokenizer: String,
     enabled: Option<String>,
     hidden: Option<String>,
     sale_input: String,
@@ -231,6 +396,11 @@ pub async fn save_model(
         name,
         description,
         context_length,
+        max_output_tokens,
+        input_modalities,
+        output_modalities,
+        supported_parameters,
+        tokenizer,
         enabled: enabled.is_some(),
         hidden: hidden.is_some(),
         sale_input,
@@ -240,12 +410,18 @@ pub async fn save_model(
     .await
 }
 
+#[allow(clippy::too_many_arguments)]
 #[server(prefix = "/_app", endpoint = "admin_endpoint")]
 pub async fn save_endpoint(
     id: String,
     upstream_model: String,
     cost_input: String,
     cost_output: String,
+    cache_read: String,
+    cache_write: String,
+    request_price: String,
+    max_output_tokens: String,
+    priority: String,
     enabled: Option<String>,
 ) -> Result<Outcome, ServerFnError> {
     run(CatalogOp::SaveEndpoint {
@@ -253,6 +429,11 @@ pub async fn save_endpoint(
         upstream_model,
         cost_input,
         cost_output,
+        cache_read,
+        cache_write,
+        request_price,
+        max_output_tokens,
+        priority,
         enabled: enabled.is_some(),
     })
     .await
@@ -288,6 +469,11 @@ pub fn CatalogAdminPage() -> impl IntoView {
     let markup = ServerAction::<SetDefaultMarkup>::new();
     let test = ServerAction::<TestProvider>::new();
     let listing = ServerAction::<ProviderModels>::new();
+    let add_key = ServerAction::<AddCredential>::new();
+    let key = ServerAction::<SaveCredential>::new();
+    let org_price = ServerAction::<SetOrgPrice>::new();
+    let preview = ServerAction::<PreviewImport>::new();
+    let apply = ServerAction::<ApplyImport>::new();
     let data = Resource::new(
         move || {
             provider.version().get()
@@ -296,6 +482,10 @@ pub fn CatalogAdminPage() -> impl IntoView {
                 + model.version().get()
                 + endpoint.version().get()
                 + markup.version().get()
+                + add_key.version().get()
+                + key.version().get()
+                + org_price.version().get()
+                + apply.version().get()
         },
         |_| load_catalog_admin(),
     );
@@ -322,7 +512,7 @@ pub fn CatalogAdminPage() -> impl IntoView {
                             <h2>"Providers"</h2>
                             <div class="table-wrap">
                             <table class="admin-table providers-table">
-                                <thead><tr><th>"Provider"</th><th>"Key"</th><th>"Markup"</th><th>"Status"</th><th>"Actions"</th></tr></thead>
+                                <thead><tr><th>"Provider"</th><th>"Keys"</th><th>"Markup"</th><th>"Status"</th><th>"Actions"</th></tr></thead>
                                 <tbody>
                                     {d.providers.clone().into_iter().map(|p| {
                                         let (id_test, id_list, id_toggle) = (p.id.clone(), p.id.clone(), p.id.clone());
@@ -334,7 +524,18 @@ pub fn CatalogAdminPage() -> impl IntoView {
                                                     <div class="mono wrap muted">{p.base_url.clone()}</div>
                                                     {(!p.data_policy.is_empty()).then(|| view! { <div class="muted small">{p.data_policy.clone()}</div> })}
                                                 </td>
-                                                <td class="mono">{p.key_hint.clone().unwrap_or_else(|| "none".into())}</td>
+                                                <td class="keys">
+                                                    {if p.credentials.is_empty() {
+                                                        view! { <span class="muted">"none"</span> }.into_any()
+                                                    } else {
+                                                        p.credentials.clone().into_iter().map(|c| view! {
+                                                            <div class="key-line" class:muted=!c.enabled>
+                                                                {c.label.clone()}" "<span class="mono">{c.hint.clone()}</span>
+                                                                <span class="muted small">{if c.enabled { format!(" × {}", c.weight) } else { " off".to_string() }}</span>
+                                                            </div>
+                                                        }).collect_view().into_any()
+                                                    }}
+                                                </td>
                                                 <td>{p.markup_percent.clone().map_or("default".to_string(), |m| format!("{m} %"))}</td>
                                                 <td>
                                                     <span class=if enabled { "status active" } else { "status disabled" }>{if enabled { "enabled" } else { "disabled" }}</span>
@@ -364,12 +565,15 @@ pub fn CatalogAdminPage() -> impl IntoView {
                                 <ProviderForm action=provider existing=None/>
                             </details>
                             {d.providers.clone().into_iter().map(|p| view! {
-                                <details class="edit-provider">
-                                    <summary>{format!("Edit {}", p.name)}</summary>
+                                <details class="edit-provider" data-slug=p.slug.clone()>
+                                    <summary>{format!("Edit {} and its keys", p.name)}</summary>
                                     <ProviderForm action=provider existing=Some(p.clone())/>
+                                    <KeyPool p=p.clone() add=add_key save=key/>
                                 </details>
                             }).collect_view()}
                             {move || outcome_line(provider.value().get())}
+                            {move || outcome_line(add_key.value().get())}
+                            {move || outcome_line(key.value().get())}
                         </section>
                         <section class="panel" id="models">
                             <h2>"Models"</h2>
@@ -380,6 +584,55 @@ pub fn CatalogAdminPage() -> impl IntoView {
                             } else {
                                 d.models.clone().into_iter().map(|m| view! { <ModelCard m=m model=model endpoint=endpoint/> }).collect_view().into_any()
                             }}
+                        </section>
+                        <section class="panel" id="org-prices">
+                            <h2>"Organisation prices"</h2>
+                            <p class="muted">"An organisation can pay a share of list price: 90 is a 10 % discount, 120 a 20 % surcharge. It applies to every model, on top of markup and sale prices, from its next request."</p>
+                            {if d.org_prices.is_empty() {
+                                view! { <p class="muted empty">"Every organisation pays list price."</p> }.into_any()
+                            } else {
+                                view! {
+                                    <div class="table-wrap">
+                                    <table class="admin-table org-prices-table">
+                                        <thead><tr><th>"Organisation"</th><th class="num">"Pays"</th><th>"Note"</th></tr></thead>
+                                        <tbody>
+                                            {d.org_prices.clone().into_iter().map(|o| view! {
+                                                <tr class="org-price-row"><td>{o.org}</td><td class="num">{format!("{} % of list", o.percent)}</td><td>{o.note}</td></tr>
+                                            }).collect_view()}
+                                        </tbody>
+                                    </table>
+                                    </div>
+                                }.into_any()
+                            }}
+                            <ActionForm action=org_price attr:class="form org-price-form">
+                                <div class="form-grid">
+                                    <label>"Organisation (name)" <input name="org" required placeholder="e.g. Acme Labs"/></label>
+                                    <label>"Pays (% of list; blank: list price)" <input name="percent" inputmode="decimal" placeholder="e.g. 90"/></label>
+                                    <label class="wide">"Note" <input name="note" placeholder="e.g. annual contract, until 2027-06"/></label>
+                                </div>
+                                <button type="submit" class="button small">"Save organisation price"</button>
+                            </ActionForm>
+                            {move || outcome_line(org_price.value().get())}
+                        </section>
+                        <section class="panel" id="import-catalog">
+                            <h2>"Import a catalog"</h2>
+                            <p class="muted">"Paste a model list in OpenRouter's " <code>"/api/v1/models"</code> " format, or leave it blank for the starter catalog of well-known models at their public list prices. Its prices become the endpoints' cost. Preview shows what would change; nothing changes until you apply."</p>
+                            <ActionForm action=preview attr:class="form import-form">
+                                <label class="wide">"Models JSON (blank: the starter catalog)" <textarea name="json" rows="4" placeholder="{\"data\": [{\"id\": \"openai/gpt-4o\", …}]}"></textarea></label>
+                                <label>"Serve them through"
+                                    <select name="provider_id">
+                                        <option value="">"the provider named by each model's author (openai/… → openai)"</option>
+                                        {d.providers.clone().into_iter().map(|p| view! { <option value=p.id.clone()>{format!("{} (full ids as upstream names)", p.name)}</option> }).collect_view()}
+                                    </select>
+                                </label>
+                                <button type="submit" class="button ghost">"Preview changes"</button>
+                            </ActionForm>
+                            {move || match preview.value().get() {
+                                None => None,
+                                Some(Err(e)) => Some(view! { <p class="error" role="alert">{form_message(Some(Err(e)))}</p> }.into_any()),
+                                Some(Ok(diff)) => Some(view! { <DiffView diff=diff apply=apply/> }.into_any()),
+                            }}
+                            {move || outcome_line(apply.value().get())}
                         </section>
                         <section class="panel" id="audit">
                             <h2>"Audit log"</h2>
@@ -432,8 +685,12 @@ fn ProviderForm(
                     </select>
                 </label>
                 <label class="wide">"Base URL" <input name="base_url" required type="url" placeholder="https://api.openai.com/v1" value=v(|p| p.base_url.clone())/></label>
-                <label class="wide">{if editing { "API key (blank keeps the saved one)" } else { "API key" }}
-                    <input name="api_key" type="password" autocomplete="off" placeholder=if editing { v(|p| p.key_hint.clone().unwrap_or_default()) } else { "sk-…".to_string() }/></label>
+                {if editing {
+                    view! { <input type="hidden" name="api_key" value=""/> }.into_any()
+                } else {
+                    view! { <label class="wide">"API key (blank for servers without one; add more keys later)"
+                        <input name="api_key" type="password" autocomplete="off" placeholder="sk-…"/></label> }.into_any()
+                }}
                 <label>"Website" <input name="website" type="url" placeholder="https://…" value=v(|p| p.website.clone())/></label>
                 <label>"Markup (%; blank: default)" <input name="markup_percent" inputmode="decimal" value=v(|p| p.markup_percent.clone().unwrap_or_default())/></label>
                 <label class="wide">"Data policy notes" <input name="data_policy" placeholder="e.g. no training on API data; 30-day retention" value=v(|p| p.data_policy.clone())/></label>
@@ -492,7 +749,7 @@ fn ModelCard(
             <header class="model-admin-head">
                 <div>
                     <strong>{m.name.clone()}</strong>" "<span class="slug">{m.slug.clone()}</span>
-                    <div class="muted small">{format!("{} tokens of context", m.context_length)}</div>
+                    <div class="muted small">{format!("{} tokens of context · {} → {} · {}", m.context_length, m.input_modalities, m.output_modalities, m.tokenizer)}</div>
                 </div>
                 <div class="badges">
                     {if live { view! { <span class="status active">"live"</span> }.into_any() } else { view! { <span class="status disabled">"not served"</span> }.into_any() }}
@@ -509,9 +766,11 @@ fn ModelCard(
                             <td>{e.provider.clone()}</td>
                             <td class="mono">{e.upstream_model.clone()}</td>
                             <td class="num">{format!("${} / ${}", e.cost_input, e.cost_output)}</td>
-                            <td class="num sale">{format!("${} / ${}", e.sale_input, e.sale_output)}<div class="muted small">{e.price_rule.clone()}</div></td>
+                            <td class="num sale">{format!("${} / ${}", e.sale_input, e.sale_output)}<div class="muted small">{e.price_rule.clone()}</div>
+                                {e.extras.clone().into_iter().map(|x| view! { <div class="muted small extra-price">{x}</div> }).collect_view()}
+                            </td>
                             <td class="num margin">{e.margin.clone()}</td>
-                            <td>{if e.enabled { "yes" } else { "no" }}</td>
+                            <td>{if e.enabled { "yes" } else { "no" }}{(e.priority != 0).then(|| view! { <div class="muted small">{format!("priority {}", e.priority)}</div> })}</td>
                             <td class="health" class:degraded=e.degraded>
                                 {e.degraded.then(|| view! { <span class="status expired">"degraded"</span> })}
                                 {e.health.clone().into_iter().map(|h| view! {
@@ -528,13 +787,18 @@ fn ModelCard(
             </div>
             {m.endpoints.clone().into_iter().map(|e| view! {
                 <details class="edit-endpoint" data-provider=e.provider.clone()>
-                    <summary>{format!("Edit the {} endpoint (cost, upstream name, on/off)", e.provider)}</summary>
+                    <summary>{format!("Edit the {} endpoint (cost, limits, priority, on/off)", e.provider)}</summary>
                     <ActionForm action=endpoint attr:class="form endpoint-form">
                         <input type="hidden" name="id" value=e.id.clone()/>
                         <div class="form-grid">
                             <label>"Upstream model" <input name="upstream_model" required value=e.upstream_model.clone()/></label>
                             <label>"Cost per 1M input (USD)" <input name="cost_input" inputmode="decimal" required value=e.cost_input.clone()/></label>
                             <label>"Cost per 1M output (USD)" <input name="cost_output" inputmode="decimal" required value=e.cost_output.clone()/></label>
+                            <label>"Cost per 1M cached input read (blank: input price)" <input name="cache_read" inputmode="decimal" value=e.cache_read.clone()/></label>
+                            <label>"Cost per 1M cached input written (blank: input price)" <input name="cache_write" inputmode="decimal" value=e.cache_write.clone()/></label>
+                            <label>"Cost per request (USD)" <input name="request_price" inputmode="decimal" placeholder="0" value=e.request_price.clone()/></label>
+                            <label>"Max output tokens (blank: the model's)" <input name="max_output_tokens" inputmode="numeric" value=e.max_output_tokens.clone()/></label>
+                            <label>"Priority (lower is tried first)" <input name="priority" inputmode="numeric" value=e.priority.to_string()/></label>
                         </div>
                         <div class="checks-row">
                             <label class="check"><input type="checkbox" name="enabled" value="1" checked=e.enabled/>"Serve traffic"</label>
@@ -550,6 +814,11 @@ fn ModelCard(
                     <div class="form-grid">
                         <label>"Name" <input name="name" required value=m.name.clone()/></label>
                         <label>"Context length (tokens)" <input name="context_length" inputmode="numeric" required value=m.context_length.to_string()/></label>
+                        <label>"Max output tokens (blank: context length)" <input name="max_output_tokens" inputmode="numeric" value=m.max_output_tokens.clone()/></label>
+                        <label>"Input modalities" <input name="input_modalities" required placeholder="text, image" value=m.input_modalities.clone()/></label>
+                        <label>"Output modalities" <input name="output_modalities" required placeholder="text" value=m.output_modalities.clone()/></label>
+                        <label>"Tokenizer" <input name="tokenizer" required placeholder="e.g. GPT, Claude, Llama3" value=m.tokenizer.clone()/></label>
+                        <label class="wide">"Supported parameters" <input name="supported_parameters" placeholder="max_tokens, temperature, tools, …" value=m.supported_parameters.clone()/></label>
                         <label>"Markup (%; blank: provider's or default)" <input name="markup_percent" inputmode="decimal" value=m.markup_percent.clone().unwrap_or_default()/></label>
                         <label>"Sale price per 1M input (USD)" <input name="sale_input" inputmode="decimal" placeholder="cost + markup" value=m.sale_input.clone().unwrap_or_default()/></label>
                         <label>"Sale price per 1M output (USD)" <input name="sale_output" inputmode="decimal" placeholder="cost + markup" value=m.sale_output.clone().unwrap_or_default()/></label>
@@ -563,5 +832,75 @@ fn ModelCard(
                 </ActionForm>
             </details>
         </article>
+    }
+}
+
+#[component]
+fn KeyPool(
+    p: ProviderRow,
+    add: ServerAction<AddCredential>,
+    save: ServerAction<SaveCredential>,
+) -> impl IntoView {
+    view! {
+        <div class="key-pool">
+            <h3>{format!("Keys of {}", p.name)}</h3>
+            <p class="muted small">"Each request draws one enabled key in proportion to the weights; a key that fails is not tried again within the same request. Keys are stored encrypted and never shown again."</p>
+            {p.credentials.clone().into_iter().map(|c| view! {
+                <ActionForm action=save attr:class="form key-form inline-form">
+                    <input type="hidden" name="id" value=c.id.clone()/>
+                    <span class="mono key-hint">{c.hint.clone()}</span>
+                    <label>"Label" <input name="label" required value=c.label.clone()/></label>
+                    <label>"Weight" <input name="weight" inputmode="numeric" required value=c.weight.to_string()/></label>
+                    <label class="check"><input type="checkbox" name="enabled" value="1" checked=c.enabled/>"On"</label>
+                    <button type="submit" class="button ghost small">"Save key"</button>
+                    <button type="submit" name="remove" value="1" class="button ghost small danger">"Remove"</button>
+                </ActionForm>
+            }).collect_view()}
+            <ActionForm action=add attr:class="form add-key-form">
+                <input type="hidden" name="provider_id" value=p.id.clone()/>
+                <div class="form-grid">
+                    <label>"Label" <input name="label" required placeholder="e.g. team-b"/></label>
+                    <label>"API key" <input name="api_key" type="password" autocomplete="off" required placeholder="sk-…"/></label>
+                    <label>"Weight" <input name="weight" inputmode="numeric" value="1"/></label>
+                </div>
+                <button type="submit" class="button small">"Add key"</button>
+            </ActionForm>
+        </div>
+    }
+}
+
+#[component]
+fn DiffView(diff: ImportDiff, apply: ServerAction<ApplyImport>) -> impl IntoView {
+    let lines = |title: &'static str, class: &'static str, v: Vec<DiffLine>| {
+        (!v.is_empty()).then(|| {
+            view! {
+                <h4>{format!("{title} ({})", v.len())}</h4>
+                <ul class=format!("diff-list {class}")>
+                    {v.into_iter().map(|l| view! { <li><span class="mono">{l.slug}</span>" "<span class="muted">{l.detail}</span></li> }).collect_view()}
+                </ul>
+            }
+        })
+    };
+    let nothing = diff.added.is_empty() && diff.changed.is_empty() && diff.removed.is_empty();
+    view! {
+        <div class="import-diff">
+            <h3>"What the import would change"</h3>
+            <p class="muted">{format!("{} new · {} changed · {} removed · {} unchanged", diff.added.len(), diff.changed.len(), diff.removed.len(), diff.unchanged)}</p>
+            {lines("New", "added", diff.added)}
+            {lines("Changed", "changed", diff.changed)}
+            {lines("Removed (their endpoints are turned off)", "removed", diff.removed)}
+            {lines("Skipped", "skipped", diff.skipped)}
+            {if nothing {
+                view! { <p class="muted">"Nothing to apply: the catalog already matches."</p> }.into_any()
+            } else {
+                view! {
+                    <ActionForm action=apply attr:class="form">
+                        <input type="hidden" name="json" value=diff.json/>
+                        <input type="hidden" name="provider_id" value=diff.provider_id/>
+                        <button type="submit" class="button">"Apply these changes"</button>
+                    </ActionForm>
+                }.into_any()
+            }}
+        </div>
     }
 }

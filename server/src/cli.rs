@@ -75,6 +75,25 @@ pub enum CatalogCmd {
         /// The catalog file (TOML; see assets/demo-catalog.toml).
         file: PathBuf,
     },
+    /// Write the current catalog as TOML that `catalog apply` takes back (provider keys are not exported).
+    Export {
+        /// Where to write it (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Import models in OpenRouter's /api/v1/models JSON format; shows what would change, and with
+    /// --apply changes it. Their prices become the endpoints' cost.
+    ImportOpenrouter {
+        /// The JSON file (default: the starter catalog in assets/catalog/openrouter-starter.json).
+        file: Option<PathBuf>,
+        /// Serve every model through this provider under its full id (default: the provider named by
+        /// each model's author, e.g. openai/gpt-4o through provider `openai` as `gpt-4o`).
+        #[arg(long)]
+        provider: Option<String>,
+        /// Make the changes (without it, only show them).
+        #[arg(long)]
+        apply: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -167,9 +186,9 @@ pub struct DevUpstreamArgs {
     /// Delay between streamed chunks, in milliseconds.
     #[arg(long, default_value_t = 20)]
     pub chunk_delay_ms: u64,
-    /// Require this bearer key.
+    /// Require this bearer key (repeat to accept several, like a provider with a key pool).
     #[arg(long)]
-    pub api_key: Option<String>,
+    pub api_key: Vec<String>,
 }
 
 fn init_logging(cfg: &Config, quiet: bool) {
@@ -221,12 +240,63 @@ async fn dispatch(cfg: Config, command: Command) -> anyhow::Result<()> {
                 a.addr,
                 devupstream::FakeConfig {
                     chunk_delay_ms: a.chunk_delay_ms,
-                    api_key: a.api_key,
+                    api_key: a.api_key.first().cloned(),
+                    more_keys: a.api_key.iter().skip(1).cloned().collect(),
                 },
             )
             .await?;
             println!("dev upstream listening on http://{addr}/v1");
             crate::shutdown_signal().await;
+            Ok(())
+        }
+        Command::Catalog(CatalogCmd::Export { output }) => {
+            let store = open(&cfg).await?;
+            let text = catalog::file::export(&store).await?;
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, &text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("wrote the catalog to {}", path.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        Command::Catalog(CatalogCmd::ImportOpenrouter {
+            file,
+            provider,
+            apply,
+        }) => {
+            let store = open(&cfg).await?;
+            let json = match &file {
+                Some(f) => std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?,
+                None => String::new(),
+            };
+            let provider_id = match &provider {
+                None => String::new(),
+                Some(slug) => {
+                    let r: Option<(String,)> =
+                        sqlx::query_as("SELECT id FROM providers WHERE slug = $1")
+                            .bind(slug)
+                            .fetch_optional(&store.pool)
+                            .await?;
+                    r.map(|(id,)| id)
+                        .with_context(|| format!("--provider: no provider is called {slug}"))?
+                }
+            };
+            let diff = catalog::import::preview(&store, &json, &provider_id)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            print!("{}", catalog::import::describe(&diff));
+            if apply {
+                let said = catalog::import::apply_now(&store, &json, &provider_id)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                println!("{said}");
+            } else {
+                println!("nothing changed; run again with --apply to make these changes");
+            }
             Ok(())
         }
         Command::Catalog(CatalogCmd::Apply { file }) => {

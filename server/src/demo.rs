@@ -32,6 +32,7 @@ pub async fn prepare(
         devupstream::FakeConfig {
             chunk_delay_ms: 40,
             api_key: Some(upstream_key.clone()),
+            more_keys: Vec::new(),
         },
     )
     .await

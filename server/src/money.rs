@@ -63,9 +63,21 @@ impl MtokPrice {
         parse_decimal(s, 9).map(MtokPrice)
     }
 
+    /// From USD per token as OpenRouter writes it ("0.0000025" → $2.50 per million), exactly.
+    pub fn from_per_token_usd(s: &str) -> Result<MtokPrice, MoneyError> {
+        // USD/token x 1e6 tokens x 1e9 nanos: the decimal scaled by 10^15.
+        parse_decimal(s, 15).map(MtokPrice)
+    }
+
     /// USD per million tokens as an exact decimal string ("0.5").
     pub fn to_usd_string(self) -> String {
         format_scaled(self.0 as i128, 9)
+    }
+}
+
+impl serde::Serialize for MtokPrice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_usd_string())
     }
 }
 
@@ -92,10 +104,36 @@ impl Markup {
     }
 }
 
+impl serde::Serialize for Markup {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_percent_string())
+    }
+}
+
 impl<'de> Deserialize<'de> for Markup {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         Markup::parse_percent(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The tokens of one answer. `cache_read` and `cache_write` are the parts of `prompt` read from and
+/// written to the provider's prompt cache (OpenAI's `prompt_tokens_details.cached_tokens`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tokens {
+    pub prompt: u64,
+    pub completion: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+}
+
+impl Tokens {
+    pub fn new(prompt: u64, completion: u64) -> Tokens {
+        Tokens {
+            prompt,
+            completion,
+            ..Tokens::default()
+        }
     }
 }
 
@@ -105,30 +143,103 @@ impl<'de> Deserialize<'de> for Markup {
 pub struct Pricing {
     pub input: MtokPrice,
     pub output: MtokPrice,
+    /// Cached prompt tokens read / written, when the endpoint prices them apart from input.
+    pub cache_read: Option<MtokPrice>,
+    pub cache_write: Option<MtokPrice>,
+    /// A fixed cost per request.
+    pub request: Nanos,
     pub markup: Markup,
     /// An explicit sale price per million tokens (input, output): tenants pay this instead of
-    /// cost x (1 + markup).
+    /// cost x (1 + markup) for those tokens (cache and per-request prices keep cost x (1 + markup)).
     pub sale: Option<(MtokPrice, MtokPrice)>,
+    /// The organisation's multiplier on everything it is charged, in ppm (`PPM`: list price).
+    pub org_ppm: i64,
+}
+
+/// Money scaled by 10^6 (nano-USD x tokens-per-Mtok), before division.
+struct Parts {
+    /// Prompt tokens at the input price and completion tokens at the output price.
+    tokens: i128,
+    /// Cache reads and writes at their own prices, and the per-request price.
+    extras: i128,
+    /// The same tokens at the sale price, when there is one.
+    sale: Option<i128>,
 }
 
 impl Pricing {
-    /// Provider cost of the tokens, rounded up once to a whole nano-USD.
-    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> Nanos {
-        let raw = self.raw(prompt_tokens, completion_tokens);
-        Nanos(clamp_i64(div_ceil(raw, TOKENS_PER_MTOK)))
+    /// A simple input/output price with a markup, as most endpoints have.
+    pub fn simple(input: MtokPrice, output: MtokPrice, markup: Markup) -> Pricing {
+        Pricing {
+            input,
+            output,
+            cache_read: None,
+            cache_write: None,
+            request: Nanos::ZERO,
+            markup,
+            sale: None,
+            org_ppm: PPM as i64,
+        }
     }
 
-    /// What the tenant is charged: cost x (1 + markup), or the sale price when one is set; computed
-    /// exactly and rounded up once.
-    pub fn charge(&self, prompt_tokens: u64, completion_tokens: u64) -> Nanos {
-        if let Some((i, o)) = self.sale {
-            let raw = (prompt_tokens as i128) * (i.0 as i128)
-                + (completion_tokens as i128) * (o.0 as i128);
-            return Nanos(clamp_i64(div_ceil(raw, TOKENS_PER_MTOK).max(0)));
+    fn parts(&self, t: Tokens) -> Parts {
+        // Cached tokens without a price of their own are ordinary prompt tokens.
+        let read = if self.cache_read.is_some() {
+            t.cache_read.min(t.prompt)
+        } else {
+            0
+        };
+        let write = if self.cache_write.is_some() {
+            t.cache_write.min(t.prompt - read)
+        } else {
+            0
+        };
+        let plain = (t.prompt - read - write) as i128;
+        let completion = t.completion as i128;
+        let extras = read as i128 * self.cache_read.map_or(0, |p| p.0 as i128)
+            + write as i128 * self.cache_write.map_or(0, |p| p.0 as i128)
+            + self.request.0 as i128 * TOKENS_PER_MTOK;
+        Parts {
+            tokens: plain * self.input.0 as i128 + completion * self.output.0 as i128,
+            extras,
+            sale: self
+                .sale
+                .map(|(i, o)| plain * i.0 as i128 + completion * o.0 as i128),
         }
-        let raw = self.raw(prompt_tokens, completion_tokens);
-        let num = raw.saturating_mul(PPM + self.markup.0 as i128);
-        Nanos(clamp_i64(div_ceil(num, TOKENS_PER_MTOK * PPM).max(0)))
+    }
+
+    /// Provider cost, rounded up once to a whole nano-USD.
+    pub fn cost(&self, t: Tokens) -> Nanos {
+        let p = self.parts(t);
+        Nanos(clamp_i64(div_ceil(p.tokens + p.extras, TOKENS_PER_MTOK)))
+    }
+
+    /// What the tenant is charged: cost x (1 + markup) (the sale price for the tokens it covers), times
+    /// the organisation's multiplier; computed exactly and rounded up once.
+    pub fn charge(&self, t: Tokens) -> Nanos {
+        let p = self.parts(t);
+        let marked = PPM + self.markup.0 as i128;
+        let list = match p.sale {
+            Some(sale) => sale * PPM + p.extras * marked,
+            None => (p.tokens + p.extras) * marked,
+        };
+        let num = list.saturating_mul(self.org_ppm as i128);
+        Nanos(clamp_i64(div_ceil(num, TOKENS_PER_MTOK * PPM * PPM).max(0)))
+    }
+
+    /// The most a request with this many prompt and completion tokens can be charged, however much of
+    /// the prompt the provider's cache turns out to read or write.
+    pub fn charge_bound(&self, prompt: u64, completion: u64) -> Nanos {
+        let all = |cache_read, cache_write| Tokens {
+            prompt,
+            completion,
+            cache_read,
+            cache_write,
+        };
+        [all(0, 0), all(prompt, 0), all(0, prompt)]
+            .into_iter()
+            .map(|t| self.charge(t))
+            .max()
+            .unwrap_or(Nanos::ZERO)
     }
 
     /// The tenant's price per input and output token, as OpenRouter shows them.
@@ -143,6 +254,18 @@ impl Pricing {
                 Self::per_token_usd(self.output, self.markup),
             ),
         }
+    }
+
+    /// The tenant's price per cached token read and written (OpenRouter's `input_cache_read` /
+    /// `input_cache_write`), when the endpoint prices them.
+    pub fn cache_per_token_usd(&self) -> (Option<String>, Option<String>) {
+        let f = |p: Option<MtokPrice>| p.map(|p| Self::per_token_usd(p, self.markup));
+        (f(self.cache_read), f(self.cache_write))
+    }
+
+    /// The tenant's price per request, exact decimal USD.
+    pub fn request_usd(&self) -> String {
+        format_scaled(self.request.0 as i128 * (PPM + self.markup.0 as i128), 15)
     }
 
     /// The tenant's price per million input and output tokens, exact decimal USD.
@@ -182,11 +305,6 @@ impl Pricing {
     pub fn per_mtok_usd(price: MtokPrice, markup: Markup) -> String {
         let scaled = price.0 as i128 * (PPM + markup.0 as i128);
         format_scaled(scaled, 15)
-    }
-
-    fn raw(&self, prompt_tokens: u64, completion_tokens: u64) -> i128 {
-        (prompt_tokens as i128) * (self.input.0 as i128)
-            + (completion_tokens as i128) * (self.output.0 as i128)
     }
 }
 
@@ -311,25 +429,66 @@ mod tests {
 
     #[test]
     fn charge_rounds_up_once() {
-        let p = Pricing {
-            sale: None,
-            input: MtokPrice(500_000_000),
-            output: MtokPrice(1_500_000_000),
-            markup: Markup(100_000),
-        };
+        let p = Pricing::simple(
+            MtokPrice(500_000_000),
+            MtokPrice(1_500_000_000),
+            Markup(100_000),
+        );
         // 1 prompt token at $0.50/M = 500 nanos; x1.1 = 550
-        assert_eq!(p.charge(1, 0), Nanos(550));
-        assert_eq!(p.cost(1, 0), Nanos(500));
+        assert_eq!(p.charge(Tokens::new(1, 0)), Nanos(550));
+        assert_eq!(p.cost(Tokens::new(1, 0)), Nanos(500));
         // 3 tokens at $0.000001/M (1 nano per Mtok) = 3e-6 nanos -> rounds up to 1 once, not per token
-        let tiny = Pricing {
-            sale: None,
-            input: MtokPrice(1),
-            output: MtokPrice(1),
-            markup: Markup(0),
-        };
-        assert_eq!(tiny.charge(3, 3), Nanos(1));
+        let tiny = Pricing::simple(MtokPrice(1), MtokPrice(1), Markup(0));
+        assert_eq!(tiny.charge(Tokens::new(3, 3)), Nanos(1));
         // 1000 prompt + 500 completion: 500_000 + 750_000 = 1_250_000 nanos; x1.1 = 1_375_000
-        assert_eq!(p.charge(1000, 500), Nanos(1_375_000));
+        assert_eq!(p.charge(Tokens::new(1000, 500)), Nanos(1_375_000));
+    }
+
+    #[test]
+    fn cache_request_sale_and_org_prices_combine_exactly() {
+        let m = |usd: &str| MtokPrice::parse_usd(usd).expect("valid");
+        let p = Pricing {
+            cache_read: Some(m("0.3")),
+            cache_write: Some(m("3.75")),
+            request: Nanos(2_000),
+            ..Pricing::simple(m("3"), m("15"), Markup(100_000))
+        };
+        let t = Tokens {
+            prompt: 10_000,
+            completion: 1_000,
+            cache_read: 6_000,
+            cache_write: 2_000,
+        };
+        // cost: 2000 x 3 + 6000 x 0.3 + 2000 x 3.75 + 1000 x 15 (USD/M) = 6000+1800+7500+15000 = 30300 e-6 USD
+        //       = 30_300_000 nanos (+ 2000 per request)
+        assert_eq!(p.cost(t), Nanos(30_302_000));
+        assert_eq!(p.charge(t), Nanos(33_332_200));
+        // A cache without its own price is read at the input price.
+        let plain = Pricing::simple(m("3"), m("15"), Markup(0));
+        assert_eq!(plain.cost(t), plain.cost(Tokens::new(10_000, 1_000)));
+        // The sale price covers input and output; cached tokens keep cost x markup.
+        let sale = Pricing {
+            sale: Some((m("5"), m("20"))),
+            ..p
+        };
+        // 2000 x 5 + 1000 x 20 = 30_000_000; extras (1800+7500) e-6 USD + 2000 nanos = 9_302_000 x 1.1
+        assert_eq!(sale.charge(t), Nanos(30_000_000 + 10_232_200));
+        // An organisation at 90 %: one rounding, on the whole.
+        let org = Pricing {
+            org_ppm: 900_000,
+            ..p
+        };
+        assert_eq!(org.charge(t), Nanos(29_998_980));
+        // The bound covers a prompt written to the cache (dearer than input) as well as read from it.
+        assert_eq!(
+            p.charge_bound(1_000_000, 0),
+            p.charge(Tokens {
+                prompt: 1_000_000,
+                completion: 0,
+                cache_read: 0,
+                cache_write: 1_000_000
+            })
+        );
     }
 
     #[test]

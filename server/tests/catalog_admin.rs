@@ -67,24 +67,32 @@ async fn providers_keys_are_encrypted_tested_and_listed(db: Db) {
         .await
         .expect("add");
     assert!(said.contains("added"), "{said}");
-    let (enc, last4): (String, String) =
-        sqlx::query_as("SELECT api_key_enc, api_key_last4 FROM providers WHERE slug = 'acme'")
-            .fetch_one(&app.store.pool)
-            .await
-            .expect("row");
+    let (enc, last4, label): (String, String, String) = sqlx::query_as(
+        "SELECT c.secret_enc, c.last4, c.label FROM provider_credentials c \
+         JOIN providers p ON p.id = c.provider_id WHERE p.slug = 'acme'",
+    )
+    .fetch_one(&app.store.pool)
+    .await
+    .expect("row");
     assert!(!enc.contains(UPSTREAM_KEY), "the key is stored encrypted");
     assert_eq!(app.state.cipher.decrypt(&enc).expect("decrypts"), secret);
-    assert_eq!(last4, "x9z1");
+    assert_eq!((last4.as_str(), label.as_str()), ("x9z1", "default"));
     // Nothing an admin sees (page or audit) holds the key.
     let p = page(&app.state).await.expect("page");
     let shown = serde_json::to_string(&p).expect("json");
     assert!(!shown.contains(UPSTREAM_KEY));
-    let acme = p
-        .providers
-        .iter()
-        .find(|p| p.slug == "acme")
-        .expect("listed");
-    assert_eq!(acme.key_hint.as_deref(), Some("••••x9z1"));
+    let hints =
+        |p: &switchyard_app::catalog_admin::CatalogAdmin| -> Vec<(String, String, u64, bool)> {
+            p.providers
+                .iter()
+                .find(|p| p.slug == "acme")
+                .expect("listed")
+                .credentials
+                .iter()
+                .map(|c| (c.label.clone(), c.hint.clone(), c.weight, c.enabled))
+                .collect()
+        };
+    assert_eq!(hints(&p), [("default".into(), "••••x9z1".into(), 1, true)]);
     let (audit,): (String,) = sqlx::query_as(
         "SELECT COALESCE(after_json, '') FROM audit_log WHERE action = 'add provider'",
     )
@@ -95,37 +103,124 @@ async fn providers_keys_are_encrypted_tested_and_listed(db: Db) {
         !audit.contains(UPSTREAM_KEY) && audit.contains("••••x9z1"),
         "{audit}"
     );
-    // The fake rejects the made-up key; the real one works.
+    // The fake rejects the made-up key: with no other key, the test fails.
     let id = provider_id(&app, "acme").await;
     let e = test_provider(&app.state, &id).await.expect_err("wrong key");
     assert!(e.contains("401"), "{e}");
+    // A second key in the pool: the test reports each key.
+    let add = |label: &str, key: &str, weight: &str| CatalogOp::AddCredential {
+        provider_id: id.clone(),
+        label: label.into(),
+        api_key: key.into(),
+        weight: weight.into(),
+    };
+    change(&app.state, &root, add("good", UPSTREAM_KEY, "3"))
+        .await
+        .expect("add key");
+    let ok = test_provider(&app.state, &id).await.expect("one key works");
+    assert!(
+        ok.contains("key good: acme provider answered") && ok.contains("listing 2 models"),
+        "{ok}"
+    );
+    assert!(
+        ok.contains("key default: ") && ok.contains("answered 401"),
+        "{ok}"
+    );
+    // Same label twice, a bad weight, a blank key: refused, nothing changes.
+    let before = audit_count(&app).await;
+    for (op, says) in [
+        (
+            add("good", UPSTREAM_KEY, "1"),
+            "already has a key called good",
+        ),
+        (add("other", UPSTREAM_KEY, "-2"), "weight"),
+        (add("other", "  ", "1"), "API key: required"),
+    ] {
+        let e = change(&app.state, &root, op).await.expect_err("refused");
+        assert!(e.contains(says), "{e}");
+    }
+    assert_eq!(audit_count(&app).await, before);
+    // Turn the bad key off, then remove it: the page and the audit log follow.
+    let p = page(&app.state).await.expect("page");
+    let cred = |p: &switchyard_app::catalog_admin::CatalogAdmin, label: &str| {
+        p.providers
+            .iter()
+            .filter(|p| p.slug == "acme")
+            .flat_map(|p| p.credentials.iter())
+            .find(|c| c.label == label)
+            .map(|c| c.id.clone())
+            .expect("credential")
+    };
+    let bad = cred(&p, "default");
+    change(
+        &app.state,
+        &root,
+        CatalogOp::SaveCredential {
+            id: bad.clone(),
+            label: "old".into(),
+            weight: "1".into(),
+            enabled: false,
+        },
+    )
+    .await
+    .expect("off");
+    let ok = test_provider(&app.state, &id).await.expect("reachable");
+    assert!(
+        ok.contains("key good: ") && !ok.contains("key old") && !ok.contains("answered 401"),
+        "only enabled keys are tried: {ok}"
+    );
+    assert_eq!(
+        hints(&page(&app.state).await.expect("page")),
+        [
+            (
+                "good".into(),
+                format!("••••{}", &UPSTREAM_KEY[UPSTREAM_KEY.len() - 4..]),
+                3,
+                true
+            ),
+            ("old".into(), "••••x9z1".into(), 1, false)
+        ]
+    );
+    change(&app.state, &root, CatalogOp::RemoveCredential { id: bad })
+        .await
+        .expect("remove");
+    assert_eq!(hints(&page(&app.state).await.expect("page")).len(), 1);
+    let actions: Vec<(String,)> = sqlx::query_as(
+        "SELECT action FROM audit_log WHERE action LIKE '%key' ORDER BY created_at, id",
+    )
+    .fetch_all(&app.store.pool)
+    .await
+    .expect("audit");
+    let actions: Vec<&str> = actions.iter().map(|(a,)| a.as_str()).collect();
+    assert!(
+        actions.contains(&"add key")
+            && actions.contains(&"edit key")
+            && actions.contains(&"remove key"),
+        "{actions:?}"
+    );
+    let all: Vec<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT before_json, after_json FROM audit_log")
+            .fetch_all(&app.store.pool)
+            .await
+            .expect("audit");
+    assert!(
+        all.iter()
+            .all(|(b, a)| !format!("{b:?}{a:?}").contains(UPSTREAM_KEY)),
+        "no key in the audit log"
+    );
+    // Editing the provider keeps its keys.
     let edit = CatalogOp::SaveProvider {
         id: Some(id.clone()),
         slug: "acme".into(),
         name: "Acme AI".into(),
         kind: "openai".into(),
         base_url: format!("{base}/"),
-        api_key: UPSTREAM_KEY.into(),
-        website: String::new(),
-        data_policy: String::new(),
-        markup_percent: "20".into(),
-    };
-    change(&app.state, &root, edit).await.expect("edit");
-    let ok = test_provider(&app.state, &id).await.expect("reachable");
-    assert!(ok.contains("listing 2 models"), "{ok}");
-    // A blank key keeps the stored one.
-    let keep = CatalogOp::SaveProvider {
-        id: Some(id.clone()),
-        slug: "acme".into(),
-        name: "Acme AI".into(),
-        kind: "openai".into(),
-        base_url: base.clone(),
         api_key: String::new(),
         website: String::new(),
         data_policy: String::new(),
         markup_percent: "20".into(),
     };
-    change(&app.state, &root, keep).await.expect("edit");
+    change(&app.state, &root, edit).await.expect("edit");
     assert!(test_provider(&app.state, &id).await.is_ok());
     let listed = provider_models(&app.state, &id).await.expect("models");
     let ids: Vec<_> = listed
@@ -217,11 +312,20 @@ async fn model_id(app: &TestApp, slug: &str) -> String {
 }
 
 fn price(id: &str, input: &str, output: &str, enabled: bool) -> CatalogOp {
+    price_as(id, "smart-1", input, output, enabled)
+}
+
+fn price_as(id: &str, upstream: &str, input: &str, output: &str, enabled: bool) -> CatalogOp {
     CatalogOp::SaveEndpoint {
         id: id.into(),
-        upstream_model: "smart-1".into(),
+        upstream_model: upstream.into(),
         cost_input: input.into(),
         cost_output: output.into(),
+        cache_read: String::new(),
+        cache_write: String::new(),
+        request_price: String::new(),
+        max_output_tokens: String::new(),
+        priority: String::new(),
         enabled,
     }
 }
@@ -232,6 +336,11 @@ fn model_rules(id: &str, markup: &str, sale: (&str, &str), hidden: bool) -> Cata
         name: "Smart One".into(),
         description: "A model imported in a test".into(),
         context_length: "32000".into(),
+        max_output_tokens: String::new(),
+        input_modalities: "text".into(),
+        output_modalities: "text".into(),
+        supported_parameters: "max_tokens, temperature".into(),
+        tokenizer: "Other".into(),
         enabled: true,
         hidden,
         sale_input: sale.0.into(),
@@ -473,13 +582,7 @@ async fn disabled_endpoints_and_providers_get_no_traffic(db: Db) {
         .execute(&app.store.writer)
         .await
         .expect("move");
-    let on = CatalogOp::SaveEndpoint {
-        id: ep.clone(),
-        upstream_model: "fast-1".into(),
-        cost_input: "0.10".into(),
-        cost_output: "0.20".into(),
-        enabled: true,
-    };
+    let on = price_as(&ep, "fast-1", "0.10", "0.20", true);
     change(&app.state, &root, on.clone()).await.expect("on");
     for _ in 0..3 {
         let (s, v) = call(&app, "test/fast").await;
@@ -487,26 +590,10 @@ async fn disabled_endpoints_and_providers_get_no_traffic(db: Db) {
         assert_eq!(served_by(&app, v).await, "cheap");
     }
     // Endpoint off: every request goes to the other provider.
-    let CatalogOp::SaveEndpoint {
-        id,
-        upstream_model,
-        cost_input,
-        cost_output,
-        ..
-    } = on.clone()
-    else {
-        unreachable!()
-    };
     change(
         &app.state,
         &root,
-        CatalogOp::SaveEndpoint {
-            id,
-            upstream_model,
-            cost_input,
-            cost_output,
-            enabled: false,
-        },
+        price_as(&ep, "fast-1", "0.10", "0.20", false),
     )
     .await
     .expect("off");

@@ -85,10 +85,13 @@ async fn non_streaming_is_metered_and_charged_exactly(db: Db) {
     );
 
     // Provider credentials are encrypted at rest.
-    let (enc,): (String,) = sqlx::query_as("SELECT api_key_enc FROM providers WHERE slug = 'fake'")
-        .fetch_one(&app.store.pool)
-        .await
-        .expect("provider");
+    let (enc,): (String,) = sqlx::query_as(
+        "SELECT c.secret_enc FROM provider_credentials c JOIN providers p ON p.id = c.provider_id \
+         WHERE p.slug = 'fake'",
+    )
+    .fetch_one(&app.store.pool)
+    .await
+    .expect("provider");
     assert!(!enc.contains(common::UPSTREAM_KEY) && !enc.contains("upstream-test"));
     assert_eq!(
         app.state.cipher.decrypt(&enc).expect("decrypts"),

@@ -46,6 +46,7 @@ async fn operator_setup(db: &TestDb, chunk_delay_ms: u64) -> String {
         devupstream::FakeConfig {
             chunk_delay_ms,
             api_key: Some(UPSTREAM_KEY.into()),
+            more_keys: Vec::new(),
         },
     )
     .await

@@ -67,10 +67,10 @@ pub(super) async fn settle_many(
         .collect();
 
     // 2. Record the generations not recorded yet.
-    const GEN_COLS: usize = 23;
+    const GEN_COLS: usize = 25;
     let sql = format!(
         "INSERT INTO generations (id, org_id, key_id, model_slug, provider_slug, endpoint_id, upstream_model, upstream_id, \
-           prompt_tokens, completion_tokens, usage_estimated, cost_nanos, charge_nanos, latency_ms, ttft_ms, finish_reason, \
+           prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, usage_estimated, cost_nanos, charge_nanos, latency_ms, ttft_ms, finish_reason, \
            native_finish_reason, streamed, cancelled, status, error, attempts, created_at) VALUES {} \
          ON CONFLICT (id) DO NOTHING RETURNING id",
         placeholders(items.len(), GEN_COLS, 1)
@@ -88,6 +88,8 @@ pub(super) async fn settle_many(
             .bind(&g.upstream_id)
             .bind(g.prompt_tokens as i64)
             .bind(g.completion_tokens as i64)
+            .bind(g.cache_read_tokens as i64)
+            .bind(g.cache_write_tokens as i64)
             .bind(g.usage_estimated as i64)
             .bind(g.cost.0)
             .bind(g.charge.0)

@@ -54,6 +54,9 @@ pub struct Generation {
     pub upstream_id: Option<String>,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// The parts of the prompt read from and written to the provider's cache.
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
     pub usage_estimated: bool,
     pub cost: Nanos,
     pub charge: Nanos,

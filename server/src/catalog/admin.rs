@@ -3,14 +3,14 @@
 //! writes an audit row with the record before and after; secrets never reach the audit log.
 
 use super::health::{self, Health, MINUTE};
-use crate::money::{Markup, MtokPrice, Pricing};
+use crate::money::{Markup, MtokPrice, Nanos, Pricing};
 use crate::state::AppState;
 use crate::store::{new_id, now_ms};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use switchyard_app::catalog_admin::{
-    AdminEndpoint, AdminModel, AuditRow, CatalogAdmin, CatalogOp, HealthView, ProviderRow,
-    UpstreamList, UpstreamModel,
+    AdminEndpoint, AdminModel, AuditRow, CatalogAdmin, CatalogOp, CredentialRow, HealthView,
+    OrgPrice, ProviderRow, UpstreamList, UpstreamModel,
 };
 
 /// The windows the admin page shows.
@@ -52,9 +52,136 @@ fn internal(e: impl std::fmt::Display) -> String {
 
 /// "$0.50" per million as the forms show it: exact decimal USD without the sign.
 fn mtok(n: i64) -> String {
-    let s = MtokPrice(n).to_usd_string();
-    let (i, f) = s.split_once('.').unwrap_or((&s, ""));
+    pad2(&MtokPrice(n).to_usd_string())
+}
+
+/// An exact decimal with at least two decimal places ("0.5" → "0.50"; every digit kept).
+fn pad2(s: &str) -> String {
+    let (i, f) = s.split_once('.').unwrap_or((s, ""));
     format!("{i}.{f:0<2}")
+}
+
+/// "text,image" → "text, image".
+fn list_text(s: &str) -> String {
+    super::split_list(s).join(", ")
+}
+
+/// A multiplier in ppm as a percentage of list price ("90", "112.5").
+fn format_percent_of_list(ppm: i64) -> String {
+    // Parts per million of list price print as a percentage exactly as markup does.
+    Markup(ppm).to_percent_string()
+}
+
+/// A model as stored (the admin page and the audit log read the same columns).
+#[derive(sqlx::FromRow)]
+struct ModelRecord {
+    id: String,
+    slug: String,
+    name: String,
+    description: String,
+    context_length: i64,
+    max_output_tokens: Option<i64>,
+    enabled: i64,
+    hidden: i64,
+    sale_input_per_mtok_nanos: Option<i64>,
+    sale_output_per_mtok_nanos: Option<i64>,
+    input_modalities: String,
+    output_modalities: String,
+    supported_parameters: String,
+    tokenizer: String,
+}
+
+const MODEL_COLS: &str =
+    "id, slug, name, description, context_length, max_output_tokens, enabled, hidden, \
+    sale_input_per_mtok_nanos, sale_output_per_mtok_nanos, input_modalities, output_modalities, \
+    supported_parameters, tokenizer";
+
+impl ModelRecord {
+    fn sale(&self) -> Option<(MtokPrice, MtokPrice)> {
+        self.sale_input_per_mtok_nanos
+            .zip(self.sale_output_per_mtok_nanos)
+            .map(|(i, o)| (MtokPrice(i), MtokPrice(o)))
+    }
+}
+
+/// An endpoint as stored, with its model's slug.
+#[derive(sqlx::FromRow)]
+struct EndpointRecord {
+    id: String,
+    model_id: String,
+    model_slug: String,
+    provider_id: String,
+    upstream_model: String,
+    input_per_mtok_nanos: i64,
+    output_per_mtok_nanos: i64,
+    cache_read_per_mtok_nanos: Option<i64>,
+    cache_write_per_mtok_nanos: Option<i64>,
+    request_nanos: i64,
+    max_output_tokens: Option<i64>,
+    priority: i64,
+    enabled: i64,
+}
+
+const ENDPOINT_COLS: &str = "e.id, e.model_id, m.slug AS model_slug, e.provider_id, e.upstream_model, \
+    e.input_per_mtok_nanos, e.output_per_mtok_nanos, e.cache_read_per_mtok_nanos, e.cache_write_per_mtok_nanos, \
+    e.request_nanos, e.max_output_tokens, e.priority, e.enabled";
+
+/// Every provider's keys as the page shows them (never the key itself).
+async fn credentials(
+    pool: &sqlx::AnyPool,
+) -> Result<std::collections::HashMap<String, Vec<CredentialRow>>, sqlx::Error> {
+    let rows: Vec<(String, String, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT id, provider_id, label, last4, weight, enabled FROM provider_credentials ORDER BY label",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out: std::collections::HashMap<String, Vec<CredentialRow>> = Default::default();
+    for (id, provider_id, label, last4, weight, enabled) in rows {
+        out.entry(provider_id).or_default().push(CredentialRow {
+            id,
+            label,
+            hint: format!("••••{last4}"),
+            weight: weight.max(0) as u64,
+            enabled: enabled != 0,
+        });
+    }
+    Ok(out)
+}
+
+/// The last four characters of a key: enough to tell keys apart, useless to an attacker.
+pub fn last4(key: &str) -> String {
+    let n = key.chars().count();
+    key.chars().skip(n.saturating_sub(4)).collect()
+}
+
+/// Adds a key to a provider's pool, or replaces the key of the same label.
+pub async fn put_credential(
+    tx: &mut Tx,
+    cipher: &crate::crypto::Cipher,
+    provider_id: &str,
+    label: &str,
+    key: &str,
+    weight: i64,
+    enabled: bool,
+) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO provider_credentials (id, provider_id, label, secret_enc, last4, weight, enabled, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+         ON CONFLICT (provider_id, label) DO UPDATE SET secret_enc = excluded.secret_enc, last4 = excluded.last4, \
+           weight = excluded.weight, enabled = excluded.enabled, updated_at = excluded.updated_at",
+    )
+    .bind(new_id())
+    .bind(provider_id)
+    .bind(label)
+    .bind(cipher.encrypt(key))
+    .bind(last4(key))
+    .bind(weight)
+    .bind(enabled as i64)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn percent(ppm: i64) -> String {
@@ -93,34 +220,34 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
         String,
         String,
         String,
-        Option<String>,
         i64,
         Option<String>,
         Option<String>,
         i64,
     );
     let providers: Vec<P> = sqlx::query_as(
-        "SELECT p.id, p.slug, p.name, p.kind, p.base_url, p.api_key_last4, p.enabled, p.website, p.data_policy, \
+        "SELECT p.id, p.slug, p.name, p.kind, p.base_url, p.enabled, p.website, p.data_policy, \
                 (SELECT COUNT(*) FROM endpoints e WHERE e.provider_id = p.id) \
          FROM providers p ORDER BY p.name",
     )
     .fetch_all(pool)
     .await
     .map_err(internal)?;
+    let mut pools = credentials(pool).await.map_err(internal)?;
     let mut provider_names = BTreeMap::new();
     let providers: Vec<ProviderRow> = providers
         .into_iter()
         .map(
-            |(id, slug, name, kind, base_url, last4, enabled, website, policy, n)| {
+            |(id, slug, name, kind, base_url, enabled, website, policy, n)| {
                 provider_names.insert(id.clone(), name.clone());
                 ProviderRow {
                     markup_percent: rules.get(&format!("provider:{id}")).map(|&p| percent(p)),
+                    credentials: pools.remove(&id).unwrap_or_default(),
                     id,
                     slug,
                     name,
                     kind,
                     base_url,
-                    key_hint: last4.map(|l| format!("••••{l}")),
                     enabled: enabled != 0,
                     website: website.unwrap_or_default(),
                     data_policy: policy.unwrap_or_default(),
@@ -130,28 +257,19 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
             },
         )
         .collect();
-    type M = (
-        String,
-        String,
-        String,
-        String,
-        i64,
-        i64,
-        i64,
-        Option<i64>,
-        Option<i64>,
-    );
-    let models: Vec<M> = sqlx::query_as(
-        "SELECT id, slug, name, description, context_length, enabled, hidden, sale_input_per_mtok_nanos, \
-                sale_output_per_mtok_nanos FROM models ORDER BY slug",
-    )
+    let models: Vec<ModelRecord> =
+        sqlx::query_as(&format!("SELECT {MODEL_COLS} FROM models ORDER BY slug"))
+            .fetch_all(pool)
+            .await
+            .map_err(internal)?;
+    let endpoints: Vec<EndpointRecord> = sqlx::query_as(&format!(
+        "SELECT {ENDPOINT_COLS} FROM endpoints e JOIN models m ON m.id = e.model_id ORDER BY e.priority, e.created_at"
+    ))
     .fetch_all(pool)
     .await
     .map_err(internal)?;
-    type E = (String, String, String, String, i64, i64, i64);
-    let endpoints: Vec<E> = sqlx::query_as(
-        "SELECT id, model_id, provider_id, upstream_model, input_per_mtok_nanos, output_per_mtok_nanos, enabled \
-         FROM endpoints ORDER BY created_at",
+    let org_prices: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT o.name, p.multiplier_ppm, p.note FROM org_pricing p JOIN orgs o ON o.id = p.org_id ORDER BY o.name",
     )
     .fetch_all(pool)
     .await
@@ -162,97 +280,137 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
         .map_err(internal)?;
     let threshold = state.cfg.degraded_error_percent;
     let mut degraded_providers = std::collections::BTreeSet::new();
-    let mut by_model: BTreeMap<String, Vec<E>> = BTreeMap::new();
+    let mut by_model: BTreeMap<String, Vec<EndpointRecord>> = BTreeMap::new();
     for e in endpoints {
-        by_model.entry(e.1.clone()).or_default().push(e);
+        by_model.entry(e.model_id.clone()).or_default().push(e);
     }
     let models = models
         .into_iter()
-        .map(
-            |(id, slug, name, description, ctx, enabled, hidden, sale_in, sale_out)| {
-                let sale = sale_in
-                    .zip(sale_out)
-                    .map(|(i, o)| (MtokPrice(i), MtokPrice(o)));
-                let model_markup = rules.get(&format!("model:{id}")).copied();
-                let endpoints = by_model
-                    .remove(&id)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(eid, _, pid, upstream, input, output, on)| {
-                        let (markup, rule) =
-                            match (model_markup, rules.get(&format!("provider:{pid}"))) {
-                                (Some(m), _) => (m, format!("model markup {} %", percent(m))),
-                                (None, Some(&p)) => {
-                                    (p, format!("provider markup {} %", percent(p)))
-                                }
-                                (None, None) => {
-                                    (default, format!("default markup {} %", percent(default)))
-                                }
-                            };
-                        let pricing = Pricing {
-                            input: MtokPrice(input),
-                            output: MtokPrice(output),
-                            markup: Markup(markup),
-                            sale,
-                        };
-                        let (si, so) = pricing.sale_per_mtok_usd();
-                        let fix = |s: String| mtok(MtokPrice::parse_usd(&s).map_or(0, |p| p.0));
-                        let is_degraded = degraded(health[0].get(&eid), threshold);
-                        if is_degraded {
-                            degraded_providers.insert(pid.clone());
-                        }
-                        let views = WINDOWS
-                            .iter()
-                            .zip(&health)
-                            .map(|((_, label), map)| {
-                                let h = map.get(&eid).cloned().unwrap_or_default();
-                                HealthView {
-                                    window: label.to_string(),
-                                    requests: h.requests,
-                                    uptime: bp_percent(h.uptime_bp()),
-                                    error_rate: bp_percent(h.error_bp()),
-                                    latency: percentiles(&h.latency),
-                                    ttft: percentiles(&h.ttft),
-                                }
-                            })
-                            .collect();
-                        AdminEndpoint {
-                            health: views,
-                            degraded: is_degraded,
-                            id: eid,
-                            provider: provider_names.get(&pid).cloned().unwrap_or(pid),
-                            upstream_model: upstream,
-                            enabled: on != 0,
-                            cost_input: mtok(input),
-                            cost_output: mtok(output),
-                            sale_input: fix(si),
-                            sale_output: fix(so),
-                            margin: pricing.margin_bp().map_or("—".into(), |bp| {
-                                format!("{}.{:02} %", bp / 100, (bp % 100).abs())
-                            }),
-                            price_rule: if sale.is_some() {
-                                "sale price".into()
-                            } else {
-                                rule
-                            },
-                        }
-                    })
-                    .collect();
-                AdminModel {
-                    id,
-                    slug,
-                    name,
-                    description,
-                    context_length: ctx.max(0) as u64,
-                    enabled: enabled != 0,
-                    hidden: hidden != 0,
-                    sale_input: sale.map(|(i, _)| mtok(i.0)),
-                    sale_output: sale.map(|(_, o)| mtok(o.0)),
-                    markup_percent: model_markup.map(percent),
-                    endpoints,
-                }
-            },
-        )
+        .map(|m| {
+            let sale = m.sale();
+            let id = m.id.clone();
+            let model_markup = rules.get(&format!("model:{id}")).copied();
+            let endpoints = by_model
+                .remove(&id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| {
+                    let (eid, pid, upstream, input, output, on) = (
+                        e.id.clone(),
+                        e.provider_id.clone(),
+                        e.upstream_model.clone(),
+                        e.input_per_mtok_nanos,
+                        e.output_per_mtok_nanos,
+                        e.enabled,
+                    );
+                    let (markup, rule) = match (model_markup, rules.get(&format!("provider:{pid}")))
+                    {
+                        (Some(m), _) => (m, format!("model markup {} %", percent(m))),
+                        (None, Some(&p)) => (p, format!("provider markup {} %", percent(p))),
+                        (None, None) => (default, format!("default markup {} %", percent(default))),
+                    };
+                    let pricing = Pricing {
+                        cache_read: e.cache_read_per_mtok_nanos.map(MtokPrice),
+                        cache_write: e.cache_write_per_mtok_nanos.map(MtokPrice),
+                        request: Nanos(e.request_nanos),
+                        sale,
+                        ..Pricing::simple(MtokPrice(input), MtokPrice(output), Markup(markup))
+                    };
+                    let mut extras = Vec::new();
+                    let (read, write) = pricing.cache_per_token_usd();
+                    let sale_mtok =
+                        |c: i64| pad2(&Pricing::per_mtok_usd(MtokPrice(c), Markup(markup)));
+                    if let (Some(c), Some(_)) = (e.cache_read_per_mtok_nanos, read) {
+                        extras.push(format!("cache read ${} → ${}", mtok(c), sale_mtok(c)));
+                    }
+                    if let (Some(c), Some(_)) = (e.cache_write_per_mtok_nanos, write) {
+                        extras.push(format!("cache write ${} → ${}", mtok(c), sale_mtok(c)));
+                    }
+                    if e.request_nanos > 0 {
+                        extras.push(format!(
+                            "per request {} → ${}",
+                            Nanos(e.request_nanos).dollars(),
+                            pricing.request_usd()
+                        ));
+                    }
+                    let (si, so) = pricing.sale_per_mtok_usd();
+                    let fix = |s: String| pad2(&s);
+                    let is_degraded = degraded(health[0].get(&eid), threshold);
+                    if is_degraded {
+                        degraded_providers.insert(pid.clone());
+                    }
+                    let views = WINDOWS
+                        .iter()
+                        .zip(&health)
+                        .map(|((_, label), map)| {
+                            let h = map.get(&eid).cloned().unwrap_or_default();
+                            HealthView {
+                                window: label.to_string(),
+                                requests: h.requests,
+                                uptime: bp_percent(h.uptime_bp()),
+                                error_rate: bp_percent(h.error_bp()),
+                                latency: percentiles(&h.latency),
+                                ttft: percentiles(&h.ttft),
+                            }
+                        })
+                        .collect();
+                    AdminEndpoint {
+                        cache_read: e.cache_read_per_mtok_nanos.map(mtok).unwrap_or_default(),
+                        cache_write: e.cache_write_per_mtok_nanos.map(mtok).unwrap_or_default(),
+                        request_price: if e.request_nanos > 0 {
+                            Nanos(e.request_nanos).to_usd_string()
+                        } else {
+                            String::new()
+                        },
+                        extras,
+                        max_output_tokens: e
+                            .max_output_tokens
+                            .map(|v| v.to_string())
+                            .unwrap_or_default(),
+                        priority: e.priority,
+                        health: views,
+                        degraded: is_degraded,
+                        id: eid,
+                        provider: provider_names.get(&pid).cloned().unwrap_or(pid),
+                        upstream_model: upstream,
+                        enabled: on != 0,
+                        cost_input: mtok(input),
+                        cost_output: mtok(output),
+                        sale_input: fix(si),
+                        sale_output: fix(so),
+                        margin: pricing.margin_bp().map_or("—".into(), |bp| {
+                            format!("{}.{:02} %", bp / 100, (bp % 100).abs())
+                        }),
+                        price_rule: if sale.is_some() {
+                            "sale price".into()
+                        } else {
+                            rule
+                        },
+                    }
+                })
+                .collect();
+            AdminModel {
+                id,
+                slug: m.slug,
+                name: m.name,
+                description: m.description,
+                context_length: m.context_length.max(0) as u64,
+                max_output_tokens: m
+                    .max_output_tokens
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+                input_modalities: list_text(&m.input_modalities),
+                output_modalities: list_text(&m.output_modalities),
+                supported_parameters: list_text(&m.supported_parameters),
+                tokenizer: m.tokenizer,
+                enabled: m.enabled != 0,
+                hidden: m.hidden != 0,
+                sale_input: sale.map(|(i, _)| mtok(i.0)),
+                sale_output: sale.map(|(_, o)| mtok(o.0)),
+                markup_percent: model_markup.map(percent),
+                endpoints,
+            }
+        })
         .collect();
     let providers = providers
         .into_iter()
@@ -265,6 +423,14 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
         default_markup_percent: percent(default),
         providers,
         models,
+        org_prices: org_prices
+            .into_iter()
+            .map(|(org, ppm, note)| OrgPrice {
+                org,
+                percent: format_percent_of_list(ppm),
+                note,
+            })
+            .collect(),
         audit: audit_rows(state, 100).await?,
     })
 }
@@ -373,25 +539,37 @@ async fn provider_json(tx: &mut Tx, id: &str) -> Result<Option<Value>, sqlx::Err
         String,
         String,
         String,
-        Option<String>,
         i64,
         Option<String>,
         Option<String>,
     );
     let r: Option<R> = sqlx::query_as(
-        "SELECT slug, name, kind, base_url, api_key_last4, enabled, website, data_policy FROM providers WHERE id = $1",
+        "SELECT slug, name, kind, base_url, enabled, website, data_policy FROM providers WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?;
     let markup = markup_of(tx, &format!("provider:{id}")).await?;
-    Ok(r.map(
-        |(slug, name, kind, base_url, last4, enabled, website, policy)| {
-            json!({"slug": slug, "name": name, "kind": kind, "base_url": base_url,
-               "api_key": last4.map(|l| format!("••••{l}")), "enabled": enabled != 0,
+    Ok(r.map(|(slug, name, kind, base_url, enabled, website, policy)| {
+        json!({"slug": slug, "name": name, "kind": kind, "base_url": base_url, "enabled": enabled != 0,
                "website": website, "data_policy": policy, "markup": markup})
-        },
-    ))
+    }))
+}
+
+async fn credential_json(tx: &mut Tx, id: &str) -> Result<Option<(String, Value)>, sqlx::Error> {
+    let r: Option<(String, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT p.slug, c.label, c.last4, c.weight, c.enabled FROM provider_credentials c \
+         JOIN providers p ON p.id = c.provider_id WHERE c.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(r.map(|(slug, label, last4, weight, enabled)| {
+        (
+            slug,
+            json!({"label": label, "key": format!("••••{last4}"), "weight": weight, "enabled": enabled != 0}),
+        )
+    }))
 }
 
 async fn markup_of(tx: &mut Tx, scope: &str) -> Result<Option<String>, sqlx::Error> {
@@ -426,44 +604,35 @@ async fn set_markup(tx: &mut Tx, scope: &str, m: Option<Markup>) -> Result<(), s
 }
 
 async fn model_json(tx: &mut Tx, id: &str) -> Result<Option<Value>, sqlx::Error> {
-    type R = (
-        String,
-        String,
-        String,
-        i64,
-        i64,
-        i64,
-        Option<i64>,
-        Option<i64>,
-    );
-    let r: Option<R> = sqlx::query_as(
-        "SELECT slug, name, description, context_length, enabled, hidden, sale_input_per_mtok_nanos, \
-                sale_output_per_mtok_nanos FROM models WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let r: Option<ModelRecord> =
+        sqlx::query_as(&format!("SELECT {MODEL_COLS} FROM models WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
     let markup = markup_of(tx, &format!("model:{id}")).await?;
-    Ok(
-        r.map(|(slug, name, description, ctx, enabled, hidden, si, so)| {
-            json!({"slug": slug, "name": name, "description": description, "context_length": ctx,
-               "enabled": enabled != 0, "hidden": hidden != 0,
-               "sale_input": si.map(mtok), "sale_output": so.map(mtok), "markup": markup})
-        }),
-    )
+    Ok(r.map(|m| {
+        json!({"slug": m.slug, "name": m.name, "description": m.description, "context_length": m.context_length,
+               "max_output_tokens": m.max_output_tokens, "input_modalities": m.input_modalities,
+               "output_modalities": m.output_modalities, "supported_parameters": m.supported_parameters,
+               "tokenizer": m.tokenizer, "enabled": m.enabled != 0, "hidden": m.hidden != 0,
+               "sale_input": m.sale_input_per_mtok_nanos.map(mtok),
+               "sale_output": m.sale_output_per_mtok_nanos.map(mtok), "markup": markup})
+    }))
 }
 
 async fn endpoint_json(tx: &mut Tx, id: &str) -> Result<Option<Value>, sqlx::Error> {
-    let r: Option<(String, String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT m.slug, e.upstream_model, e.input_per_mtok_nanos, e.output_per_mtok_nanos, e.enabled \
-         FROM endpoints e JOIN models m ON m.id = e.model_id WHERE e.id = $1",
-    )
+    let r: Option<EndpointRecord> = sqlx::query_as(&format!(
+        "SELECT {ENDPOINT_COLS} FROM endpoints e JOIN models m ON m.id = e.model_id WHERE e.id = $1"
+    ))
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(r.map(|(model, upstream, i, o, enabled)| {
-        json!({"model": model, "upstream_model": upstream, "cost_input": mtok(i),
-               "cost_output": mtok(o), "enabled": enabled != 0})
+    Ok(r.map(|e| {
+        json!({"model": e.model_slug, "upstream_model": e.upstream_model,
+               "cost_input": mtok(e.input_per_mtok_nanos), "cost_output": mtok(e.output_per_mtok_nanos),
+               "cache_read": e.cache_read_per_mtok_nanos.map(mtok), "cache_write": e.cache_write_per_mtok_nanos.map(mtok),
+               "per_request": (e.request_nanos > 0).then(|| Nanos(e.request_nanos).to_usd_string()),
+               "max_output_tokens": e.max_output_tokens, "priority": e.priority, "enabled": e.enabled != 0})
     }))
 }
 
@@ -476,6 +645,68 @@ fn check_base_url(v: &str) -> Result<String, String> {
         return Err("base URL: an http(s) address like https://api.openai.com/v1".into());
     }
     Ok(v.to_string())
+}
+
+/// What models may take in and put out.
+const MODALITIES: &[&str] = &["text", "image", "audio", "video", "file"];
+
+/// "text, image" → "text,image", each item checked (against `allowed`, when given).
+fn check_list(field: &str, v: &str, allowed: &[&str]) -> Result<String, String> {
+    let items = super::split_list(v);
+    for i in &items {
+        let ok = if allowed.is_empty() {
+            i.len() <= 64
+                && i.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        } else {
+            allowed.contains(&i.as_str())
+        };
+        if !ok {
+            return Err(if allowed.is_empty() {
+                format!("{field}: {i:?} is not a parameter name (letters, digits and _)")
+            } else {
+                format!("{field}: {i:?} is not one of {}", allowed.join(", "))
+            });
+        }
+    }
+    if !allowed.is_empty() && items.is_empty() {
+        return Err(format!("{field}: at least one of {}", allowed.join(", ")));
+    }
+    Ok(items.join(","))
+}
+
+fn optional_count(field: &str, v: &str) -> Result<Option<i64>, String> {
+    match v.trim() {
+        "" => Ok(None),
+        v => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| format!("{field}: a whole number of tokens, or blank")),
+    }
+}
+
+fn check_label(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if v.is_empty() || v.chars().count() > 40 {
+        return Err("label: a short name for the key, like default or team-b".into());
+    }
+    Ok(v.to_string())
+}
+
+fn check_weight(v: &str) -> Result<i64, String> {
+    match v.trim() {
+        "" => Ok(1),
+        v => v
+            .parse::<i64>()
+            .ok()
+            .filter(|w| (0..=1000).contains(w))
+            .ok_or_else(|| {
+                "weight: a whole number from 0 to 1000 (its share of the traffic; 0 rests the key)"
+                    .to_string()
+            }),
+    }
 }
 
 fn check_slug(v: &str) -> Result<String, String> {
@@ -550,19 +781,6 @@ async fn apply(
             let base_url = check_base_url(&base_url)?;
             let markup = parse_optional_percent("markup", &markup_percent)?;
             let key = api_key.trim();
-            let (enc, last4) = if key.is_empty() {
-                (None, None)
-            } else {
-                let tail: String = key
-                    .chars()
-                    .rev()
-                    .take(4)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                (Some(state.cipher.encrypt(key)), Some(tail))
-            };
             let opt = |s: &str| {
                 let s = s.trim();
                 (!s.is_empty()).then(|| s.to_string())
@@ -584,15 +802,12 @@ async fn apply(
                     }
                     sqlx::query(
                         "UPDATE providers SET slug = $1, name = $2, kind = $3, base_url = $4, \
-                         api_key_enc = COALESCE($5, api_key_enc), api_key_last4 = COALESCE($6, api_key_last4), \
-                         website = $7, data_policy = $8, updated_at = $9 WHERE id = $10",
+                         website = $5, data_policy = $6, updated_at = $7 WHERE id = $8",
                     )
                     .bind(&slug)
                     .bind(&name)
                     .bind(kind.as_str())
                     .bind(&base_url)
-                    .bind(&enc)
-                    .bind(&last4)
                     .bind(opt(&website))
                     .bind(opt(&data_policy))
                     .bind(now)
@@ -608,29 +823,37 @@ async fn apply(
                     }
                     let id = new_id();
                     sqlx::query(
-                        "INSERT INTO providers (id, slug, name, kind, base_url, api_key_enc, api_key_last4, website, \
-                         data_policy, enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10)",
+                        "INSERT INTO providers (id, slug, name, kind, base_url, website, \
+                         data_policy, enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
                     )
                     .bind(&id)
                     .bind(&slug)
                     .bind(&name)
                     .bind(kind.as_str())
                     .bind(&base_url)
-                    .bind(&enc)
-                    .bind(&last4)
                     .bind(opt(&website))
                     .bind(opt(&data_policy))
                     .bind(now)
                     .execute(&mut **tx)
                     .await
                     .map_err(internal)?;
+                    if !key.is_empty() {
+                        put_credential(tx, &state.cipher, &id, "default", key, 1, true)
+                            .await
+                            .map_err(internal)?;
+                    }
                     (id, None)
                 }
             };
             set_markup(tx, &format!("provider:{id}"), markup)
                 .await
                 .map_err(internal)?;
-            let after = provider_json(tx, &id).await.map_err(internal)?;
+            let mut after = provider_json(tx, &id).await.map_err(internal)?;
+            if before.is_none() && !key.is_empty() {
+                if let Some(a) = after.as_mut() {
+                    a["key default"] = json!(format!("••••{}", last4(key)));
+                }
+            }
             let action = if before.is_some() {
                 "edit provider"
             } else {
@@ -644,6 +867,184 @@ async fn apply(
             } else {
                 format!("{name} added: test the connection, then import its models")
             })
+        }
+        CatalogOp::AddCredential {
+            provider_id,
+            label,
+            api_key,
+            weight,
+        } => {
+            let label = check_label(&label)?;
+            let weight = check_weight(&weight)?;
+            let key = api_key.trim();
+            if key.is_empty() {
+                return Err("API key: required".into());
+            }
+            let (slug,): (String,) = sqlx::query_as("SELECT slug FROM providers WHERE id = $1")
+                .bind(&provider_id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(internal)?
+                .ok_or("no such provider")?;
+            let taken: Option<(String,)> = sqlx::query_as(
+                "SELECT id FROM provider_credentials WHERE provider_id = $1 AND label = $2",
+            )
+            .bind(&provider_id)
+            .bind(&label)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(internal)?;
+            if taken.is_some() {
+                return Err(format!(
+                    "label: {slug} already has a key called {label}; pick another label, or remove that key first"
+                ));
+            }
+            put_credential(tx, &state.cipher, &provider_id, &label, key, weight, true)
+                .await
+                .map_err(internal)?;
+            record(
+                tx,
+                Some(actor),
+                "add key",
+                &slug,
+                None,
+                Some(json!({"label": label, "key": format!("••••{}", last4(key)), "weight": weight, "enabled": true})),
+            )
+            .await
+            .map_err(internal)?;
+            Ok(format!("{slug}: key {label} added"))
+        }
+        CatalogOp::SaveCredential {
+            id,
+            label,
+            weight,
+            enabled,
+        } => {
+            let label = check_label(&label)?;
+            let weight = check_weight(&weight)?;
+            let (slug, before) = credential_json(tx, &id)
+                .await
+                .map_err(internal)?
+                .ok_or("no such key")?;
+            sqlx::query(
+                "UPDATE provider_credentials SET label = $1, weight = $2, enabled = $3, updated_at = $4 WHERE id = $5",
+            )
+            .bind(&label)
+            .bind(weight)
+            .bind(enabled as i64)
+            .bind(now)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| {
+                if e.to_string().to_ascii_lowercase().contains("unique") {
+                    format!("label: {slug} already has a key called {label}")
+                } else {
+                    internal(e)
+                }
+            })?;
+            let after = credential_json(tx, &id)
+                .await
+                .map_err(internal)?
+                .map(|(_, v)| v);
+            record(tx, Some(actor), "edit key", &slug, Some(before), after)
+                .await
+                .map_err(internal)?;
+            Ok(format!(
+                "{slug}: key {label} saved{}",
+                if enabled {
+                    ""
+                } else {
+                    " (off: no requests use it)"
+                }
+            ))
+        }
+        CatalogOp::RemoveCredential { id } => {
+            let (slug, before) = credential_json(tx, &id)
+                .await
+                .map_err(internal)?
+                .ok_or("no such key")?;
+            sqlx::query("DELETE FROM provider_credentials WHERE id = $1")
+                .bind(&id)
+                .execute(&mut **tx)
+                .await
+                .map_err(internal)?;
+            let label = before["label"].as_str().unwrap_or_default().to_string();
+            record(tx, Some(actor), "remove key", &slug, Some(before), None)
+                .await
+                .map_err(internal)?;
+            Ok(format!("{slug}: key {label} removed"))
+        }
+        CatalogOp::SetOrgPrice { org, percent, note } => {
+            let org = org.trim();
+            let (org_id, name): (String, String) =
+                sqlx::query_as("SELECT id, name FROM orgs WHERE name = $1")
+                    .bind(org)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| format!("organisation: no organisation is called {org:?}"))?;
+            let share = parse_optional_percent("pays", &percent)?;
+            if let Some(m) = share {
+                if m.0 <= 0 || m.0 > 10_000_000 {
+                    return Err(
+                        "pays: a percentage of list price above 0 and at most 1000, like 90".into(),
+                    );
+                }
+            }
+            let before: Option<(i64, String)> =
+                sqlx::query_as("SELECT multiplier_ppm, note FROM org_pricing WHERE org_id = $1")
+                    .bind(&org_id)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(internal)?;
+            let show = |r: Option<(i64, String)>| {
+                r.map(|(ppm, note)| json!({"pays": format!("{} % of list", format_percent_of_list(ppm)), "note": note}))
+            };
+            match share {
+                Some(m) => {
+                    sqlx::query(
+                        "INSERT INTO org_pricing (org_id, multiplier_ppm, note, updated_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (org_id) DO UPDATE SET multiplier_ppm = excluded.multiplier_ppm, \
+                           note = excluded.note, updated_at = excluded.updated_at",
+                    )
+                    .bind(&org_id)
+                    .bind(m.0)
+                    .bind(note.trim())
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(internal)?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM org_pricing WHERE org_id = $1")
+                        .bind(&org_id)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(internal)?;
+                }
+            }
+            let after = share.map(|m| (m.0, note.trim().to_string()));
+            record(
+                tx,
+                Some(actor),
+                "set organisation price",
+                &name,
+                show(before),
+                show(after),
+            )
+            .await
+            .map_err(internal)?;
+            Ok(match share {
+                Some(m) => format!(
+                    "{name} pays {} % of list price from its next request",
+                    format_percent_of_list(m.0)
+                ),
+                None => format!("{name} pays list price from its next request"),
+            })
+        }
+        CatalogOp::ImportCatalog { json, provider_id } => {
+            super::import::apply(tx, Some(actor), &json, &provider_id).await
         }
         CatalogOp::SetProviderEnabled { id, enabled } => {
             let before = provider_json(tx, &id)
@@ -776,6 +1177,11 @@ async fn apply(
             name,
             description,
             context_length,
+            max_output_tokens,
+            input_modalities,
+            output_modalities,
+            supported_parameters,
+            tokenizer,
             enabled,
             hidden,
             sale_input,
@@ -796,6 +1202,14 @@ async fn apply(
                 .ok()
                 .filter(|c| *c > 0)
                 .ok_or("context length: a whole number of tokens, like 128000")?;
+            let max_out = optional_count("max output tokens", &max_output_tokens)?;
+            let inputs = check_list("input modalities", &input_modalities, MODALITIES)?;
+            let outputs = check_list("output modalities", &output_modalities, MODALITIES)?;
+            let params = check_list("supported parameters", &supported_parameters, &[])?;
+            let tokenizer = tokenizer.trim();
+            if tokenizer.is_empty() || tokenizer.len() > 40 {
+                return Err("tokenizer: a short family name like GPT, Claude or Llama3".into());
+            }
             let markup = parse_optional_percent("markup", &markup_percent)?;
             let sale = match (sale_input.trim(), sale_output.trim()) {
                 ("", "") => None,
@@ -807,7 +1221,9 @@ async fn apply(
             };
             sqlx::query(
                 "UPDATE models SET name = $1, description = $2, context_length = $3, enabled = $4, hidden = $5, \
-                 sale_input_per_mtok_nanos = $6, sale_output_per_mtok_nanos = $7, updated_at = $8 WHERE id = $9",
+                 sale_input_per_mtok_nanos = $6, sale_output_per_mtok_nanos = $7, updated_at = $8, \
+                 max_output_tokens = $9, input_modalities = $10, output_modalities = $11, supported_parameters = $12, \
+                 tokenizer = $13 WHERE id = $14",
             )
             .bind(name)
             .bind(description.trim())
@@ -817,6 +1233,11 @@ async fn apply(
             .bind(sale.map(|(i, _)| i.0))
             .bind(sale.map(|(_, o)| o.0))
             .bind(now)
+            .bind(max_out)
+            .bind(inputs)
+            .bind(outputs)
+            .bind(params)
+            .bind(tokenizer)
             .bind(&id)
             .execute(&mut **tx)
             .await
@@ -836,6 +1257,11 @@ async fn apply(
             upstream_model,
             cost_input,
             cost_output,
+            cache_read,
+            cache_write,
+            request_price,
+            max_output_tokens,
+            priority,
             enabled,
         } => {
             let before = endpoint_json(tx, &id)
@@ -848,15 +1274,43 @@ async fn apply(
             }
             let input = parse_price("cost per 1M input", &cost_input)?;
             let output = parse_price("cost per 1M output", &cost_output)?;
+            let optional_price = |field: &str, v: &str| -> Result<Option<i64>, String> {
+                let v = v.trim();
+                if v.is_empty() {
+                    return Ok(None);
+                }
+                parse_price(field, v).map(|p| Some(p.0))
+            };
+            let read = optional_price("cost per 1M cached input read", &cache_read)?;
+            let write = optional_price("cost per 1M cached input written", &cache_write)?;
+            let request = match request_price.trim().trim_start_matches('$') {
+                "" => Nanos::ZERO,
+                v => Nanos::parse_usd(v).map_err(|e| format!("cost per request: {e}"))?,
+            };
+            let max_out = optional_count("max output tokens", &max_output_tokens)?;
+            let priority: i64 = match priority.trim() {
+                "" => 0,
+                v => v
+                    .parse()
+                    .ok()
+                    .filter(|p: &i64| p.abs() <= 1_000_000)
+                    .ok_or("priority: a whole number; lower is tried first")?,
+            };
             sqlx::query(
                 "UPDATE endpoints SET upstream_model = $1, input_per_mtok_nanos = $2, output_per_mtok_nanos = $3, \
-                 enabled = $4, updated_at = $5 WHERE id = $6",
+                 enabled = $4, updated_at = $5, cache_read_per_mtok_nanos = $6, cache_write_per_mtok_nanos = $7, \
+                 request_nanos = $8, max_output_tokens = $9, priority = $10 WHERE id = $11",
             )
             .bind(upstream)
             .bind(input.0)
             .bind(output.0)
             .bind(enabled as i64)
             .bind(now)
+            .bind(read)
+            .bind(write)
+            .bind(request.0)
+            .bind(max_out)
+            .bind(priority)
             .bind(&id)
             .execute(&mut **tx)
             .await
@@ -908,25 +1362,33 @@ fn display_name(id: &str) -> String {
         .join(" ")
 }
 
+/// A provider's name, base URL and its enabled keys (label, key), in label order.
 async fn provider_access(
     state: &AppState,
     id: &str,
-) -> Result<(String, String, Option<String>), String> {
-    let row: Option<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT name, base_url, api_key_enc FROM providers WHERE id = $1")
+) -> Result<(String, String, Vec<(String, String)>), String> {
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT name, base_url FROM providers WHERE id = $1")
             .bind(id)
             .fetch_optional(&state.store.pool)
             .await
             .map_err(internal)?;
-    let (name, base, enc) = row.ok_or("no such provider")?;
-    let key = match enc {
-        Some(e) => Some(state.cipher.decrypt(&e).map_err(|_| {
-            "the stored key cannot be decrypted with this server's secret key; save the key again"
-                .to_string()
-        })?),
-        None => None,
-    };
-    Ok((name, base, key))
+    let (name, base) = row.ok_or("no such provider")?;
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT label, secret_enc FROM provider_credentials WHERE provider_id = $1 AND enabled = 1 ORDER BY label",
+    )
+    .bind(id)
+    .fetch_all(&state.store.pool)
+    .await
+    .map_err(internal)?;
+    let mut keys = Vec::new();
+    for (label, enc) in rows {
+        let key = state.cipher.decrypt(&enc).map_err(|_| {
+            format!("key {label} cannot be decrypted with this server's secret key; add it again")
+        })?;
+        keys.push((label, key));
+    }
+    Ok((name, base, keys))
 }
 
 /// An error with its causes ("error sending request: connection refused").
@@ -941,9 +1403,18 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// `GET {base}/models` with the provider's key.
+/// `GET {base}/models` with the provider's first enabled key.
 async fn fetch_models(state: &AppState, id: &str) -> Result<Vec<UpstreamModel>, String> {
-    let (name, base, key) = provider_access(state, id).await?;
+    let (name, base, keys) = provider_access(state, id).await?;
+    list_upstream(state, &name, &base, keys.first().map(|(_, k)| k.as_str())).await
+}
+
+async fn list_upstream(
+    state: &AppState,
+    name: &str,
+    base: &str,
+    key: Option<&str>,
+) -> Result<Vec<UpstreamModel>, String> {
     let mut req = state
         .http
         .get(format!("{base}/models"))
@@ -1006,17 +1477,41 @@ pub async fn provider_models(state: &AppState, id: &str) -> Result<UpstreamList,
     })
 }
 
-/// Calls the provider's model list and reports the outcome and how long it took.
+/// Calls the provider's model list with each enabled key and reports how each went and how long it took.
 pub async fn test_provider(state: &AppState, id: &str) -> Result<String, String> {
-    let started = std::time::Instant::now();
-    let models = fetch_models(state, id).await?;
-    let (name, base, _) = provider_access(state, id).await?;
-    Ok(format!(
-        "{name} answered in {} ms at {base}, listing {} model{}",
-        started.elapsed().as_millis(),
-        models.len(),
-        if models.len() == 1 { "" } else { "s" }
-    ))
+    let (name, base, keys) = provider_access(state, id).await?;
+    let mut tries: Vec<(Option<String>, Option<String>)> = keys
+        .into_iter()
+        .map(|(label, key)| (Some(label), Some(key)))
+        .collect();
+    if tries.is_empty() {
+        tries.push((None, None));
+    }
+    let mut lines = Vec::new();
+    let mut failed = 0;
+    for (label, key) in &tries {
+        let started = std::time::Instant::now();
+        let who = label
+            .as_ref()
+            .map_or(String::new(), |l| format!("key {l}: "));
+        match list_upstream(state, &name, &base, key.as_deref()).await {
+            Ok(models) => lines.push(format!(
+                "{who}{name} answered in {} ms at {base}, listing {} model{}",
+                started.elapsed().as_millis(),
+                models.len(),
+                if models.len() == 1 { "" } else { "s" }
+            )),
+            Err(e) => {
+                failed += 1;
+                lines.push(format!("{who}{e}"));
+            }
+        }
+    }
+    if failed == tries.len() {
+        Err(lines.join("; "))
+    } else {
+        Ok(lines.join("; "))
+    }
 }
 
 #[cfg(test)]

@@ -2,39 +2,67 @@
 //! The whole file is checked first; any error (named by line and field) means nothing is applied.
 //!
 //! Apply upserts every provider, model and endpoint in the file and the default markup. Endpoints of a model
-//! in the file that the file no longer lists are disabled; nothing else is deleted.
+//! in the file that the file no longer lists are disabled; nothing else is deleted. A provider's keys in the
+//! file (`api_key` is the key labelled "default", `[[providers.keys]]` any others) are added or replaced by
+//! label; keys the file does not name are left alone, so keys added in the admin pages survive an apply.
+//!
+//! `switchyard catalog export` writes the catalog back in this format (without keys, which are only
+//! stored encrypted): applying an export changes nothing.
 
 use super::ProviderKind;
 use crate::crypto::Cipher;
 use crate::money::{Markup, MtokPrice};
 use crate::store::{new_id, now_ms, Store};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use toml::Spanned;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub markup: Option<MarkupSpec>,
     #[serde(default)]
     pub providers: Vec<ProviderSpec>,
     #[serde(default)]
     pub models: Vec<ModelSpec>,
-    pub markup: Option<MarkupSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSpec {
     pub slug: Spanned<String>,
     pub name: String,
     pub kind: ProviderKind,
     pub base_url: Spanned<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<Spanned<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeySpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub website: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_policy: Option<String>,
+    /// The provider's own markup (absent: the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub markup_percent: Option<Markup>,
     #[serde(default = "yes")]
     pub enabled: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// One more key of a provider's pool.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    pub label: String,
+    pub api_key: Spanned<String>,
+    #[serde(default = "one")]
+    pub weight: u64,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     pub slug: Spanned<String>,
@@ -42,33 +70,118 @@ pub struct ModelSpec {
     #[serde(default)]
     pub description: String,
     pub context_length: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u64>,
+    #[serde(default = "text")]
+    pub input_modalities: Vec<String>,
+    #[serde(default = "text")]
+    pub output_modalities: Vec<String>,
+    #[serde(default = "common_parameters")]
+    pub supported_parameters: Vec<String>,
+    #[serde(default = "other")]
+    pub tokenizer: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hidden: bool,
+    /// The model's own markup (absent: the provider's or the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub markup_percent: Option<Markup>,
+    /// An explicit sale price per million tokens; both or neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sale_input_per_mtok: Option<MtokPrice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sale_output_per_mtok: Option<MtokPrice>,
     #[serde(default = "yes")]
     pub enabled: bool,
     #[serde(default)]
     pub endpoints: Vec<EndpointSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointSpec {
     pub provider: Spanned<String>,
     pub upstream_model: String,
     pub input_per_mtok: MtokPrice,
     pub output_per_mtok: MtokPrice,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_per_mtok: Option<MtokPrice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_per_mtok: Option<MtokPrice>,
+    /// USD per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_request: Option<Usd>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i64,
     #[serde(default = "yes")]
     pub enabled: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MarkupSpec {
     pub default_percent: Markup,
 }
 
+/// An amount of USD written as a decimal string ("0.001").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usd(pub crate::money::Nanos);
+
+impl Serialize for Usd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_usd_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Usd {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        crate::money::Nanos::parse_usd(&s)
+            .map(Usd)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 fn yes() -> bool {
     true
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+fn text() -> Vec<String> {
+    vec!["text".into()]
+}
+
+fn other() -> String {
+    "Other".into()
+}
+
+/// What an OpenAI-compatible chat model honours unless the catalog says otherwise.
+pub fn common_parameters() -> Vec<String> {
+    [
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "stream",
+        "seed",
+        "tools",
+        "tool_choice",
+        "response_format",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// What `apply` did, for the operator.
@@ -116,8 +229,76 @@ fn slug_ok(s: &str, allow_slash: bool) -> bool {
 struct ResolvedProvider<'a> {
     spec: &'a ProviderSpec,
     base_url: String,
-    api_key: Option<String>,
+    /// (label, key, weight, enabled)
+    keys: Vec<(String, String, u64, bool)>,
 }
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Sets or clears a markup rule.
+async fn set_rule(tx: &mut Tx, scope: &str, m: Option<Markup>) -> Result<(), sqlx::Error> {
+    match m {
+        Some(m) => {
+            sqlx::query(
+                "INSERT INTO markup_rules (scope, ppm, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (scope) DO UPDATE SET ppm = excluded.ppm, updated_at = excluded.updated_at",
+            )
+            .bind(scope)
+            .bind(m.0)
+            .bind(now_ms())
+            .execute(&mut **tx)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM markup_rules WHERE scope = $1")
+                .bind(scope)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts or updates one endpoint of a model.
+pub async fn put_endpoint(
+    tx: &mut Tx,
+    model_id: &str,
+    provider_id: &str,
+    e: &EndpointSpec,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO endpoints (id, model_id, provider_id, upstream_model, input_per_mtok_nanos, output_per_mtok_nanos, \
+           max_output_tokens, enabled, created_at, updated_at, cache_read_per_mtok_nanos, cache_write_per_mtok_nanos, \
+           request_nanos, priority) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13) \
+         ON CONFLICT (model_id, provider_id, upstream_model) DO UPDATE SET \
+           input_per_mtok_nanos = excluded.input_per_mtok_nanos, output_per_mtok_nanos = excluded.output_per_mtok_nanos, \
+           max_output_tokens = excluded.max_output_tokens, enabled = excluded.enabled, updated_at = excluded.updated_at, \
+           cache_read_per_mtok_nanos = excluded.cache_read_per_mtok_nanos, \
+           cache_write_per_mtok_nanos = excluded.cache_write_per_mtok_nanos, request_nanos = excluded.request_nanos, \
+           priority = excluded.priority",
+    )
+    .bind(new_id())
+    .bind(model_id)
+    .bind(provider_id)
+    .bind(&e.upstream_model)
+    .bind(e.input_per_mtok.0)
+    .bind(e.output_per_mtok.0)
+    .bind(e.max_output_tokens.map(|v| v as i64))
+    .bind(e.enabled as i64)
+    .bind(now)
+    .bind(e.cache_read_per_mtok.map(|p| p.0))
+    .bind(e.cache_write_per_mtok.map(|p| p.0))
+    .bind(e.per_request.map_or(0, |u| u.0 .0))
+    .bind(e.priority)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// What models may take in and put out.
+pub const MODALITIES: &[&str] = &["text", "image", "audio", "video", "file"];
 
 /// Parses and checks a catalog file. `env` resolves `env:NAME` values. `known_providers` are slugs that
 /// already exist in the database (an endpoint may refer to those too).
@@ -178,6 +359,27 @@ pub fn check(
                 problems.push(format!("line {}: providers.api_key {msg}", at(k.span())));
             }
         }
+        let mut labels = HashSet::new();
+        if p.api_key.is_some() {
+            labels.insert("default".to_string());
+        }
+        for k in &p.keys {
+            let line = at(k.api_key.span());
+            if let Err(msg) = resolve(k.api_key.get_ref(), env) {
+                problems.push(format!("line {line}: providers.keys.api_key {msg}"));
+            }
+            if k.label.trim().is_empty() || !labels.insert(k.label.clone()) {
+                problems.push(format!(
+                    "line {line}: providers.keys.label {:?} must be non-empty and unique per provider (api_key is the key labelled \"default\")",
+                    k.label
+                ));
+            }
+            if k.weight > 1000 {
+                problems.push(format!(
+                    "line {line}: providers.keys.weight must be at most 1000"
+                ));
+            }
+        }
     }
     let mut seen_models = HashSet::new();
     for m in &file.models {
@@ -194,6 +396,25 @@ pub fn check(
         if m.context_length == 0 {
             problems.push(format!(
                 "line {line}: models.context_length of {slug:?} must be positive"
+            ));
+        }
+        if m.sale_input_per_mtok.is_some() != m.sale_output_per_mtok.is_some() {
+            problems.push(format!("line {line}: models.sale_input_per_mtok and sale_output_per_mtok of {slug:?} go together: set both or neither"));
+        }
+        for (field, list) in [
+            ("input_modalities", &m.input_modalities),
+            ("output_modalities", &m.output_modalities),
+        ] {
+            if list.is_empty() || list.iter().any(|x| !MODALITIES.contains(&x.as_str())) {
+                problems.push(format!(
+                    "line {line}: models.{field} of {slug:?} must list some of {}",
+                    MODALITIES.join(", ")
+                ));
+            }
+        }
+        if m.tokenizer.trim().is_empty() {
+            problems.push(format!(
+                "line {line}: models.tokenizer of {slug:?} must not be empty"
             ));
         }
         let mut seen_eps = HashSet::new();
@@ -256,10 +477,18 @@ pub async fn apply(
                 .unwrap_or_default()
                 .trim_end_matches('/')
                 .to_string(),
-            api_key: p
+            keys: p
                 .api_key
                 .as_ref()
-                .and_then(|k| resolve(k.get_ref(), env).ok()),
+                .and_then(|k| resolve(k.get_ref(), env).ok())
+                .map(|k| ("default".to_string(), k, 1, true))
+                .into_iter()
+                .chain(p.keys.iter().filter_map(|k| {
+                    resolve(k.api_key.get_ref(), env)
+                        .ok()
+                        .map(|key| (k.label.clone(), key, k.weight, k.enabled))
+                }))
+                .collect(),
         })
         .collect();
 
@@ -269,41 +498,59 @@ pub async fn apply(
     let mut provider_ids: HashMap<String, String> = existing.into_iter().collect();
     for p in &resolved {
         let slug = p.spec.slug.get_ref();
-        let enc = p.api_key.as_deref().map(|k| cipher.encrypt(k));
-        let last4 = p.api_key.as_deref().map(|k| {
-            let n = k.chars().count();
-            k.chars().skip(n.saturating_sub(4)).collect::<String>()
-        });
         let id = provider_ids.get(slug).cloned().unwrap_or_else(new_id);
         sqlx::query(
-            "INSERT INTO providers (id, slug, name, kind, base_url, api_key_enc, enabled, created_at, updated_at, api_key_last4) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) \
+            "INSERT INTO providers (id, slug, name, kind, base_url, enabled, created_at, updated_at, website, data_policy) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) \
              ON CONFLICT (slug) DO UPDATE SET name = excluded.name, kind = excluded.kind, base_url = excluded.base_url, \
-               api_key_enc = excluded.api_key_enc, api_key_last4 = excluded.api_key_last4, enabled = excluded.enabled, \
-               updated_at = excluded.updated_at",
+               enabled = excluded.enabled, updated_at = excluded.updated_at, website = excluded.website, \
+               data_policy = excluded.data_policy",
         )
         .bind(&id)
         .bind(slug)
         .bind(&p.spec.name)
         .bind(p.spec.kind.as_str())
         .bind(&p.base_url)
-        .bind(enc)
         .bind(p.spec.enabled as i64)
         .bind(now)
-        .bind(last4)
+        .bind(&p.spec.website)
+        .bind(&p.spec.data_policy)
         .execute(&mut *tx)
         .await?;
+        let (id,): (String,) = sqlx::query_as("SELECT id FROM providers WHERE slug = $1")
+            .bind(slug)
+            .fetch_one(&mut *tx)
+            .await?;
+        for (label, key, weight, enabled) in &p.keys {
+            super::admin::put_credential(
+                &mut tx,
+                cipher,
+                &id,
+                label,
+                key,
+                *weight as i64,
+                *enabled,
+            )
+            .await?;
+        }
+        set_rule(&mut tx, &format!("provider:{id}"), p.spec.markup_percent).await?;
         provider_ids.insert(slug.clone(), id);
         report.providers += 1;
     }
     for m in &file.models {
         let slug = m.slug.get_ref();
         sqlx::query(
-            "INSERT INTO models (id, slug, name, description, context_length, max_output_tokens, enabled, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+            "INSERT INTO models (id, slug, name, description, context_length, max_output_tokens, enabled, created_at, updated_at, \
+               input_modalities, output_modalities, supported_parameters, tokenizer, hidden, sale_input_per_mtok_nanos, \
+               sale_output_per_mtok_nanos) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT (slug) DO UPDATE SET name = excluded.name, description = excluded.description, \
                context_length = excluded.context_length, max_output_tokens = excluded.max_output_tokens, \
-               enabled = excluded.enabled, updated_at = excluded.updated_at",
+               enabled = excluded.enabled, updated_at = excluded.updated_at, input_modalities = excluded.input_modalities, \
+               output_modalities = excluded.output_modalities, supported_parameters = excluded.supported_parameters, \
+               tokenizer = excluded.tokenizer, hidden = excluded.hidden, \
+               sale_input_per_mtok_nanos = excluded.sale_input_per_mtok_nanos, \
+               sale_output_per_mtok_nanos = excluded.sale_output_per_mtok_nanos",
         )
         .bind(new_id())
         .bind(slug)
@@ -313,12 +560,20 @@ pub async fn apply(
         .bind(m.max_output_tokens.map(|v| v as i64))
         .bind(m.enabled as i64)
         .bind(now)
+        .bind(m.input_modalities.join(","))
+        .bind(m.output_modalities.join(","))
+        .bind(m.supported_parameters.join(","))
+        .bind(&m.tokenizer)
+        .bind(m.hidden as i64)
+        .bind(m.sale_input_per_mtok.map(|p| p.0))
+        .bind(m.sale_output_per_mtok.map(|p| p.0))
         .execute(&mut *tx)
         .await?;
         let (model_id,): (String,) = sqlx::query_as("SELECT id FROM models WHERE slug = $1")
             .bind(slug)
             .fetch_one(&mut *tx)
             .await?;
+        set_rule(&mut tx, &format!("model:{model_id}"), m.markup_percent).await?;
         report.models += 1;
         // Endpoints the file no longer lists for this model stop receiving traffic.
         let r = sqlx::query(
@@ -334,25 +589,7 @@ pub async fn apply(
                 .get(e.provider.get_ref())
                 .cloned()
                 .unwrap_or_default();
-            sqlx::query(
-                "INSERT INTO endpoints (id, model_id, provider_id, upstream_model, input_per_mtok_nanos, output_per_mtok_nanos, \
-                   max_output_tokens, enabled, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
-                 ON CONFLICT (model_id, provider_id, upstream_model) DO UPDATE SET \
-                   input_per_mtok_nanos = excluded.input_per_mtok_nanos, output_per_mtok_nanos = excluded.output_per_mtok_nanos, \
-                   max_output_tokens = excluded.max_output_tokens, enabled = excluded.enabled, updated_at = excluded.updated_at",
-            )
-            .bind(new_id())
-            .bind(&model_id)
-            .bind(&provider_id)
-            .bind(&e.upstream_model)
-            .bind(e.input_per_mtok.0)
-            .bind(e.output_per_mtok.0)
-            .bind(e.max_output_tokens.map(|v| v as i64))
-            .bind(e.enabled as i64)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            put_endpoint(&mut tx, &model_id, &provider_id, e, now).await?;
             if e.enabled {
                 disabled = disabled.saturating_sub(1);
             }
@@ -361,14 +598,7 @@ pub async fn apply(
         report.endpoints_disabled += disabled;
     }
     if let Some(mk) = &file.markup {
-        sqlx::query(
-            "INSERT INTO markup_rules (scope, ppm, updated_at) VALUES ('default', $1, $2) \
-             ON CONFLICT (scope) DO UPDATE SET ppm = excluded.ppm, updated_at = excluded.updated_at",
-        )
-        .bind(mk.default_percent.0)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        set_rule(&mut tx, "default", Some(mk.default_percent)).await?;
         report.markup_percent = Some(mk.default_percent.to_percent_string());
     }
     super::admin::record(
@@ -386,6 +616,145 @@ pub async fn apply(
     super::admin::bump(&mut tx).await?;
     tx.commit().await?;
     Ok(report)
+}
+
+/// The catalog as a file `apply` takes back: every provider (without keys), model and endpoint, enabled
+/// or not, and every markup. Applying it changes nothing.
+pub async fn export(store: &Store) -> anyhow::Result<String> {
+    let pool = &store.pool;
+    let rules: HashMap<String, i64> =
+        sqlx::query_as::<_, (String, i64)>("SELECT scope, ppm FROM markup_rules")
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect();
+    let rule = |scope: String| rules.get(&scope).map(|&p| Markup(p));
+    let span = |s: String| Spanned::new(0..0, s);
+    type P = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        i64,
+        Option<String>,
+        Option<String>,
+    );
+    let providers: Vec<P> = sqlx::query_as(
+        "SELECT id, slug, name, kind, base_url, enabled, website, data_policy FROM providers ORDER BY slug",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut slugs = HashMap::new();
+    let mut file = CatalogFile {
+        markup: rule("default".into()).map(|m| MarkupSpec { default_percent: m }),
+        providers: Vec::new(),
+        models: Vec::new(),
+    };
+    for (id, slug, name, kind, base_url, enabled, website, data_policy) in providers {
+        let Some(kind) = ProviderKind::parse(&kind) else {
+            anyhow::bail!("provider {slug} has kind {kind:?}, which this version cannot write");
+        };
+        file.providers.push(ProviderSpec {
+            slug: span(slug.clone()),
+            name,
+            kind,
+            base_url: span(base_url),
+            api_key: None,
+            keys: Vec::new(),
+            website,
+            data_policy,
+            markup_percent: rule(format!("provider:{id}")),
+            enabled: enabled != 0,
+        });
+        slugs.insert(id, slug);
+    }
+    #[derive(sqlx::FromRow)]
+    struct M {
+        id: String,
+        slug: String,
+        name: String,
+        description: String,
+        context_length: i64,
+        max_output_tokens: Option<i64>,
+        input_modalities: String,
+        output_modalities: String,
+        supported_parameters: String,
+        tokenizer: String,
+        hidden: i64,
+        sale_input_per_mtok_nanos: Option<i64>,
+        sale_output_per_mtok_nanos: Option<i64>,
+        enabled: i64,
+    }
+    let models: Vec<M> = sqlx::query_as(
+        "SELECT id, slug, name, description, context_length, max_output_tokens, input_modalities, output_modalities, \
+                supported_parameters, tokenizer, hidden, sale_input_per_mtok_nanos, sale_output_per_mtok_nanos, enabled \
+         FROM models ORDER BY slug",
+    )
+    .fetch_all(pool)
+    .await?;
+    type E = (
+        String,
+        String,
+        String,
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        i64,
+        Option<i64>,
+        i64,
+        i64,
+    );
+    let endpoints: Vec<E> = sqlx::query_as(
+        "SELECT model_id, provider_id, upstream_model, input_per_mtok_nanos, output_per_mtok_nanos, \
+                cache_read_per_mtok_nanos, cache_write_per_mtok_nanos, request_nanos, max_output_tokens, priority, enabled \
+         FROM endpoints ORDER BY priority, provider_id, upstream_model",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut by_model: HashMap<String, Vec<EndpointSpec>> = HashMap::new();
+    for (model_id, provider_id, upstream, i, o, read, write, request, max_out, priority, enabled) in
+        endpoints
+    {
+        by_model.entry(model_id).or_default().push(EndpointSpec {
+            provider: span(slugs.get(&provider_id).cloned().unwrap_or(provider_id)),
+            upstream_model: upstream,
+            input_per_mtok: MtokPrice(i),
+            output_per_mtok: MtokPrice(o),
+            cache_read_per_mtok: read.map(MtokPrice),
+            cache_write_per_mtok: write.map(MtokPrice),
+            per_request: (request > 0).then_some(Usd(crate::money::Nanos(request))),
+            max_output_tokens: max_out.map(|v| v as u64),
+            priority,
+            enabled: enabled != 0,
+        });
+    }
+    for m in models {
+        file.models.push(ModelSpec {
+            endpoints: by_model.remove(&m.id).unwrap_or_default(),
+            markup_percent: rule(format!("model:{}", m.id)),
+            slug: span(m.slug),
+            name: m.name,
+            description: m.description,
+            context_length: m.context_length.max(0) as u64,
+            max_output_tokens: m.max_output_tokens.map(|v| v as u64),
+            input_modalities: super::split_list(&m.input_modalities),
+            output_modalities: super::split_list(&m.output_modalities),
+            supported_parameters: super::split_list(&m.supported_parameters),
+            tokenizer: m.tokenizer,
+            hidden: m.hidden != 0,
+            sale_input_per_mtok: m.sale_input_per_mtok_nanos.map(MtokPrice),
+            sale_output_per_mtok: m.sale_output_per_mtok_nanos.map(MtokPrice),
+            enabled: m.enabled != 0,
+        });
+    }
+    let body = toml::to_string(&file)?;
+    Ok(format!(
+        "# The Switchyard catalog, exported by `switchyard catalog export`.\n\
+         # Provider keys are not exported (they are stored encrypted); applying this file keeps the stored keys.\n\
+         # Add `api_key = \"env:NAME\"` to a provider to set its key from the environment.\n\n{body}"
+    ))
 }
 
 #[cfg(test)]

@@ -4,17 +4,21 @@
 pub mod admin;
 pub mod file;
 pub mod health;
+pub mod import;
 
 use crate::config::Secret;
 use crate::crypto::Cipher;
-use crate::money::{Markup, MtokPrice, Pricing};
+use crate::money::{Markup, MtokPrice, Nanos, Pricing, PPM};
 use crate::store::Store;
 use arc_swap::ArcSwap;
-use serde::Deserialize;
-use std::{collections::BTreeMap, sync::Arc};
+use serde::{Deserialize, Serialize};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 /// The wire protocol a provider speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     /// Any OpenAI-compatible server (OpenAI, vLLM, Ollama, Together, Groq, DeepSeek, …).
@@ -43,7 +47,60 @@ pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
     pub base_url: String,
-    pub api_key: Option<Secret>,
+    /// Enabled credentials with a weight above zero (the pool); none for keyless servers.
+    pub credentials: Vec<Credential>,
+}
+
+/// One of a provider's keys.
+#[derive(Debug)]
+pub struct Credential {
+    pub id: String,
+    pub label: String,
+    pub weight: u64,
+    pub secret: Secret,
+}
+
+impl Provider {
+    /// A credential drawn at random in proportion to the weights, skipping `avoid` (credentials that
+    /// already failed in this request) unless nothing else is left.
+    pub fn pick_credential(&self, avoid: &[String]) -> Option<&Credential> {
+        let fresh: Vec<&Credential> = self
+            .credentials
+            .iter()
+            .filter(|c| !avoid.contains(&c.id))
+            .collect();
+        let pool: Vec<&Credential> = if fresh.is_empty() {
+            self.credentials.iter().collect()
+        } else {
+            fresh
+        };
+        Self::draw(pool)
+    }
+
+    /// A credential not in `avoid`, drawn by weight; none when every key already failed.
+    pub fn fresh_credential(&self, avoid: &[String]) -> Option<&Credential> {
+        Self::draw(
+            self.credentials
+                .iter()
+                .filter(|c| !avoid.contains(&c.id))
+                .collect(),
+        )
+    }
+
+    fn draw(pool: Vec<&Credential>) -> Option<&Credential> {
+        let total: u64 = pool.iter().map(|c| c.weight).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut ticket = rand::random_range(0..total);
+        for c in pool {
+            if ticket < c.weight {
+                return Some(c);
+            }
+            ticket -= c.weight;
+        }
+        None
+    }
 }
 
 /// A model served by one provider at one cost.
@@ -54,7 +111,12 @@ pub struct Endpoint {
     pub upstream_model: String,
     pub input: MtokPrice,
     pub output: MtokPrice,
+    pub cache_read: Option<MtokPrice>,
+    pub cache_write: Option<MtokPrice>,
+    pub request: Nanos,
     pub max_output_tokens: Option<u64>,
+    /// Endpoints are tried lowest priority first, then cheapest first.
+    pub priority: i64,
     /// The markup that applies here: the model's, else the provider's, else the default.
     pub markup: Markup,
 }
@@ -72,7 +134,11 @@ pub struct Model {
     pub hidden: bool,
     /// An explicit sale price per million tokens (input, output), replacing cost x markup.
     pub sale: Option<(MtokPrice, MtokPrice)>,
-    /// Enabled endpoints, cheapest first (the default route).
+    pub input_modalities: Vec<String>,
+    pub output_modalities: Vec<String>,
+    pub supported_parameters: Vec<String>,
+    pub tokenizer: String,
+    /// Enabled endpoints in the order they are tried: lowest priority, then cheapest first.
     pub endpoints: Vec<Endpoint>,
 }
 
@@ -82,16 +148,30 @@ pub struct Catalog {
     pub markup: Markup,
     /// Enabled models with at least one enabled endpoint, by slug.
     pub models: BTreeMap<String, Arc<Model>>,
+    /// Organisations with their own prices: the multiplier (ppm) on everything they are charged.
+    pub org_multipliers: HashMap<String, i64>,
 }
 
 impl Catalog {
-    /// What a request to `model` served by `ep` costs and is charged.
-    pub fn pricing(&self, model: &Model, ep: &Endpoint) -> Pricing {
+    /// What a request to `model` served by `ep` costs, at list price.
+    pub fn list_pricing(&self, model: &Model, ep: &Endpoint) -> Pricing {
         Pricing {
             input: ep.input,
             output: ep.output,
+            cache_read: ep.cache_read,
+            cache_write: ep.cache_write,
+            request: ep.request,
             markup: ep.markup,
             sale: model.sale,
+            org_ppm: PPM as i64,
+        }
+    }
+
+    /// What a request from organisation `org` to `model` served by `ep` costs and is charged.
+    pub fn pricing(&self, org: &str, model: &Model, ep: &Endpoint) -> Pricing {
+        Pricing {
+            org_ppm: self.org_multipliers.get(org).copied().unwrap_or(PPM as i64),
+            ..self.list_pricing(model, ep)
         }
     }
 }
@@ -130,32 +210,50 @@ pub async fn version(store: &Store) -> Result<i64, sqlx::Error> {
     Ok(v)
 }
 
-type EndpointRow = (
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    Option<i64>,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-);
-type ModelRow = (
-    String,
-    String,
-    String,
-    String,
-    i64,
-    Option<i64>,
-    i64,
-    i64,
-    Option<i64>,
-    Option<i64>,
-);
+#[derive(sqlx::FromRow)]
+struct EndpointRow {
+    id: String,
+    model_id: String,
+    upstream_model: String,
+    input_per_mtok_nanos: i64,
+    output_per_mtok_nanos: i64,
+    cache_read_per_mtok_nanos: Option<i64>,
+    cache_write_per_mtok_nanos: Option<i64>,
+    request_nanos: i64,
+    max_output_tokens: Option<i64>,
+    priority: i64,
+    provider_id: String,
+    provider_slug: String,
+    provider_name: String,
+    kind: String,
+    base_url: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct ModelRow {
+    id: String,
+    slug: String,
+    name: String,
+    description: String,
+    context_length: i64,
+    max_output_tokens: Option<i64>,
+    created_at: i64,
+    hidden: i64,
+    sale_input_per_mtok_nanos: Option<i64>,
+    sale_output_per_mtok_nanos: Option<i64>,
+    input_modalities: String,
+    output_modalities: String,
+    supported_parameters: String,
+    tokenizer: String,
+}
+
+/// "text, image" → ["text", "image"].
+pub fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
 
 /// Reads the enabled catalog into a snapshot, decrypting provider credentials.
 pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
@@ -169,110 +267,113 @@ pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
     let default = Markup(rules.get("default").copied().unwrap_or(0));
     let models: Vec<ModelRow> = sqlx::query_as(
         "SELECT id, slug, name, description, context_length, max_output_tokens, created_at, hidden, \
-                sale_input_per_mtok_nanos, sale_output_per_mtok_nanos FROM models WHERE enabled = 1",
+                sale_input_per_mtok_nanos, sale_output_per_mtok_nanos, input_modalities, output_modalities, \
+                supported_parameters, tokenizer FROM models WHERE enabled = 1",
     )
     .fetch_all(&store.pool)
     .await?;
     let eps: Vec<EndpointRow> = sqlx::query_as(
-        "SELECT e.id, e.model_id, e.upstream_model, e.input_per_mtok_nanos, e.output_per_mtok_nanos, e.max_output_tokens, \
-                p.id, p.slug, p.name, p.kind, p.base_url, p.api_key_enc \
+        "SELECT e.id, e.model_id, e.upstream_model, e.input_per_mtok_nanos, e.output_per_mtok_nanos, \
+                e.cache_read_per_mtok_nanos, e.cache_write_per_mtok_nanos, e.request_nanos, e.max_output_tokens, \
+                e.priority, p.id AS provider_id, p.slug AS provider_slug, p.name AS provider_name, p.kind, p.base_url \
          FROM endpoints e JOIN providers p ON p.id = e.provider_id \
          WHERE e.enabled = 1 AND p.enabled = 1",
     )
     .fetch_all(&store.pool)
     .await?;
+    let creds: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+        "SELECT id, provider_id, label, secret_enc, weight FROM provider_credentials \
+         WHERE enabled = 1 AND weight > 0 ORDER BY label",
+    )
+    .fetch_all(&store.pool)
+    .await?;
+    let mut pools: HashMap<String, Vec<Credential>> = HashMap::new();
+    for (id, provider_id, label, enc, weight) in creds {
+        pools.entry(provider_id).or_default().push(Credential {
+            id,
+            label,
+            weight: weight as u64,
+            secret: Secret::new(cipher.decrypt(&enc)?),
+        });
+    }
+    let org_multipliers: HashMap<String, i64> =
+        sqlx::query_as::<_, (String, i64)>("SELECT org_id, multiplier_ppm FROM org_pricing")
+            .fetch_all(&store.pool)
+            .await?
+            .into_iter()
+            .collect();
 
     let mut providers: BTreeMap<String, Arc<Provider>> = BTreeMap::new();
     let mut by_model: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
-    for (
-        id,
-        model_id,
-        upstream_model,
-        input,
-        output,
-        max_out,
-        pid,
-        pslug,
-        pname,
-        kind,
-        base_url,
-        key_enc,
-    ) in eps
-    {
-        let provider = match providers.get(&pid) {
+    for e in eps {
+        let provider = match providers.get(&e.provider_id) {
             Some(p) => p.clone(),
             None => {
-                let Some(kind) = ProviderKind::parse(&kind) else {
-                    tracing::warn!(provider = %pslug, kind = %kind, "skipping provider of unknown kind");
+                let Some(kind) = ProviderKind::parse(&e.kind) else {
+                    tracing::warn!(provider = %e.provider_slug, kind = %e.kind, "skipping provider of unknown kind");
                     continue;
                 };
-                let api_key = match key_enc {
-                    Some(enc) => Some(Secret::new(cipher.decrypt(&enc)?)),
-                    None => None,
-                };
                 let p = Arc::new(Provider {
-                    id: pid.clone(),
-                    slug: pslug,
-                    name: pname,
+                    id: e.provider_id.clone(),
+                    slug: e.provider_slug,
+                    name: e.provider_name,
                     kind,
-                    base_url,
-                    api_key,
+                    base_url: e.base_url,
+                    credentials: pools.remove(&e.provider_id).unwrap_or_default(),
                 });
-                providers.insert(pid, p.clone());
+                providers.insert(e.provider_id, p.clone());
                 p
             }
         };
         let markup = rules
-            .get(&format!("model:{model_id}"))
+            .get(&format!("model:{}", e.model_id))
             .or_else(|| rules.get(&format!("provider:{}", provider.id)))
             .map_or(default, |&ppm| Markup(ppm));
-        by_model.entry(model_id).or_default().push(Endpoint {
-            id,
+        by_model.entry(e.model_id).or_default().push(Endpoint {
+            id: e.id,
             provider,
-            upstream_model,
-            input: MtokPrice(input),
-            output: MtokPrice(output),
-            max_output_tokens: max_out.map(|v| v as u64),
+            upstream_model: e.upstream_model,
+            input: MtokPrice(e.input_per_mtok_nanos),
+            output: MtokPrice(e.output_per_mtok_nanos),
+            cache_read: e.cache_read_per_mtok_nanos.map(MtokPrice),
+            cache_write: e.cache_write_per_mtok_nanos.map(MtokPrice),
+            request: Nanos(e.request_nanos),
+            max_output_tokens: e.max_output_tokens.map(|v| v as u64),
+            priority: e.priority,
             markup,
         });
     }
     let mut out = BTreeMap::new();
-    for (
-        id,
-        slug,
-        name,
-        description,
-        context_length,
-        max_out,
-        created_at,
-        hidden,
-        sale_in,
-        sale_out,
-    ) in models
-    {
-        let Some(mut endpoints) = by_model.remove(&id) else {
+    for m in models {
+        let Some(mut endpoints) = by_model.remove(&m.id) else {
             continue;
         };
         endpoints.sort_by_key(|e| {
             (
+                e.priority,
                 e.input.0.saturating_add(e.output.0),
                 e.provider.slug.clone(),
             )
         });
         out.insert(
-            slug.clone(),
+            m.slug.clone(),
             Arc::new(Model {
-                id,
-                slug,
-                name,
-                description,
-                context_length: context_length.max(0) as u64,
-                max_output_tokens: max_out.map(|v| v as u64),
-                created_at,
-                hidden: hidden != 0,
-                sale: sale_in
-                    .zip(sale_out)
+                id: m.id,
+                slug: m.slug,
+                name: m.name,
+                description: m.description,
+                context_length: m.context_length.max(0) as u64,
+                max_output_tokens: m.max_output_tokens.map(|v| v as u64),
+                created_at: m.created_at,
+                hidden: m.hidden != 0,
+                sale: m
+                    .sale_input_per_mtok_nanos
+                    .zip(m.sale_output_per_mtok_nanos)
                     .map(|(i, o)| (MtokPrice(i), MtokPrice(o))),
+                input_modalities: split_list(&m.input_modalities),
+                output_modalities: split_list(&m.output_modalities),
+                supported_parameters: split_list(&m.supported_parameters),
+                tokenizer: m.tokenizer,
                 endpoints,
             }),
         );
@@ -281,6 +382,7 @@ pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
         version,
         markup: default,
         models: out,
+        org_multipliers,
     })
 }
 
@@ -291,7 +393,7 @@ pub fn public_cards(c: &Catalog) -> Vec<switchyard_app::ModelCard> {
         .filter(|m| !m.hidden)
         .map(|m| {
             let ep = &m.endpoints[0];
-            let (input, output) = c.pricing(m, ep).sale_per_mtok_usd();
+            let (input, output) = c.list_pricing(m, ep).sale_per_mtok_usd();
             let mut providers: Vec<String> = m
                 .endpoints
                 .iter()

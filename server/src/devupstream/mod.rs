@@ -30,8 +30,9 @@ use std::{
 pub struct FakeConfig {
     /// Delay between stream chunks unless the request says otherwise.
     pub chunk_delay_ms: u64,
-    /// When set, requests must carry `Authorization: Bearer <this>`.
+    /// When set, requests must carry `Authorization: Bearer <this>` (or one of `more_keys`).
     pub api_key: Option<String>,
+    pub more_keys: Vec<String>,
 }
 
 #[derive(Default)]
@@ -41,6 +42,8 @@ pub struct FakeStats {
     pub streams_abandoned: AtomicU64,
     pub streams_completed: AtomicU64,
     pub last_body: parking_lot::Mutex<Option<Value>>,
+    /// Accepted chat requests by the last four characters of the key they carried.
+    pub by_key: parking_lot::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 #[derive(Clone)]
@@ -112,6 +115,7 @@ async fn stats_json(State(f): State<Fake>) -> Json<Value> {
         "streams_abandoned": f.stats.streams_abandoned.load(Ordering::Relaxed),
         "streams_completed": f.stats.streams_completed.load(Ordering::Relaxed),
         "last_body": f.stats.last_body.lock().clone(),
+        "by_key": *f.stats.by_key.lock(),
     }))
 }
 
@@ -182,8 +186,11 @@ fn prompt_tokens(body: &Value) -> u64 {
 /// OpenAI's answer to a missing or wrong key, when the fake has one.
 fn refuse_key(f: &Fake, headers: &HeaderMap) -> Option<Response> {
     let key = f.cfg.api_key.as_ref()?;
-    let ok = headers.get("authorization").and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {key}"));
+    let sent = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let ok = sent.is_some_and(|s| s == key || f.cfg.more_keys.iter().any(|k| k == s));
     (!ok).then(|| {
         openai_error(
             StatusCode::UNAUTHORIZED,
@@ -198,6 +205,21 @@ async fn chat(State(f): State<Fake>, headers: HeaderMap, body: Bytes) -> Respons
     f.stats.requests.fetch_add(1, Ordering::Relaxed);
     if let Some(refused) = refuse_key(&f, &headers) {
         return refused;
+    }
+    if let Some(key) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        let tail: String = key
+            .chars()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        *f.stats.by_key.lock().entry(tail).or_default() += 1;
     }
     let body: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,

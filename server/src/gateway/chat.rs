@@ -6,9 +6,9 @@ use super::sse::SseReader;
 use super::stream;
 use super::{ApiKeyAuth, LimitedBody};
 use crate::billing::{Generation, Hold, Refusal};
-use crate::catalog::{Endpoint, Model};
+use crate::catalog::{Credential, Endpoint, Model};
 use crate::error::ApiError;
-use crate::money::{Nanos, Pricing};
+use crate::money::{Nanos, Pricing, Tokens};
 use crate::providers::{self, FailureKind, Timeouts, UpstreamFailure};
 use crate::state::AppState;
 use axum::{
@@ -41,8 +41,7 @@ pub(super) struct Billed {
 /// The usage of a finished (or cut) response.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Usage {
-    pub prompt: u64,
-    pub completion: u64,
+    pub tokens: Tokens,
     pub estimated: bool,
 }
 
@@ -104,10 +103,9 @@ impl Billed {
     /// (zero-completion insurance) or when nothing was served.
     pub fn generation(&self, o: Outcome<'_>) -> Generation {
         let (cost, charge) = match o.pricing {
-            Some(p) if !(o.usage.completion == 0 && o.error.is_some()) => (
-                p.cost(o.usage.prompt, o.usage.completion),
-                p.charge(o.usage.prompt, o.usage.completion),
-            ),
+            Some(p) if !(o.usage.tokens.completion == 0 && o.error.is_some()) => {
+                (p.cost(o.usage.tokens), p.charge(o.usage.tokens))
+            }
             _ => (Nanos::ZERO, Nanos::ZERO),
         };
         let native = o.finish_reason.clone();
@@ -120,8 +118,10 @@ impl Billed {
             endpoint_id: o.endpoint.map(|e| e.id.clone()),
             upstream_model: o.endpoint.map(|e| e.upstream_model.clone()),
             upstream_id: o.upstream_id,
-            prompt_tokens: o.usage.prompt,
-            completion_tokens: o.usage.completion,
+            prompt_tokens: o.usage.tokens.prompt,
+            completion_tokens: o.usage.tokens.completion,
+            cache_read_tokens: o.usage.tokens.cache_read,
+            cache_write_tokens: o.usage.tokens.cache_write,
             usage_estimated: o.usage.estimated,
             cost,
             charge,
@@ -202,13 +202,13 @@ pub async fn chat_completions(
     let priced: Vec<(Endpoint, Pricing)> = model
         .endpoints
         .iter()
-        .map(|e| (e.clone(), catalog.pricing(&model, e)))
+        .map(|e| (e.clone(), catalog.pricing(&key.org_id, &model, e)))
         .collect();
     let worst = priced
         .iter()
         .map(|(e, p)| {
             let prompt = req.prompt_upper_bound.min(model.context_length);
-            p.charge(prompt, output_cap(&req, &model, e))
+            p.charge_bound(prompt, output_cap(&req, &model, e))
         })
         .max()
         .unwrap_or(Nanos::ZERO);
@@ -282,51 +282,71 @@ async fn dispatch(
         idle: crate::config::Config::ms(state.cfg.upstream_idle_timeout_ms),
     };
     let mut last: Option<UpstreamFailure> = None;
-    for (ep, pricing) in &priced {
-        let attempt_started = Instant::now();
-        let body = upstream_body(&req, ep);
-        let f: UpstreamFailure = match providers::openai::send_chat(&state.http, ep, body, t).await
-        {
-            Err(f) => f,
-            Ok(resp) if req.stream => match first_event(resp, ep, t).await {
-                Ok((reader, first)) => {
-                    billed
-                        .attempts
-                        .push(attempt(ep, 200, None, attempt_started));
-                    let ttft = billed.started.elapsed().as_millis() as i64;
-                    return Ok(stream::respond(
-                        billed,
-                        ep.clone(),
-                        *pricing,
-                        reader,
-                        first,
-                        ttft,
-                    ));
+    let mut failed_credentials: Vec<String> = Vec::new();
+    'endpoints: for (ep, pricing) in &priced {
+        let mut first_here = true;
+        loop {
+            // A provider's other key may succeed where one was refused or rate limited; anything
+            // else moves on to the next endpoint.
+            let cred = if first_here {
+                ep.provider.pick_credential(&failed_credentials)
+            } else {
+                match ep.provider.fresh_credential(&failed_credentials) {
+                    Some(c) => Some(c),
+                    None => break,
                 }
-                Err(f) => f,
-            },
-            Ok(resp) => match read_json(resp, ep, t).await {
-                Ok(v) => {
-                    billed
-                        .attempts
-                        .push(attempt(ep, 200, None, attempt_started));
-                    return Ok(complete(billed, ep, *pricing, v).await);
-                }
-                Err(f) => f,
-            },
-        };
-        let status = match f.kind {
-            FailureKind::Status(s) => s,
-            _ => 0,
-        };
-        billed
-            .attempts
-            .push(attempt(ep, status, Some(&f), attempt_started));
-        tracing::warn!(generation = %billed.gen_id, provider = %ep.provider.slug, error_type = f.error_type(), message = %f.message, "upstream attempt failed");
-        let retry = f.retryable();
-        last = Some(f);
-        if !retry {
-            break;
+            };
+            first_here = false;
+            let attempt_started = Instant::now();
+            let body = upstream_body(&req, ep);
+            let f: UpstreamFailure =
+                match providers::openai::send_chat(&state.http, ep, cred, body, t).await {
+                    Err(f) => f,
+                    Ok(resp) if req.stream => match first_event(resp, ep, t).await {
+                        Ok((reader, first)) => {
+                            billed
+                                .attempts
+                                .push(attempt(ep, cred, 200, None, attempt_started));
+                            let ttft = billed.started.elapsed().as_millis() as i64;
+                            return Ok(stream::respond(
+                                billed,
+                                ep.clone(),
+                                *pricing,
+                                reader,
+                                first,
+                                ttft,
+                            ));
+                        }
+                        Err(f) => f,
+                    },
+                    Ok(resp) => match read_json(resp, ep, t).await {
+                        Ok(v) => {
+                            billed
+                                .attempts
+                                .push(attempt(ep, cred, 200, None, attempt_started));
+                            return Ok(complete(billed, ep, *pricing, v).await);
+                        }
+                        Err(f) => f,
+                    },
+                };
+            let status = match f.kind {
+                FailureKind::Status(s) => s,
+                _ => 0,
+            };
+            billed
+                .attempts
+                .push(attempt(ep, cred, status, Some(&f), attempt_started));
+            failed_credentials.extend(cred.map(|c| c.id.clone()));
+            tracing::warn!(generation = %billed.gen_id, provider = %ep.provider.slug, credential = cred.map(|c| c.label.as_str()), error_type = f.error_type(), message = %f.message, "upstream attempt failed");
+            let retry = f.retryable();
+            let key_problem = matches!(f.kind, FailureKind::Status(401 | 403 | 429));
+            last = Some(f);
+            if !retry {
+                break 'endpoints;
+            }
+            if !key_problem {
+                break;
+            }
         }
     }
     let f = last.expect("at least one endpoint was tried");
@@ -352,9 +372,16 @@ async fn dispatch(
     Ok(res)
 }
 
-fn attempt(ep: &Endpoint, status: u16, f: Option<&UpstreamFailure>, started: Instant) -> Value {
+fn attempt(
+    ep: &Endpoint,
+    cred: Option<&Credential>,
+    status: u16,
+    f: Option<&UpstreamFailure>,
+    started: Instant,
+) -> Value {
     json!({
         "provider": ep.provider.slug,
+        "credential": cred.map(|c| c.label.clone()),
         "endpoint_id": ep.id,
         "status": status,
         "error_type": f.map(|f| f.error_type()),
@@ -468,14 +495,18 @@ async fn first_event(
     }
 }
 
-pub(super) fn parse_usage(v: &Value) -> Option<(u64, u64)> {
+/// The upstream's usage: prompt and completion tokens, and the cached part of the prompt
+/// (`prompt_tokens_details.cached_tokens`; `cache_write_tokens` where a provider reports writes).
+pub(super) fn parse_usage(v: &Value) -> Option<Tokens> {
     let u = v.get("usage")?;
-    let p = u.get("prompt_tokens")?.as_u64()?;
-    let c = u
-        .get("completion_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    Some((p, c))
+    let n = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
+    let details = u.get("prompt_tokens_details");
+    Some(Tokens {
+        prompt: u.get("prompt_tokens")?.as_u64()?,
+        completion: n(u.get("completion_tokens")),
+        cache_read: n(details.and_then(|d| d.get("cached_tokens"))),
+        cache_write: n(details.and_then(|d| d.get("cache_write_tokens"))),
+    })
 }
 
 /// Usage as the client sees it: the upstream's numbers plus what the org was charged.
@@ -495,10 +526,9 @@ pub(super) fn usage_json(upstream: Option<&Value>, g: &Generation) -> Value {
 /// A complete (non-streaming) answer: charge the upstream's usage, settle, then answer.
 async fn complete(mut billed: Billed, ep: &Endpoint, pricing: Pricing, mut v: Value) -> Response {
     let (usage, estimated) = match parse_usage(&v) {
-        Some((p, c)) => (
+        Some(tokens) => (
             Usage {
-                prompt: p,
-                completion: c,
+                tokens,
                 estimated: false,
             },
             false,
@@ -518,8 +548,7 @@ async fn complete(mut billed: Billed, ep: &Endpoint, pricing: Pricing, mut v: Va
                 .unwrap_or(0);
             (
                 Usage {
-                    prompt: billed.prompt_estimate,
-                    completion: (text_chars as u64).div_ceil(4),
+                    tokens: Tokens::new(billed.prompt_estimate, (text_chars as u64).div_ceil(4)),
                     estimated: true,
                 },
                 true,

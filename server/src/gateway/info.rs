@@ -3,8 +3,9 @@
 
 use super::ApiKeyAuth;
 use crate::billing::ledger;
+use crate::catalog::Model;
 use crate::error::ApiError;
-use crate::money::Nanos;
+use crate::money::{Nanos, Pricing};
 use crate::state::AppState;
 use axum::{
     extract::{Query, State},
@@ -23,6 +24,38 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// OpenRouter's `pricing` object: USD per token (and per request) after markup, as decimal strings.
+pub fn pricing_json(p: &Pricing) -> Value {
+    let (prompt, completion) = p.sale_per_token_usd();
+    let mut v = json!({
+        "prompt": prompt,
+        "completion": completion,
+        "request": p.request_usd(),
+        "image": "0",
+        "web_search": "0",
+        "internal_reasoning": "0",
+    });
+    let (read, write) = p.cache_per_token_usd();
+    if let Some(r) = read {
+        v["input_cache_read"] = json!(r);
+    }
+    if let Some(w) = write {
+        v["input_cache_write"] = json!(w);
+    }
+    v
+}
+
+/// OpenRouter's `architecture` object.
+pub fn architecture_json(m: &Model) -> Value {
+    json!({
+        "modality": format!("{}->{}", m.input_modalities.join("+"), m.output_modalities.join("+")),
+        "input_modalities": m.input_modalities,
+        "output_modalities": m.output_modalities,
+        "tokenizer": m.tokenizer,
+        "instruct_type": null,
+    })
+}
+
 pub async fn models(State(state): State<AppState>) -> Json<Value> {
     let c = state.catalog.get();
     let data: Vec<Value> = c
@@ -32,7 +65,6 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
         .map(|m| {
             let ep = &m.endpoints[0];
             let max_out = ep.max_output_tokens.or(m.max_output_tokens);
-            let (prompt, completion) = c.pricing(m, ep).sale_per_token_usd();
             json!({
                 "id": m.slug,
                 "canonical_slug": m.slug,
@@ -40,28 +72,15 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
                 "created": m.created_at / 1000,
                 "description": m.description,
                 "context_length": m.context_length,
-                "architecture": {
-                    "modality": "text->text",
-                    "input_modalities": ["text"],
-                    "output_modalities": ["text"],
-                    "tokenizer": "Other",
-                    "instruct_type": null,
-                },
-                "pricing": {
-                    "prompt": prompt,
-                    "completion": completion,
-                    "request": "0",
-                    "image": "0",
-                    "web_search": "0",
-                    "internal_reasoning": "0",
-                },
+                "architecture": architecture_json(m),
+                "pricing": pricing_json(&c.list_pricing(m, ep)),
                 "top_provider": {
                     "context_length": m.context_length,
                     "max_completion_tokens": max_out,
                     "is_moderated": false,
                 },
                 "per_request_limits": null,
-                "supported_parameters": ["max_tokens", "temperature", "top_p", "stop", "stream", "seed", "tools", "tool_choice", "response_format"],
+                "supported_parameters": m.supported_parameters,
             })
         })
         .collect();
@@ -97,7 +116,6 @@ pub async fn model_endpoints(
         .endpoints
         .iter()
         .map(|ep| {
-            let (prompt, completion) = c.pricing(m, ep).sale_per_token_usd();
             let recent = h[1].get(&ep.id).cloned().unwrap_or_default();
             let pct = |v: &[i64]| {
                 json!({"p50": Health::percentile(v, 50), "p75": Health::percentile(v, 75),
@@ -109,20 +127,20 @@ pub async fn model_endpoints(
                 "name": format!("{} | {}", ep.provider.name, m.slug),
                 "model_name": m.name,
                 "context_length": m.context_length,
-                "pricing": {"prompt": prompt, "completion": completion, "request": "0", "image": "0"},
+                "pricing": pricing_json(&c.list_pricing(m, ep)),
                 "provider_name": ep.provider.name,
                 "tag": ep.provider.slug,
                 "quantization": null,
                 "max_completion_tokens": ep.max_output_tokens.or(m.max_output_tokens),
                 "max_prompt_tokens": null,
-                "supported_parameters": ["max_tokens", "temperature", "top_p", "stop", "stream", "seed", "tools", "tool_choice", "response_format"],
+                "supported_parameters": m.supported_parameters,
                 // OpenRouter: 0 is normal, negative is degraded.
                 "status": if degraded { -1 } else { 0 },
                 "uptime_last_5m": uptime(0, &ep.id),
                 "uptime_last_30m": uptime(1, &ep.id),
                 "uptime_last_1d": uptime(2, &ep.id),
                 "latency_last_30m": pct(&recent.latency),
-                "supports_implicit_caching": false,
+                "supports_implicit_caching": ep.cache_read.is_some(),
             })
         })
         .collect();
@@ -131,8 +149,7 @@ pub async fn model_endpoints(
         "name": m.name,
         "created": m.created_at / 1000,
         "description": m.description,
-        "architecture": {"modality": "text->text", "input_modalities": ["text"], "output_modalities": ["text"],
-                          "tokenizer": "Other", "instruct_type": null},
+        "architecture": architecture_json(m),
         "endpoints": endpoints,
     }})))
 }

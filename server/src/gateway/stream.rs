@@ -6,7 +6,7 @@
 use super::chat::{normalise_finish, parse_usage, usage_json, Billed, Outcome, Usage, GEN_HEADER};
 use super::sse::SseReader;
 use crate::catalog::Endpoint;
-use crate::money::Pricing;
+use crate::money::{Pricing, Tokens};
 use axum::{
     body::Body,
     http::{header, HeaderValue},
@@ -37,16 +37,17 @@ impl Progress {
             .as_ref()
             .and_then(|u| parse_usage(&json!({ "usage": u })))
         {
-            Some((p, c)) => Usage {
-                prompt: p,
-                completion: c,
+            Some(tokens) => Usage {
+                tokens,
                 estimated: false,
             },
             // No usage from the upstream (cut short): bill what arrived. Providers send about one token
             // per chunk; four characters a token is the usual estimate; take the larger.
             None => Usage {
-                prompt: self.prompt_estimate,
-                completion: self.content_chunks.max(self.content_chars.div_ceil(4)),
+                tokens: Tokens::new(
+                    self.prompt_estimate,
+                    self.content_chunks.max(self.content_chars.div_ceil(4)),
+                ),
                 estimated: true,
             },
         }

@@ -2,7 +2,7 @@
 //! `model` rewritten (and usage requested when streaming), so unknown fields reach the upstream untouched.
 
 use super::{truncate, upstream_message, FailureKind, Timeouts, UpstreamFailure};
-use crate::catalog::Endpoint;
+use crate::catalog::{Credential, Endpoint};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -10,6 +10,7 @@ use futures::StreamExt;
 pub async fn send_chat(
     client: &reqwest::Client,
     ep: &Endpoint,
+    credential: Option<&Credential>,
     body: Bytes,
     t: Timeouts,
 ) -> Result<reqwest::Response, UpstreamFailure> {
@@ -26,8 +27,8 @@ pub async fn send_chat(
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body);
-    if let Some(k) = &ep.provider.api_key {
-        req = req.bearer_auth(k.expose());
+    if let Some(c) = credential {
+        req = req.bearer_auth(c.secret.expose());
     }
     let resp = match tokio::time::timeout(t.first_byte, req.send()).await {
         Err(_) => {

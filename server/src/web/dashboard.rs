@@ -517,6 +517,18 @@ impl Dashboard for Accounts {
         })
     }
 
+    fn catalog_import_preview<'a>(
+        &'a self,
+        who: &'a Who,
+        json: &'a str,
+        provider_id: &'a str,
+    ) -> Res<'a, switchyard_app::catalog_admin::ImportDiff> {
+        Box::pin(async move {
+            platform_admin(self.store(), who).await?;
+            crate::catalog::import::preview(&self.state.store, json, provider_id).await
+        })
+    }
+
     fn set_billing_name<'a>(&'a self, who: &'a Who, name: &'a str) -> Res<'a, String> {
         Box::pin(async move {
             let actor = resolve(self.store(), who).await?;

@@ -30,6 +30,8 @@ macro_rules! both_backends {
 }
 
 pub const UPSTREAM_KEY: &str = "sk-upstream-test-secret";
+/// A second key the fake upstream accepts (a provider's key pool).
+pub const UPSTREAM_KEY_2: &str = "sk-second-upstream-key2";
 
 pub fn pg_admin_url() -> String {
     std::env::var("SWITCHYARD_TEST_PG")
@@ -237,6 +239,7 @@ impl TestApp {
             devupstream::FakeConfig {
                 chunk_delay_ms: 0,
                 api_key: Some(UPSTREAM_KEY.into()),
+                more_keys: vec![UPSTREAM_KEY_2.into()],
             },
         )
         .await
