@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{chat_body, Db, TestApp, UPSTREAM_KEY};
+use common::{chat_body, Db, TestApp, UPSTREAM_KEY, UPSTREAM_KEY_2};
 use serde_json::{json, Value};
 use switchyard::catalog::admin::{change, page, provider_models, test_provider};
 use switchyard_app::catalog_admin::CatalogOp;
@@ -740,7 +740,509 @@ async fn endpoint_health_comes_from_the_request_log(db: Db) {
     app.stop().await;
 }
 
+fn key_op(provider_id: &str, label: &str, key: &str, weight: &str) -> CatalogOp {
+    CatalogOp::AddCredential {
+        provider_id: provider_id.into(),
+        label: label.into(),
+        api_key: key.into(),
+        weight: weight.into(),
+    }
+}
+
+async fn credential_id(app: &TestApp, provider: &str, label: &str) -> String {
+    let (id,): (String,) = sqlx::query_as(
+        "SELECT c.id FROM provider_credentials c JOIN providers p ON p.id = c.provider_id \
+         WHERE p.slug = $1 AND c.label = $2",
+    )
+    .bind(provider)
+    .bind(label)
+    .fetch_one(&app.store.pool)
+    .await
+    .expect("credential");
+    id
+}
+
+async fn key_pools_share_traffic_by_weight_and_a_refused_key_fails_over(db: Db) {
+    let app = TestApp::start(db).await;
+    app.grant("10").await;
+    let root = admin(&app).await;
+    let fake = provider_id(&app, "fake").await;
+    // The fake accepts both keys and counts requests by the key's last four characters.
+    change(
+        &app.state,
+        &root,
+        key_op(&fake, "second", UPSTREAM_KEY_2, "3"),
+    )
+    .await
+    .expect("add key");
+    let tail = |k: &str| k[k.len() - 4..].to_string();
+    let counts = |app: &TestApp| {
+        let m = app.fake_stats.by_key.lock();
+        (
+            m.get(&tail(UPSTREAM_KEY)).copied().unwrap_or(0),
+            m.get(&tail(UPSTREAM_KEY_2)).copied().unwrap_or(0),
+        )
+    };
+    for _ in 0..60 {
+        let (s, _) = call(&app, "test/fast").await;
+        assert_eq!(s, 200);
+    }
+    let (first, second) = counts(&app);
+    assert_eq!(first + second, 60);
+    // Weights 1:3: the second key carries about three quarters (P(second <= 30) is about 1e-5).
+    assert!(first > 0 && second > 30, "{first} / {second}");
+
+    // A key the provider refuses, weighted to take nearly every request: each request still gets one
+    // clean answer through another key, charged once, and the attempts say which key failed.
+    change(
+        &app.state,
+        &root,
+        key_op(&fake, "revoked", "sk-revoked-at-provider", "1000"),
+    )
+    .await
+    .expect("add key");
+    let before = app.balance().await.balance().0;
+    let mut charged_total = 0;
+    let mut saw_failover = false;
+    for _ in 0..5 {
+        let (s, v) = call(&app, "test/fast").await;
+        assert_eq!(s, 200, "{v}");
+        charged_total += usd_to_nanos(&v["usage"]["cost"]);
+        let g = app.wait_generation(v["id"].as_str().expect("id")).await;
+        let attempts = g["provider_responses"]
+            .as_array()
+            .expect("attempts")
+            .clone();
+        let last = attempts.last().expect("an attempt");
+        assert_eq!(last["status"], 200);
+        assert_ne!(last["credential"], "revoked");
+        if attempts.len() == 2 {
+            assert_eq!(
+                (
+                    attempts[0]["credential"].as_str(),
+                    attempts[0]["status"].as_u64()
+                ),
+                (Some("revoked"), Some(401))
+            );
+            assert_eq!(attempts[0]["endpoint_id"], last["endpoint_id"]);
+            saw_failover = true;
+        }
+    }
+    assert!(
+        saw_failover,
+        "the revoked key (weight 1000 of 1004) was drawn at least once"
+    );
+    assert_eq!(before - app.balance().await.balance().0, charged_total);
+    // Weight 0 rests a key: no request tries it.
+    let revoked = credential_id(&app, "fake", "revoked").await;
+    change(
+        &app.state,
+        &root,
+        CatalogOp::SaveCredential {
+            id: revoked,
+            label: "revoked".into(),
+            weight: "0".into(),
+            enabled: true,
+        },
+    )
+    .await
+    .expect("rest");
+    for _ in 0..5 {
+        let (_, v) = call(&app, "test/fast").await;
+        let g = app.wait_generation(v["id"].as_str().expect("id")).await;
+        assert_eq!(
+            g["provider_responses"].as_array().expect("a").len(),
+            1,
+            "{g}"
+        );
+    }
+    app.stop().await;
+}
+
+async fn cache_request_and_organisation_prices_are_charged_exactly(db: Db) {
+    let app = TestApp::start(db).await;
+    app.grant("10").await;
+    let root = admin(&app).await;
+    let ep = endpoint_of(&app, "test/fast", "fake").await;
+    let mut op = price_as(&ep, "fast-1", "0.50", "1.50", true);
+    if let CatalogOp::SaveEndpoint {
+        cache_read,
+        request_price,
+        ..
+    } = &mut op
+    {
+        *cache_read = "0.05".into();
+        *request_price = "0.0001".into();
+    }
+    change(&app.state, &root, op).await.expect("price");
+    let body = |cached: u64| chat_body(json!({"x_fake": {"cached_tokens": cached}}));
+    // Cost in nanos x 10^6: uncached prompt at $0.50/M, cached at $0.05/M, output at $1.50/M, and
+    // $0.0001 (100,000 nanos) per request; the tenant pays that x 1.1 (default markup) x the org's share.
+    let expect = |p: u64, cached: u64, c: u64, share_ppm: i128| -> i64 {
+        let cost = (p - cached) as i128 * 500_000_000
+            + cached as i128 * 50_000_000
+            + c as i128 * 1_500_000_000
+            + 100_000 * 1_000_000;
+        let num = cost * 1_100_000 * share_ppm;
+        let den: i128 = 1_000_000 * 1_000_000 * 1_000_000;
+        ((num + den - 1) / den) as i64
+    };
+    let r = app.chat(body(8)).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    let (cost, p, c) = charged(&v);
+    assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 8);
+    assert_eq!(cost, expect(p, 8, c, 1_000_000));
+    let id = v["id"].as_str().expect("id").to_string();
+    app.wait_generation(&id).await;
+    let (cached,): (i64,) =
+        sqlx::query_as("SELECT cache_read_tokens FROM generations WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&app.store.pool)
+            .await
+            .expect("row");
+    assert_eq!(cached, 8);
+    // The public price list shows the cache and per-request prices after markup.
+    let (_, models) = app.get("/api/v1/models").await;
+    let fast = models["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|m| m["id"] == "test/fast")
+        .expect("listed")
+        .clone();
+    assert_eq!(fast["pricing"]["input_cache_read"], "0.000000055");
+    assert_eq!(fast["pricing"]["request"], "0.00011");
+
+    // The organisation pays 90 % of list price from its next request, rounded once on the whole.
+    let bad_before = audit_count(&app).await;
+    for (org, pct, says) in [
+        ("nobody", "90", "no organisation is called"),
+        ("acme", "0", "above 0"),
+        ("acme", "ninety", "pays"),
+    ] {
+        let e = change(
+            &app.state,
+            &root,
+            CatalogOp::SetOrgPrice {
+                org: org.into(),
+                percent: pct.into(),
+                note: String::new(),
+            },
+        )
+        .await
+        .expect_err("refused");
+        assert!(e.contains(says), "{e}");
+    }
+    assert_eq!(audit_count(&app).await, bad_before);
+    let said = change(
+        &app.state,
+        &root,
+        CatalogOp::SetOrgPrice {
+            org: "acme".into(),
+            percent: "90".into(),
+            note: "annual contract".into(),
+        },
+    )
+    .await
+    .expect("discount");
+    assert!(said.contains("acme pays 90 %"), "{said}");
+    let v: Value = app.chat(body(0)).await.json().await.expect("json");
+    let (cost, p, c) = charged(&v);
+    assert_eq!(cost, expect(p, 0, c, 900_000));
+    let pg = page(&app.state).await.expect("page");
+    assert_eq!(
+        pg.org_prices
+            .iter()
+            .map(|o| (o.org.as_str(), o.percent.as_str(), o.note.as_str()))
+            .collect::<Vec<_>>(),
+        [("acme", "90", "annual contract")]
+    );
+    // Blank: list price again.
+    change(
+        &app.state,
+        &root,
+        CatalogOp::SetOrgPrice {
+            org: "acme".into(),
+            percent: String::new(),
+            note: String::new(),
+        },
+    )
+    .await
+    .expect("list price");
+    let v: Value = app.chat(body(0)).await.json().await.expect("json");
+    let (cost, p, c) = charged(&v);
+    assert_eq!(cost, expect(p, 0, c, 1_000_000));
+    assert!(page(&app.state).await.expect("page").org_prices.is_empty());
+    app.stop().await;
+}
+
+async fn models_describe_themselves_and_priority_orders_endpoints(db: Db) {
+    let app = TestApp::start(db).await;
+    app.grant("10").await;
+    let root = admin(&app).await;
+    let fast = model_id(&app, "test/fast").await;
+    let mut op = model_rules(&fast, "", ("", ""), false);
+    if let CatalogOp::SaveModel {
+        input_modalities,
+        supported_parameters,
+        tokenizer,
+        max_output_tokens,
+        ..
+    } = &mut op
+    {
+        *input_modalities = "text, image".into();
+        *supported_parameters = "max_tokens, tools".into();
+        *tokenizer = "GPT".into();
+        *max_output_tokens = "500".into();
+    }
+    change(&app.state, &root, op.clone()).await.expect("save");
+    let (_, models) = app.get("/api/v1/models").await;
+    let m = models["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|m| m["id"] == "test/fast")
+        .expect("listed")
+        .clone();
+    assert_eq!(m["architecture"]["modality"], "text+image->text");
+    assert_eq!(
+        m["architecture"]["input_modalities"],
+        json!(["text", "image"])
+    );
+    assert_eq!(m["architecture"]["tokenizer"], "GPT");
+    assert_eq!(m["supported_parameters"], json!(["max_tokens", "tools"]));
+    assert_eq!(m["top_provider"]["max_completion_tokens"], 500);
+    // Unknown modalities and odd parameter names are refused, naming the field.
+    for (field, value, says) in [
+        ("in", "text, smell", "input modalities"),
+        ("params", "max tokens", "supported parameters"),
+    ] {
+        let mut bad = op.clone();
+        if let CatalogOp::SaveModel {
+            input_modalities,
+            supported_parameters,
+            ..
+        } = &mut bad
+        {
+            if field == "in" {
+                *input_modalities = value.into();
+            } else {
+                *supported_parameters = value.into();
+            }
+        }
+        let e = change(&app.state, &root, bad).await.expect_err("refused");
+        assert!(e.contains(says), "{e}");
+    }
+    // test/fallback tries the cheaper dead provider first; a lower priority puts fake first.
+    let (_, v) = call(&app, "test/fallback").await;
+    let g = app.wait_generation(v["id"].as_str().expect("id")).await;
+    assert_eq!(g["provider_responses"].as_array().expect("a").len(), 2);
+    let ep = endpoint_of(&app, "test/fallback", "fake").await;
+    let mut first = price_as(&ep, "fast-1", "0.50", "1.50", true);
+    if let CatalogOp::SaveEndpoint { priority, .. } = &mut first {
+        *priority = "-1".into();
+    }
+    change(&app.state, &root, first).await.expect("priority");
+    let (_, v) = call(&app, "test/fallback").await;
+    let g = app.wait_generation(v["id"].as_str().expect("id")).await;
+    let attempts = g["provider_responses"].as_array().expect("a");
+    assert_eq!(
+        (attempts.len(), attempts[0]["provider"].as_str()),
+        (1, Some("fake"))
+    );
+    app.stop().await;
+}
+
+async fn export_round_trips_and_openrouter_imports_preview_before_applying(db: Db) {
+    use switchyard::catalog::{file, import};
+    let app = TestApp::start(db).await;
+    app.grant("10").await;
+    let root = admin(&app).await;
+    // Give the catalog everything export must carry.
+    let smart = model_id(&app, "test/fast").await;
+    change(
+        &app.state,
+        &root,
+        model_rules(&smart, "25", ("0.90", "2.10"), true),
+    )
+    .await
+    .expect("model");
+    let ep = endpoint_of(&app, "test/fallback", "fake").await;
+    let mut e = price_as(&ep, "fast-1", "0.50", "1.50", true);
+    if let CatalogOp::SaveEndpoint {
+        cache_read,
+        cache_write,
+        request_price,
+        priority,
+        ..
+    } = &mut e
+    {
+        *cache_read = "0.05".into();
+        *cache_write = "0.625".into();
+        *request_price = "0.001".into();
+        *priority = "2".into();
+    }
+    change(&app.state, &root, e).await.expect("endpoint");
+    let exported = file::export(&app.store).await.expect("export");
+    assert!(!exported.contains(UPSTREAM_KEY), "keys are never exported");
+    for needle in [
+        "sale_input_per_mtok = \"0.9\"",
+        "markup_percent = \"25\"",
+        "hidden = true",
+        "cache_write_per_mtok = \"0.625\"",
+        "per_request = \"0.001\"",
+        "priority = 2",
+        "default_percent = \"10\"",
+    ] {
+        assert!(
+            exported.contains(needle),
+            "{needle} missing from:\n{exported}"
+        );
+    }
+    // Applying the export changes nothing (and keeps the stored keys): exporting again gives the same.
+    let before = page(&app.state).await.expect("page");
+    file::apply(
+        &app.store,
+        &app.state.cipher,
+        "export.toml",
+        &exported,
+        &|_| None,
+    )
+    .await
+    .expect("apply export");
+    assert_eq!(file::export(&app.store).await.expect("export"), exported);
+    let after = page(&app.state).await.expect("page");
+    assert_eq!(after.providers, before.providers);
+    assert_eq!(after.models, before.models);
+    assert_eq!(call(&app, "test/fast").await.0, 200, "keys still work");
+
+    // The starter catalog through a provider called `openai` (by author): a preview changes nothing.
+    let base = format!("http://{}/v1", app.fake);
+    change(&app.state, &root, provider("openai", &base, UPSTREAM_KEY))
+        .await
+        .expect("provider");
+    let models_before: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM models")
+        .fetch_one(&app.store.pool)
+        .await
+        .expect("count");
+    let d = import::preview(&app.store, "", "").await.expect("preview");
+    let added: Vec<&str> = d.added.iter().map(|l| l.slug.as_str()).collect();
+    assert!(
+        added.contains(&"openai/gpt-4o") && added.contains(&"openai/gpt-4o-mini"),
+        "{added:?}"
+    );
+    assert!(added.iter().all(|s| s.starts_with("openai/")), "{added:?}");
+    assert!(d
+        .skipped
+        .iter()
+        .any(|l| l.slug == "anthropic/claude-sonnet-4"
+            && l.detail.contains("no provider `anthropic`")));
+    assert!(d.changed.is_empty() && d.removed.is_empty());
+    let models_after: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM models")
+        .fetch_one(&app.store.pool)
+        .await
+        .expect("count");
+    assert_eq!(models_before, models_after, "a preview changes nothing");
+    let said = change(
+        &app.state,
+        &root,
+        CatalogOp::ImportCatalog {
+            json: String::new(),
+            provider_id: String::new(),
+        },
+    )
+    .await
+    .expect("apply");
+    assert!(said.contains(&format!("{} new", added.len())), "{said}");
+    let again = import::preview(&app.store, "", "").await.expect("preview");
+    assert!(again.added.is_empty() && again.changed.is_empty());
+    assert_eq!(again.unchanged as usize, added.len());
+    // Its prices are the endpoint's cost: $0.15 / $0.60 per million for gpt-4o-mini, x 1.1 to tenants;
+    // the upstream is asked for the model by its own name.
+    let (s, v) = call(&app, "openai/gpt-4o-mini").await;
+    assert_eq!(s, 200, "{v}");
+    let (cost, p, c) = charged(&v);
+    assert_eq!(cost, at(p, c, 150, 600, 11, 10));
+    assert_eq!(
+        app.fake_stats.last_body.lock().as_ref().expect("body")["model"],
+        "gpt-4o-mini"
+    );
+
+    // A new list: gpt-4o's price changed and only two models remain; the rest are "removed".
+    let list = json!({"data": [
+        {"id": "openai/gpt-4o", "name": "OpenAI: GPT-4o", "context_length": 128000,
+         "pricing": {"prompt": "0.000002", "completion": "0.000008"}},
+        {"id": "openai/gpt-4o-mini", "name": "OpenAI: GPT-4o mini", "context_length": 128000,
+         "description": "A small, inexpensive GPT-4o for high-volume tasks; text and image input.",
+         "architecture": {"input_modalities": ["text", "image", "file"], "output_modalities": ["text"], "tokenizer": "GPT"},
+         "top_provider": {"context_length": 128000, "max_completion_tokens": 16384},
+         "supported_parameters": ["max_tokens","temperature","top_p","stop","stream","seed","tools","tool_choice",
+                                  "response_format","frequency_penalty","presence_penalty","logit_bias","logprobs","top_logprobs"],
+         "pricing": {"prompt": "0.00000015", "completion": "0.0000006", "input_cache_read": "0.000000075"}},
+        {"id": "openrouter/auto", "name": "Auto", "pricing": {"prompt": "-1", "completion": "-1"}}
+    ]})
+    .to_string();
+    let d = import::preview(&app.store, &list, "")
+        .await
+        .expect("preview");
+    assert_eq!(d.changed.len(), 1, "{:?}", d.changed);
+    assert!(
+        d.changed[0].slug == "openai/gpt-4o"
+            && d.changed[0].detail.contains("cost: $2.5 / $10 → $2 / $8"),
+        "{:?}",
+        d.changed
+    );
+    assert_eq!(d.unchanged, 1);
+    assert_eq!(d.removed.len(), added.len() - 2);
+    assert!(d
+        .skipped
+        .iter()
+        .any(|l| l.slug == "openrouter/auto" && l.detail.contains("varies")));
+    change(
+        &app.state,
+        &root,
+        CatalogOp::ImportCatalog {
+            json: list.clone(),
+            provider_id: String::new(),
+        },
+    )
+    .await
+    .expect("apply");
+    let (_, models) = app.get("/api/v1/models").await;
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .filter(|id| id.starts_with("openai/"))
+        .collect();
+    assert_eq!(ids, ["openai/gpt-4o", "openai/gpt-4o-mini"]);
+    // Bad input is refused and changes nothing.
+    let e = import::preview(&app.store, "{\"models\": 1}", "")
+        .await
+        .expect_err("bad");
+    assert!(e.contains("not a model list"), "{e}");
+    // Through one provider, under full ids.
+    let fake = provider_id(&app, "fake").await;
+    let d = import::preview(&app.store, &list, &fake)
+        .await
+        .expect("preview");
+    assert!(
+        d.changed
+            .iter()
+            .all(|l| l.detail.contains("served by fake")),
+        "{:?}",
+        d.changed
+    );
+    app.stop().await;
+}
+
 both_backends!(
+    key_pools_share_traffic_by_weight_and_a_refused_key_fails_over,
+    cache_request_and_organisation_prices_are_charged_exactly,
+    models_describe_themselves_and_priority_orders_endpoints,
+    export_round_trips_and_openrouter_imports_preview_before_applying,
     endpoint_health_comes_from_the_request_log,
     providers_keys_are_encrypted_tested_and_listed,
     imported_models_are_priced_by_the_rules_and_in_flight_requests_keep_their_price,

@@ -503,7 +503,7 @@ pub async fn apply(
     provider_id: &str,
 ) -> Result<String, String> {
     let internal = crate::web::dashboard::internal;
-    let p = plan(&mut **tx, json, provider_id).await?;
+    let p = plan(tx, json, provider_id).await?;
     if p.writes.is_empty() && p.off.is_empty() {
         return Ok("nothing to change: the catalog already matches".into());
     }

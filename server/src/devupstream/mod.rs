@@ -63,6 +63,8 @@ struct Switches {
     first_byte_delay_ms: Option<u64>,
     tokens: Option<u64>,
     omit_usage: bool,
+    /// This many prompt tokens were read from the prompt cache (at most the whole prompt).
+    cached_tokens: Option<u64>,
 }
 
 pub fn router(cfg: FakeConfig) -> (Router, Arc<FakeStats>) {
@@ -280,7 +282,8 @@ async fn chat(State(f): State<Fake>, headers: HeaderMap, body: Bytes) -> Respons
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = crate::store::now_ms() / 1000;
     let usage = json!({"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + n,
-        "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}});
+        "prompt_tokens_details": {"cached_tokens": sw.cached_tokens.unwrap_or(0).min(prompt)},
+        "completion_tokens_details": {"reasoning_tokens": 0}});
     let word = |i: u64| {
         let w = WORDS[(i as usize) % WORDS.len()];
         if i == 0 {
