@@ -770,7 +770,8 @@ test('an admin adds a provider, imports two of its models, prices them, and a te
   // A second OpenAI-compatible upstream (the same fake the demo uses), with its own key.
   const port = await freePort();
   const upstreamKey = 'sk-e2e-upstream-k3y9';
-  const upstream = spawn(process.env.SWITCHYARD_BIN, ['dev-upstream', '--addr', `127.0.0.1:${port}`, '--api-key', upstreamKey],
+  const backupKey = 'sk-e2e-backup-b4ck';
+  const upstream = spawn(process.env.SWITCHYARD_BIN, ['dev-upstream', '--addr', `127.0.0.1:${port}`, '--api-key', upstreamKey, '--api-key', backupKey],
     { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: 'warn' } });
   const ctx = await otherBrowser();
   try {
@@ -801,10 +802,26 @@ test('an admin adds a provider, imports two of its models, prices them, and a te
     assert.match(await row.innerText(), /••••k3y9/);
     assert.ok(!(await page.content()).includes(upstreamKey), 'the key is not on the page');
 
+    // A second key in the provider's pool, with twice the share of requests.
+    await page.click('details.edit-provider[data-slug="e2e-upstream"] > summary');
+    const pool = page.locator('details.edit-provider[data-slug="e2e-upstream"] .key-pool');
+    await pool.locator('.add-key-form input[name=label]').fill('backup');
+    await pool.locator('.add-key-form input[name=api_key]').fill(backupKey);
+    await pool.locator('.add-key-form input[name=weight]').fill('2');
+    await pool.locator('.add-key-form button[type=submit]').click();
+    await page.waitForSelector('#providers p.notice:has-text("Key backup added to e2e-upstream")');
+    assert.equal(await pool.locator('.add-key-form input[name=api_key]').inputValue(), '', 'the form is emptied once the key is saved');
+    await page.waitForFunction(() => document.querySelector('tr.provider-row[data-slug="e2e-upstream"] td.keys')?.innerText.includes('backup'));
+    assert.match(await row.locator('td.keys').innerText(), /backup ••••b4ck × 2/);
+    assert.ok(!(await page.content()).includes(backupKey), 'the new key is not on the page');
+    await page.screenshot({ path: path.join(shots, 'admin-catalog-keys.png'), fullPage: false });
+
     // Test the connection, then import two of the models it lists.
     await row.locator('button:has-text("Test connection")').click();
     await page.waitForSelector('.test-result p.notice');
-    assert.match(await page.locator('.test-result').innerText(), /E2E Upstream answered in \d+ ms .* listing 2 models/);
+    const tested = await page.locator('.test-result').innerText();
+    assert.match(tested, /key backup: E2E Upstream answered in \d+ ms .* listing 2 models/i);
+    assert.match(tested, /key default: E2E Upstream answered in \d+ ms .* listing 2 models/);
     await row.locator('button:has-text("Import models")').click();
     await page.waitForSelector('.import-list h3:has-text("Models E2E Upstream offers")');
     await page.check('.import-list input[value="fast-1"]');
@@ -852,13 +869,114 @@ test('an admin adds a provider, imports two of its models, prices them, and a te
     await page.goto(`${base}/admin/catalog#audit`);
     await page.waitForSelector('tr.audit-row');
     const audit = await page.locator('.audit-table').innerText();
-    for (const s of ['set default markup', 'edit endpoint', 'import model', 'add provider', demoLogin.email]) {
+    for (const s of ['set default markup', 'edit endpoint', 'import model', 'add provider', 'add key', demoLogin.email]) {
       assert.ok(audit.includes(s), `${s} in the audit log`);
     }
-    assert.ok(!audit.includes(upstreamKey), 'the key is not in the audit log');
+    assert.ok(!audit.includes(upstreamKey) && !audit.includes(backupKey), 'no key is in the audit log');
     assert.deepEqual(errors, []);
   } finally {
     await ctx.close();
+    upstream.kill('SIGTERM');
+  }
+});
+
+test('an admin previews and applies the starter catalog; a visitor filters the public models and copies a request', async () => {
+  const port = await freePort();
+  const key = 'sk-e2e-openai-0p3n';
+  const upstream = spawn(process.env.SWITCHYARD_BIN, ['dev-upstream', '--addr', `127.0.0.1:${port}`, '--api-key', key],
+    { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: 'warn' } });
+  const ctx = await otherBrowser();
+  const visitor = await otherBrowser();
+  try {
+    for (let i = 0; i < 50; i++) {
+      const r = await fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { authorization: `Bearer ${key}` } }).catch(() => null);
+      if (r?.ok) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const page = await signIn(ctx, demoLogin.email, demoLogin.password);
+    const errors = watchErrors(page);
+    await page.goto(`${base}/admin/catalog`);
+    await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    // A provider called `openai` (here the fake upstream), so the starter's openai/* models map to it.
+    await page.click('details.add-provider > summary');
+    const form = page.locator('details.add-provider form');
+    await form.locator('input[name=slug]').fill('openai');
+    await form.locator('input[name=name]').fill('OpenAI');
+    await form.locator('input[name=base_url]').fill(`http://127.0.0.1:${port}/v1`);
+    await form.locator('input[name=api_key]').fill(key);
+    await form.locator('button[type=submit]').click();
+    await page.waitForSelector('tr.provider-row[data-slug="openai"]');
+
+    // Preview the starter catalog: new models listed, others skipped with the reason; nothing changes yet.
+    await page.click('#import-catalog button:has-text("Preview changes")');
+    await page.waitForSelector('.import-diff');
+    const diff = await page.locator('.import-diff').innerText();
+    assert.match(diff, /7 new · 0 changed · 0 removed/);
+    assert.match(diff, /openai\/gpt-4o-mini/);
+    assert.match(diff, /anthropic\/claude-sonnet-4 no provider `anthropic` in the catalog/);
+    const before = await (await fetch(`${base}/api/v1/models`)).json();
+    assert.ok(!before.data.some((m) => m.id === 'openai/gpt-4o-mini'), 'a preview changes nothing');
+    await page.locator('.import-diff').screenshot({ path: path.join(shots, 'admin-catalog-import-diff.png') });
+    await page.click('.import-diff button:has-text("Apply these changes")');
+    await page.waitForSelector('#import-catalog p.notice:has-text("imported: 7 new, 0 changed, 0 turned off")');
+    await page.waitForSelector('article.model-admin[data-slug="openai/gpt-4o-mini"]');
+    assert.match(await page.locator('article.model-admin[data-slug="openai/gpt-4o-mini"] tr.endpoint-row').innerText(), /\$0\.15 \/ \$0\.60/);
+    assert.deepEqual(errors, []);
+
+    // A visitor (not signed in) finds it on the public models page with the filters.
+    const v = await visitor.newPage();
+    const verrors = watchErrors(v);
+    await v.goto(`${base}/models`);
+    await v.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    await v.waitForSelector('li.model-card[data-slug="openai/gpt-4o-mini"]');
+    const all = await v.locator('li.model-card').count();
+    await v.selectOption('.model-filters select[name=provider]', 'OpenAI');
+    await v.selectOption('.model-filters select[name=context]', '1000000');
+    await v.waitForFunction(() => !document.querySelector('li.model-card[data-slug="openai/gpt-4o-mini"]'));
+    const million = await v.locator('li.model-card').evaluateAll((els) => els.map((e) => e.dataset.slug).sort());
+    assert.deepEqual(million, ['openai/gpt-4.1', 'openai/gpt-4.1-mini', 'openai/gpt-4.1-nano']);
+    await v.selectOption('.model-filters select[name=context]', '0');
+    await v.selectOption('.model-filters select[name=price]', '500000000');
+    await v.fill('.model-filters input[name=q]', 'mini');
+    await v.waitForFunction(() => document.querySelectorAll('li.model-card').length === 2);
+    const cheap = await v.locator('li.model-card').evaluateAll((els) => els.map((e) => e.dataset.slug).sort());
+    assert.deepEqual(cheap, ['openai/gpt-4.1-mini', 'openai/gpt-4o-mini']);
+    assert.match(await v.locator('p.count').innerText(), new RegExp(`2 of ${all} models`));
+    await v.screenshot({ path: path.join(shots, 'models-filtered.png'), fullPage: true });
+
+    // Its page: price, providers, and a request to copy that works with a key.
+    await v.click('li.model-card[data-slug="openai/gpt-4o-mini"] a');
+    await v.waitForURL(/\/models\/openai\/gpt-4o-mini$/);
+    await v.waitForSelector('h1:has-text("OpenAI: GPT-4o mini")');
+    const listed = (await (await fetch(`${base}/api/v1/models`)).json()).data.find((m) => m.id === 'openai/gpt-4o-mini');
+    // USD per token (the API) -> "$0.1875" per million (the page): move the point six places.
+    const perM = (s) => {
+      const [i, f = ''] = s.split('.');
+      const frac = f.padEnd(6, '0');
+      return `$${BigInt(i + frac.slice(0, 6))}.${frac.slice(6).replace(/0+$/, '').padEnd(2, '0')}`;
+    };
+    const facts = await v.locator('dl.model-facts').innerText();
+    assert.ok(facts.includes(perM(listed.pricing.prompt)), `${perM(listed.pricing.prompt)} in ${facts}`);
+    assert.match(await v.locator('table.model-providers').innerText(), /OpenAI/);
+    const curl = await v.locator('pre.request-example').innerText();
+    assert.match(curl, /"model": "openai\/gpt-4o-mini"/);
+    assert.ok(curl.includes(`${base}/api/v1/chat/completions`), curl);
+    await v.click('button[role=tab]:has-text("Python")');
+    await v.waitForFunction(() => document.querySelector('pre.request-example')?.innerText.includes('from openai import OpenAI'));
+    await v.screenshot({ path: path.join(shots, 'model-page.png'), fullPage: true });
+    const r = await fetch(`${base}/api/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${demoKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content: 'Hello' }] }),
+    });
+    assert.equal(r.status, 200);
+    // An unknown model says so.
+    await v.goto(`${base}/models/nobody/nothing`);
+    await v.waitForSelector('h1:has-text("No such model")');
+    assert.deepEqual(verrors, []);
+  } finally {
+    await ctx.close();
+    await visitor.close();
     upstream.kill('SIGTERM');
   }
 });

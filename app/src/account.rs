@@ -400,6 +400,23 @@ impl From<Result<String, String>> for Outcome {
     }
 }
 
+/// Empties a form once its action succeeded, so that what was saved does not look unsaved.
+pub(crate) fn clear_on_success(
+    value: impl Fn() -> Option<Result<Outcome, ServerFnError>> + 'static,
+    form: NodeRef<leptos::html::Form>,
+) {
+    Effect::new(move |_| {
+        if let Some(Ok(Outcome::Done(_))) = value() {
+            #[cfg(feature = "hydrate")]
+            if let Some(f) = form.get_untracked() {
+                f.reset();
+            }
+            #[cfg(not(feature = "hydrate"))]
+            let _ = form;
+        }
+    });
+}
+
 /// The line under a form: a confirmation, or what to fix.
 pub(crate) fn outcome_line(v: Option<Result<Outcome, ServerFnError>>) -> Option<AnyView> {
     match v? {

@@ -2,7 +2,7 @@
 //! models, models and their endpoints with cost, sale price and margin side by side, markup at every
 //! level, and the audit log of every change.
 
-use crate::account::{form_message, outcome_line, Outcome};
+use crate::account::{clear_on_success, form_message, outcome_line, Outcome};
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use serde::{Deserialize, Serialize};
@@ -474,6 +474,8 @@ pub fn CatalogAdminPage() -> impl IntoView {
     let org_price = ServerAction::<SetOrgPrice>::new();
     let preview = ServerAction::<PreviewImport>::new();
     let apply = ServerAction::<ApplyImport>::new();
+    let org_form = NodeRef::new();
+    clear_on_success(move || org_price.value().get(), org_form);
     let data = Resource::new(
         move || {
             provider.version().get()
@@ -604,7 +606,7 @@ pub fn CatalogAdminPage() -> impl IntoView {
                                     </div>
                                 }.into_any()
                             }}
-                            <ActionForm action=org_price attr:class="form org-price-form">
+                            <ActionForm action=org_price node_ref=org_form attr:class="form org-price-form">
                                 <div class="form-grid">
                                     <label>"Organisation (name)" <input name="org" required placeholder="e.g. Acme Labs"/></label>
                                     <label>"Pays (% of list; blank: list price)" <input name="percent" inputmode="decimal" placeholder="e.g. 90"/></label>
@@ -673,8 +675,12 @@ fn ProviderForm(
     let p = existing.clone();
     let v = move |f: fn(&ProviderRow) -> String| p.as_ref().map(f).unwrap_or_default();
     let editing = existing.is_some();
+    let form = NodeRef::new();
+    if !editing {
+        clear_on_success(move || action.value().get(), form);
+    }
     view! {
-        <ActionForm action=action attr:class="form provider-form">
+        <ActionForm action=action node_ref=form attr:class="form provider-form">
             <input type="hidden" name="id" value=v(|p| p.id.clone())/>
             <div class="form-grid">
                 <label>"Slug" <input name="slug" required pattern="[a-z0-9][a-z0-9\\-]*" placeholder="e.g. openai" value=v(|p| p.slug.clone())/></label>
@@ -841,6 +847,8 @@ fn KeyPool(
     add: ServerAction<AddCredential>,
     save: ServerAction<SaveCredential>,
 ) -> impl IntoView {
+    let form = NodeRef::new();
+    clear_on_success(move || add.value().get(), form);
     view! {
         <div class="key-pool">
             <h3>{format!("Keys of {}", p.name)}</h3>
@@ -856,7 +864,7 @@ fn KeyPool(
                     <button type="submit" name="remove" value="1" class="button ghost small danger">"Remove"</button>
                 </ActionForm>
             }).collect_view()}
-            <ActionForm action=add attr:class="form add-key-form">
+            <ActionForm action=add node_ref=form attr:class="form add-key-form">
                 <input type="hidden" name="provider_id" value=p.id.clone()/>
                 <div class="form-grid">
                     <label>"Label" <input name="label" required placeholder="e.g. team-b"/></label>

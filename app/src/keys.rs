@@ -157,7 +157,7 @@ pub async fn delete_management_key(hash: String) -> Result<(), ServerFnError> {
 }
 
 #[cfg(feature = "hydrate")]
-fn copy_to_clipboard(text: String, done: WriteSignal<Option<bool>>) {
+pub(crate) fn copy_to_clipboard(text: String, done: WriteSignal<Option<bool>>) {
     let Some(window) = web_sys::window() else {
         return;
     };
@@ -169,7 +169,7 @@ fn copy_to_clipboard(text: String, done: WriteSignal<Option<bool>>) {
 }
 
 #[cfg(not(feature = "hydrate"))]
-fn copy_to_clipboard(_text: String, _done: WriteSignal<Option<bool>>) {}
+pub(crate) fn copy_to_clipboard(_text: String, _done: WriteSignal<Option<bool>>) {}
 
 #[component]
 pub fn KeysPage() -> impl IntoView {

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod billing;
 pub mod catalog_admin;
 pub mod keys;
+pub mod models;
 pub mod orgs;
 
 use account::{
@@ -37,7 +38,13 @@ pub struct ModelCard {
     pub context_length: u64,
     pub input_usd_per_mtok: String,
     pub output_usd_per_mtok: String,
+    /// The input price again, as an integer to compare (nano-USD per million tokens).
+    pub input_nanos_per_mtok: i64,
+    pub input_modalities: Vec<String>,
+    pub output_modalities: Vec<String>,
     pub providers: Vec<String>,
+    /// When it joined the catalog (Unix ms).
+    pub created: i64,
 }
 
 /// The password rules, shown to people before they submit and enforced by the server with the same code.
@@ -73,6 +80,11 @@ pub fn password_problems(password: &str, email: &str) -> Vec<&'static str> {
 /// The catalog as the UI may read it; implemented by the server.
 pub trait PublicCatalog: Send + Sync + 'static {
     fn model_cards(&self) -> Vec<ModelCard>;
+    /// One listed model with its providers (None when there is no such public model).
+    fn model_detail<'a>(
+        &'a self,
+        slug: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<models::ModelDetail>> + Send + 'a>>;
 }
 
 /// Context handle for the catalog (provided by the server for every request).
@@ -133,7 +145,7 @@ fn Shell(hydrated: RwSignal<bool>) -> impl IntoView {
                     "Switchyard"
                 </a>
                 <nav class="topnav">
-                    <a href="/#models">"Models"</a>
+                    <a href="/models">"Models"</a>
                     <a href="/api/v1/models">"API"</a>
                     <UserMenu/>
                 </nav>
@@ -153,6 +165,8 @@ fn Shell(hydrated: RwSignal<bool>) -> impl IntoView {
                 <Route path=path!("invite") view=InvitePage/>
                 <Route path=path!("admin") view=AdminPage/>
                 <Route path=path!("admin/catalog") view=catalog_admin::CatalogAdminPage/>
+                <Route path=path!("models") view=models::ModelsPage/>
+                <Route path=path!("models/:author/:slug") view=models::ModelPage/>
             </Routes>
     }
 }
@@ -171,7 +185,7 @@ fn Home() -> impl IntoView {
                 </p>
                 <p class="cta">
                     <a class="button" href="/signup">"Create an account"</a>
-                    <a href="/#models">"See the models"</a>
+                    <a href="/models">"See the models"</a>
                 </p>
                 <pre class="snippet">
                     <code>
@@ -257,12 +271,42 @@ pub(crate) fn cents(exact: &str) -> String {
 }
 
 fn format_context(tokens: u64) -> String {
-    if tokens >= 1_000_000 && tokens.is_multiple_of(1_000_000) {
-        format!("{}M", tokens / 1_000_000)
+    if tokens >= 1_000_000 {
+        // 1047576 → "1.05M": two decimals at most, trailing zeros dropped.
+        let hundredths = (tokens + 5_000) / 10_000;
+        let s = format!("{}.{:02}", hundredths / 100, hundredths % 100);
+        format!("{}M", s.trim_end_matches('0').trim_end_matches('.'))
     } else if tokens >= 1000 {
         format!("{}K", tokens / 1000)
     } else {
         tokens.to_string()
+    }
+}
+
+/// 128000 → "128,000".
+pub(crate) fn grouped(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod number_tests {
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(super::format_context(1_047_576), "1.05M");
+        assert_eq!(super::format_context(1_000_000), "1M");
+        assert_eq!(super::format_context(2_000_000), "2M");
+        assert_eq!(super::format_context(131_072), "131K");
+        assert_eq!(super::grouped(128_000), "128,000");
+        assert_eq!(super::grouped(999), "999");
+        assert_eq!(super::grouped(1_047_576), "1,047,576");
     }
 }
 
@@ -307,7 +351,7 @@ fn ModelTable(list: Vec<ModelCard>, query: ReadSignal<String>) -> impl IntoView 
                         view! {
                             <tr class="model-row">
                                 <td>
-                                    <div class="model-name">{m.name.clone()}</div>
+                                    <a class="model-name" href=format!("/models/{}", m.slug)>{m.name.clone()}</a>
                                     <code class="slug">{m.slug.clone()}</code>
                                     <p class="desc">{m.description.clone()}</p>
                                 </td>

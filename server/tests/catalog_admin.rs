@@ -1189,7 +1189,9 @@ async fn export_round_trips_and_openrouter_imports_preview_before_applying(db: D
     assert_eq!(d.changed.len(), 1, "{:?}", d.changed);
     assert!(
         d.changed[0].slug == "openai/gpt-4o"
-            && d.changed[0].detail.contains("cost: $2.5 / $10 → $2 / $8"),
+            && d.changed[0]
+                .detail
+                .contains("cost: $2.50 / $10.00 → $2.00 / $8.00"),
         "{:?}",
         d.changed
     );

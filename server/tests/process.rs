@@ -180,6 +180,59 @@ async fn cli_sets_up_a_platform_that_serves_requests(db: Db) {
         .expect("q");
     assert_eq!(n, 0);
 
+    // Export writes what apply takes back unchanged, without the keys.
+    let (ok, exported, err) = cli(&tdb, &["catalog", "export"]);
+    assert!(ok, "{err}");
+    assert!(exported.contains("[[models.endpoints]]") && !exported.contains(UPSTREAM_KEY));
+    let out_file = tdb.dir().join("exported.toml").display().to_string();
+    let (ok, _, err) = cli(&tdb, &["catalog", "export", "-o", &out_file]);
+    assert!(ok && err.contains("wrote the catalog"), "{err}");
+    let (ok, out, err) = cli(&tdb, &["catalog", "apply", &out_file]);
+    assert!(ok, "{out}{err}");
+    let (_, again, _) = cli(&tdb, &["catalog", "export"]);
+    assert_eq!(again, exported);
+    // The starter catalog through one provider: a dry run, then --apply.
+    let agg = write(
+        tdb.dir(),
+        "agg.toml",
+        "[[providers]]\nslug = \"aggregator\"\nname = \"Aggregator\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n",
+    );
+    let (ok, out, err) = cli(&tdb, &["catalog", "apply", &agg]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = cli(
+        &tdb,
+        &["catalog", "import-openrouter", "--provider", "aggregator"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("20 new")
+            && out.contains("0 removed")
+            && out.contains("+ openai/gpt-4o ")
+            && out.contains("run again with --apply"),
+        "{out}"
+    );
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM models WHERE slug = 'openai/gpt-4o'")
+        .fetch_one(&store.pool)
+        .await
+        .expect("q");
+    assert_eq!(n, 0, "a dry run changes nothing");
+    let (ok, out, err) = cli(
+        &tdb,
+        &[
+            "catalog",
+            "import-openrouter",
+            "--provider",
+            "aggregator",
+            "--apply",
+        ],
+    );
+    assert!(ok && out.contains("imported: 20 new"), "{out}{err}");
+    let (ok, _, err) = cli(
+        &tdb,
+        &["catalog", "import-openrouter", "--provider", "nope"],
+    );
+    assert!(!ok && err.contains("no provider is called nope"), "{err}");
+
     let (ok, _, err) = cli(
         &tdb,
         &[

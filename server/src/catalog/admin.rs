@@ -912,7 +912,7 @@ async fn apply(
             )
             .await
             .map_err(internal)?;
-            Ok(format!("{slug}: key {label} added"))
+            Ok(format!("Key {label} added to {slug}"))
         }
         CatalogOp::SaveCredential {
             id,
@@ -973,7 +973,7 @@ async fn apply(
             record(tx, Some(actor), "remove key", &slug, Some(before), None)
                 .await
                 .map_err(internal)?;
-            Ok(format!("{slug}: key {label} removed"))
+            Ok(format!("Key {label} removed from {slug}"))
         }
         CatalogOp::SetOrgPrice { org, percent, note } => {
             let org = org.trim();

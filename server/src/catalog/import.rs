@@ -127,7 +127,7 @@ struct Plan {
 }
 
 fn usd_mtok(n: i64) -> String {
-    format!("${}", MtokPrice(n).to_usd_string())
+    Nanos(n).dollars()
 }
 
 fn per_token(field: &str, id: &str, v: &str) -> Result<MtokPrice, String> {

@@ -391,24 +391,76 @@ pub fn public_cards(c: &Catalog) -> Vec<switchyard_app::ModelCard> {
     c.models
         .values()
         .filter(|m| !m.hidden)
-        .map(|m| {
-            let ep = &m.endpoints[0];
-            let (input, output) = c.list_pricing(m, ep).sale_per_mtok_usd();
-            let mut providers: Vec<String> = m
-                .endpoints
-                .iter()
-                .map(|e| e.provider.name.clone())
-                .collect();
-            providers.dedup();
-            switchyard_app::ModelCard {
-                slug: m.slug.clone(),
-                name: m.name.clone(),
-                description: m.description.clone(),
-                context_length: m.context_length,
+        .map(|m| card(c, m))
+        .collect()
+}
+
+fn card(c: &Catalog, m: &Model) -> switchyard_app::ModelCard {
+    let ep = &m.endpoints[0];
+    let pricing = c.list_pricing(m, ep);
+    let (input, output) = pricing.sale_per_mtok_usd();
+    let mut providers: Vec<String> = m
+        .endpoints
+        .iter()
+        .map(|e| e.provider.name.clone())
+        .collect();
+    providers.dedup();
+    switchyard_app::ModelCard {
+        slug: m.slug.clone(),
+        name: m.name.clone(),
+        description: m.description.clone(),
+        context_length: m.context_length,
+        input_nanos_per_mtok: pricing.charge(crate::money::Tokens::new(1_000_000, 0)).0,
+        input_usd_per_mtok: input,
+        output_usd_per_mtok: output,
+        input_modalities: m.input_modalities.clone(),
+        output_modalities: m.output_modalities.clone(),
+        providers,
+        created: m.created_at,
+    }
+}
+
+/// A public model's page: every provider serving it at the tenant's price, with its uptime over the
+/// last day.
+pub async fn public_detail(
+    c: &Catalog,
+    store: &Store,
+    api_base: &str,
+    slug: &str,
+) -> Option<switchyard_app::models::ModelDetail> {
+    let m = c.models.get(slug).filter(|m| !m.hidden)?;
+    let day = health::compute(store, crate::store::now_ms(), &[1440 * health::MINUTE])
+        .await
+        .map_err(|e| tracing::warn!(error = %e, "model page without uptime"))
+        .ok();
+    let endpoints = m
+        .endpoints
+        .iter()
+        .map(|e| {
+            let p = c.list_pricing(m, e);
+            let (input, output) = p.sale_per_mtok_usd();
+            let uptime = day
+                .as_ref()
+                .and_then(|d| d[0].get(&e.id))
+                .and_then(health::Health::uptime_bp)
+                .map(|b| format!("{}.{:02} %", b / 100, b % 100));
+            switchyard_app::models::EndpointCard {
+                provider: e.provider.name.clone(),
                 input_usd_per_mtok: input,
                 output_usd_per_mtok: output,
-                providers,
+                cache_read_usd_per_mtok: e.cache_read.map(|r| Pricing::per_mtok_usd(r, e.markup)),
+                request_usd: (e.request.0 > 0).then(|| p.request_usd()),
+                max_output_tokens: e.max_output_tokens.or(m.max_output_tokens),
+                uptime,
             }
         })
-        .collect()
+        .collect();
+    Some(switchyard_app::models::ModelDetail {
+        card: card(c, m),
+        supported_parameters: m.supported_parameters.clone(),
+        tokenizer: m.tokenizer.clone(),
+        max_output_tokens: m.max_output_tokens,
+        endpoints,
+        api_base: api_base.to_string(),
+    })
 }

@@ -31,6 +31,23 @@ impl PublicCatalog for LiveCatalog {
     fn model_cards(&self) -> Vec<ModelCard> {
         crate::catalog::public_cards(&self.0.catalog.get())
     }
+
+    fn model_detail<'a>(
+        &'a self,
+        slug: &'a str,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Option<switchyard_app::models::ModelDetail>>
+                + Send
+                + 'a,
+        >,
+    > {
+        Box::pin(async move {
+            let c = self.0.catalog.get();
+            let base = format!("{}/api/v1", self.0.public_url);
+            crate::catalog::public_detail(&c, &self.0.store, &base, slug).await
+        })
+    }
 }
 
 const CSS: &str = include_str!("../../../assets/switchyard.css");
