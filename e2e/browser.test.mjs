@@ -654,7 +654,7 @@ test('the admin area lists users and organisations; pages work at phone width', 
     await page.screenshot({ path: path.join(shots, 'admin.png'), fullPage: true });
 
     await page.setViewportSize({ width: 390, height: 844 });
-    for (const p of ['dashboard', 'keys', 'org', 'admin', 'admin/catalog', 'billing']) {
+    for (const p of ['dashboard', 'keys', 'org', 'admin', 'admin/catalog', 'billing', 'models', 'models/demo/fast-1']) {
       await page.goto(`${base}/${p}`);
       await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
       await page.waitForSelector('main h1');
@@ -667,7 +667,7 @@ test('the admin area lists users and organisations; pages work at phone width', 
         assert.fail(`${p} is ${overflow}px wider than a phone (${wide})`);
       }
       assert.ok(overflow <= 1, `${p} is ${overflow}px wider than a phone`);
-      await page.screenshot({ path: path.join(shots, `phone-${p.replace("/", "-")}.png`), fullPage: true });
+      await page.screenshot({ path: path.join(shots, `phone-${p.replaceAll("/", "-")}.png`), fullPage: true });
     }
     assert.deepEqual(errors, []);
   } finally {
@@ -829,6 +829,8 @@ test('an admin adds a provider, imports two of its models, prices them, and a te
     await page.screenshot({ path: path.join(shots, 'admin-catalog-import.png'), fullPage: true });
     await page.click('.import-list button:has-text("Add selected")');
     await page.waitForSelector('p.notice:has-text("added e2e-upstream/fast-1, e2e-upstream/smart-1")');
+    // The list is read again: both now show as in the catalog.
+    await page.waitForSelector('.import-list li:has-text("smart-1") .status:has-text("in the catalog")');
 
     // Price them and turn them on; then a 25 % default markup.
     const priceEndpoint = async (slug, input, output) => {
@@ -839,7 +841,7 @@ test('an admin adds a provider, imports two of its models, prices them, and a te
       await f.locator('input[name=cost_output]').fill(output);
       await f.locator('input[name=enabled]').check();
       await f.locator('button[type=submit]').click();
-      await page.waitForSelector(`#models p.notice:has-text("${slug}: endpoint saved")`);
+      await page.waitForSelector(`#models p.notice:has-text("Endpoint of ${slug} saved")`);
     };
     await priceEndpoint('e2e-upstream/smart-1', '2', '4');
     await priceEndpoint('e2e-upstream/fast-1', '1', '1');

@@ -211,6 +211,8 @@ pub enum CatalogOp {
     },
     SaveModel {
         id: String,
+        /// A new id ("author/name"); blank or the same keeps it.
+        slug: String,
         name: String,
         description: String,
         context_length: String,
@@ -377,6 +379,7 @@ pub async fn apply_import(json: String, provider_id: String) -> Result<Outcome, 
 #[server(prefix = "/_app", endpoint = "admin_model")]
 pub async fn save_model(
     id: String,
+    slug: String,
     name: String,
     description: String,
     context_length: String,
@@ -393,6 +396,7 @@ pub async fn save_model(
 ) -> Result<Outcome, ServerFnError> {
     run(CatalogOp::SaveModel {
         id,
+        slug,
         name,
         description,
         context_length,
@@ -559,7 +563,7 @@ pub fn CatalogAdminPage() -> impl IntoView {
                             {move || match listing.value().get() {
                                 None => None,
                                 Some(Err(e)) => Some(view! { <p class="error" role="alert">{form_message(Some(Err(e)))}</p> }.into_any()),
-                                Some(Ok(list)) => Some(view! { <ImportList list=list action=import/> }.into_any()),
+                                Some(Ok(list)) => Some(view! { <ImportList list=list action=import listing=listing/> }.into_any()),
                             }}
                             {move || outcome_line(import.value().get())}
                             <details class="add-provider">
@@ -707,12 +711,26 @@ fn ProviderForm(
 }
 
 #[component]
-fn ImportList(list: UpstreamList, action: ServerAction<ImportModels>) -> impl IntoView {
+fn ImportList(
+    list: UpstreamList,
+    action: ServerAction<ImportModels>,
+    listing: ServerAction<ProviderModels>,
+) -> impl IntoView {
     let UpstreamList {
         provider_id,
         provider,
         models,
     } = list;
+    // Once models are added, list again so that they show as in the catalog.
+    let again = provider_id.clone();
+    let seen = action.version().get_untracked();
+    Effect::new(move |_| {
+        if action.version().get() != seen {
+            if let Some(Ok(Outcome::Done(_))) = action.value().get_untracked() {
+                listing.dispatch(ProviderModels { id: again.clone() });
+            }
+        }
+    });
     view! {
         <div class="import-list">
             <h3>{format!("Models {provider} offers")}</h3>
@@ -750,6 +768,7 @@ fn ModelCard(
     endpoint: ServerAction<SaveEndpoint>,
 ) -> impl IntoView {
     let live = m.enabled && m.endpoints.iter().any(|e| e.enabled);
+    let slug_now = m.slug.clone();
     view! {
         <article class="model-admin" data-slug=m.slug.clone()>
             <header class="model-admin-head">
@@ -818,6 +837,7 @@ fn ModelCard(
                 <ActionForm action=model attr:class="form model-form">
                     <input type="hidden" name="id" value=m.id.clone()/>
                     <div class="form-grid">
+                        <label>"Id (what clients call)" <input name="slug" required value=slug_now.clone()/></label>
                         <label>"Name" <input name="name" required value=m.name.clone()/></label>
                         <label>"Context length (tokens)" <input name="context_length" inputmode="numeric" required value=m.context_length.to_string()/></label>
                         <label>"Max output tokens (blank: context length)" <input name="max_output_tokens" inputmode="numeric" value=m.max_output_tokens.clone()/></label>

@@ -333,6 +333,7 @@ fn price_as(id: &str, upstream: &str, input: &str, output: &str, enabled: bool) 
 fn model_rules(id: &str, markup: &str, sale: (&str, &str), hidden: bool) -> CatalogOp {
     CatalogOp::SaveModel {
         id: id.into(),
+        slug: String::new(),
         name: "Smart One".into(),
         description: "A model imported in a test".into(),
         context_length: "32000".into(),
@@ -1051,6 +1052,47 @@ async fn models_describe_themselves_and_priority_orders_endpoints(db: Db) {
         (attempts.len(), attempts[0]["provider"].as_str()),
         (1, Some("fake"))
     );
+
+    // A new id: clients call it by the new one at once, and keys allowed the old id keep their access.
+    sqlx::query(
+        "UPDATE api_keys SET allowed_models = '[\"test/fast\",\"test/fallback\"]' WHERE id = $1",
+    )
+    .bind(&app.key_id)
+    .execute(&app.store.writer)
+    .await
+    .expect("allow-list");
+    let mut rename = op.clone();
+    if let CatalogOp::SaveModel { slug, .. } = &mut rename {
+        *slug = "Test Quick".into();
+    }
+    let e = change(&app.state, &root, rename.clone())
+        .await
+        .expect_err("bad id");
+    assert!(e.contains("author/name"), "{e}");
+    if let CatalogOp::SaveModel { slug, .. } = &mut rename {
+        *slug = "test/fallback".into();
+    }
+    let e = change(&app.state, &root, rename.clone())
+        .await
+        .expect_err("taken");
+    assert!(e.contains("already called test/fallback"), "{e}");
+    if let CatalogOp::SaveModel { slug, .. } = &mut rename {
+        *slug = "test/quick".into();
+    }
+    change(&app.state, &root, rename).await.expect("rename");
+    assert_eq!(call(&app, "test/quick").await.0, 200);
+    assert_eq!(call(&app, "test/fast").await.0, 404);
+    let (allowed,): (String,) = sqlx::query_as("SELECT allowed_models FROM api_keys WHERE id = $1")
+        .bind(&app.key_id)
+        .fetch_one(&app.store.pool)
+        .await
+        .expect("key");
+    assert_eq!(allowed, "[\"test/quick\",\"test/fallback\"]");
+    let p = page(&app.state).await.expect("page");
+    assert!(p
+        .audit
+        .iter()
+        .any(|a| a.action == "edit model" && a.change.contains("slug: test/fast → test/quick")));
     app.stop().await;
 }
 

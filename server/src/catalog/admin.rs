@@ -647,6 +647,54 @@ fn check_base_url(v: &str) -> Result<String, String> {
     Ok(v.to_string())
 }
 
+/// Gives a model a new id: clients call it by the new one from the next request, and API keys allowed
+/// the old id are allowed the new one. The request log keeps the id each request used.
+async fn rename_model(tx: &mut Tx, id: &str, old: &str, new: &str) -> Result<(), String> {
+    if !super::file::model_slug_ok(new) {
+        return Err(
+            "id: author/name in lower-case letters, digits, '-', '_' or '.', like acme/fast-1"
+                .into(),
+        );
+    }
+    let taken: Option<(String,)> = sqlx::query_as("SELECT id FROM models WHERE slug = $1")
+        .bind(new)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(internal)?;
+    if taken.is_some() {
+        return Err(format!("id: another model is already called {new}"));
+    }
+    sqlx::query("UPDATE models SET slug = $1 WHERE id = $2")
+        .bind(new)
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map_err(internal)?;
+    let keys: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, allowed_models FROM api_keys WHERE allowed_models LIKE $1")
+            .bind(format!("%\"{old}\"%"))
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(internal)?;
+    for (key_id, list) in keys {
+        let Ok(mut models) = serde_json::from_str::<Vec<String>>(&list) else {
+            continue;
+        };
+        for m in &mut models {
+            if m == old {
+                *m = new.to_string();
+            }
+        }
+        sqlx::query("UPDATE api_keys SET allowed_models = $1 WHERE id = $2")
+            .bind(serde_json::to_string(&models).map_err(internal)?)
+            .bind(&key_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(internal)?;
+    }
+    Ok(())
+}
+
 /// What models may take in and put out.
 const MODALITIES: &[&str] = &["text", "image", "audio", "video", "file"];
 
@@ -724,10 +772,15 @@ fn check_slug(v: &str) -> Result<String, String> {
 
 /// Makes one change as platform admin `actor`; returns what to tell them.
 pub async fn change(state: &AppState, actor: &str, op: CatalogOp) -> Result<String, String> {
+    // A model's id may change, and with it the models keys are allowed: keys are read again.
+    let keys_may_change = matches!(op, CatalogOp::SaveModel { .. });
     let mut tx = state.store.writer.begin().await.map_err(internal)?;
     let said = apply(state, &mut tx, actor, op).await?;
     bump(&mut tx).await.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
+    if keys_may_change {
+        state.keys.forget_all();
+    }
     // This instance serves the change at once; the others within `catalog_refresh_ms`.
     if let Err(e) = state.catalog.refresh(&state.store, &state.cipher).await {
         tracing::warn!(error = %e, "reloading the catalog after a change failed; the refresher will retry");
@@ -1174,6 +1227,7 @@ async fn apply(
         }
         CatalogOp::SaveModel {
             id,
+            slug: new_slug,
             name,
             description,
             context_length,
@@ -1195,6 +1249,11 @@ async fn apply(
             let name = name.trim();
             if name.is_empty() {
                 return Err("name: required".into());
+            }
+            let old_slug = before["slug"].as_str().unwrap_or_default().to_string();
+            let new_slug = new_slug.trim().to_string();
+            if !new_slug.is_empty() && new_slug != old_slug {
+                rename_model(tx, &id, &old_slug, &new_slug).await?;
             }
             let ctx: i64 = context_length
                 .trim()
@@ -1246,11 +1305,15 @@ async fn apply(
                 .await
                 .map_err(internal)?;
             let after = model_json(tx, &id).await.map_err(internal)?;
-            let slug = before["slug"].as_str().unwrap_or_default().to_string();
+            let slug = after
+                .as_ref()
+                .and_then(|a| a["slug"].as_str())
+                .unwrap_or_default()
+                .to_string();
             record(tx, Some(actor), "edit model", &slug, Some(before), after)
                 .await
                 .map_err(internal)?;
-            Ok(format!("{slug} saved"))
+            Ok(format!("Model {slug} saved"))
         }
         CatalogOp::SaveEndpoint {
             id,
@@ -1334,7 +1397,7 @@ async fn apply(
             .await
             .map_err(internal)?;
             Ok(format!(
-                "{model}: endpoint saved{}",
+                "Endpoint of {model} saved{}",
                 if enabled {
                     ""
                 } else {

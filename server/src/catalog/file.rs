@@ -210,6 +210,11 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// A model id: "author/name" in lower-case letters, digits, '-', '_' or '.'.
+pub fn model_slug_ok(s: &str) -> bool {
+    s.len() <= 128 && slug_ok(s, true)
+}
+
 fn slug_ok(s: &str, allow_slash: bool) -> bool {
     let ok_char =
         |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.');
