@@ -59,8 +59,8 @@ fn keep(m: &ModelCard, f: &Filters) -> bool {
         || m.slug.to_lowercase().contains(&q)
         || m.description.to_lowercase().contains(&q)
         || m.providers.iter().any(|p| p.to_lowercase().contains(&q)))
-        && (f.provider.is_empty() || m.providers.iter().any(|p| *p == f.provider))
-        && (f.modality.is_empty() || m.input_modalities.iter().any(|x| *x == f.modality))
+        && (f.provider.is_empty() || m.providers.contains(&f.provider))
+        && (f.modality.is_empty() || m.input_modalities.contains(&f.modality))
         && m.context_length >= f.min_context
         && (f.max_input_nanos == 0 || m.input_nanos_per_mtok <= f.max_input_nanos)
 }
@@ -74,7 +74,7 @@ fn sorted(mut v: Vec<ModelCard>, how: &str) -> Vec<ModelCard> {
                 .then(a.slug.cmp(&b.slug))
         }),
         "newest" => v.sort_by(|a, b| b.created.cmp(&a.created).then(a.slug.cmp(&b.slug))),
-        _ => v.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase())),
+        _ => v.sort_by_key(|m| m.name.to_lowercase()),
     }
     v
 }
