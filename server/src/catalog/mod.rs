@@ -64,36 +64,26 @@ impl Provider {
     /// A credential drawn at random in proportion to the weights, skipping `avoid` (credentials that
     /// already failed in this request) unless nothing else is left.
     pub fn pick_credential(&self, avoid: &[String]) -> Option<&Credential> {
-        let fresh: Vec<&Credential> = self
-            .credentials
-            .iter()
-            .filter(|c| !avoid.contains(&c.id))
-            .collect();
-        let pool: Vec<&Credential> = if fresh.is_empty() {
-            self.credentials.iter().collect()
-        } else {
-            fresh
-        };
-        Self::draw(pool)
+        self.fresh_credential(avoid)
+            .or_else(|| Self::draw(self.credentials.iter(), |_| true))
     }
 
     /// A credential not in `avoid`, drawn by weight; none when every key already failed.
     pub fn fresh_credential(&self, avoid: &[String]) -> Option<&Credential> {
-        Self::draw(
-            self.credentials
-                .iter()
-                .filter(|c| !avoid.contains(&c.id))
-                .collect(),
-        )
+        Self::draw(self.credentials.iter(), |c| !avoid.contains(&c.id))
     }
 
-    fn draw(pool: Vec<&Credential>) -> Option<&Credential> {
-        let total: u64 = pool.iter().map(|c| c.weight).sum();
+    /// A weighted draw over the credentials `keep` accepts, without allocating (this runs per request).
+    fn draw<'a>(
+        all: impl Iterator<Item = &'a Credential> + Clone,
+        keep: impl Fn(&Credential) -> bool,
+    ) -> Option<&'a Credential> {
+        let total: u64 = all.clone().filter(|c| keep(c)).map(|c| c.weight).sum();
         if total == 0 {
             return None;
         }
         let mut ticket = rand::random_range(0..total);
-        for c in pool {
+        for c in all.filter(|c| keep(c)) {
             if ticket < c.weight {
                 return Some(c);
             }
@@ -463,4 +453,53 @@ pub async fn public_detail(
         endpoints,
         api_base: api_base.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(weights: &[(&str, u64)]) -> Provider {
+        Provider {
+            id: "p".into(),
+            slug: "p".into(),
+            name: "P".into(),
+            kind: ProviderKind::Openai,
+            base_url: "http://127.0.0.1:9/v1".into(),
+            credentials: weights
+                .iter()
+                .map(|(id, w)| Credential {
+                    id: id.to_string(),
+                    label: id.to_string(),
+                    weight: *w,
+                    secret: Secret::new("k"),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn keys_are_drawn_by_weight_and_failed_ones_skipped() {
+        let p = provider(&[("a", 1), ("b", 3), ("rested", 0)]);
+        let mut n = std::collections::HashMap::new();
+        for _ in 0..4000 {
+            *n.entry(p.pick_credential(&[]).expect("a key").id.clone())
+                .or_insert(0) += 1;
+        }
+        assert_eq!(n.get("rested"), None, "weight 0 is never drawn");
+        let (a, b) = (n["a"], n["b"]);
+        assert!((800..1200).contains(&a) && a + b == 4000, "{a} / {b}");
+        // A key that failed is skipped while another is left; then only the fresh ones count.
+        let failed = vec!["b".to_string()];
+        for _ in 0..50 {
+            assert_eq!(p.pick_credential(&failed).expect("a").id, "a");
+        }
+        let both = vec!["a".to_string(), "b".to_string()];
+        assert!(p.fresh_credential(&both).is_none());
+        assert!(
+            p.pick_credential(&both).is_some(),
+            "with none fresh, any key"
+        );
+        assert!(provider(&[]).pick_credential(&[]).is_none());
+    }
 }
