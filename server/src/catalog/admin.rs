@@ -580,7 +580,8 @@ async fn markup_of(tx: &mut Tx, scope: &str) -> Result<Option<String>, sqlx::Err
     Ok(r.map(|(p,)| format!("{} %", percent(p))))
 }
 
-async fn set_markup(tx: &mut Tx, scope: &str, m: Option<Markup>) -> Result<(), sqlx::Error> {
+/// Sets (or, with None, clears) the markup rule of a scope: "default", "provider:{id}", "model:{id}".
+pub async fn set_markup(tx: &mut Tx, scope: &str, m: Option<Markup>) -> Result<(), sqlx::Error> {
     match m {
         Some(m) => {
             sqlx::query(
@@ -694,9 +695,6 @@ async fn rename_model(tx: &mut Tx, id: &str, old: &str, new: &str) -> Result<(),
     }
     Ok(())
 }
-
-/// What models may take in and put out.
-const MODALITIES: &[&str] = &["text", "image", "audio", "video", "file"];
 
 /// "text, image" → "text,image", each item checked (against `allowed`, when given).
 fn check_list(field: &str, v: &str, allowed: &[&str]) -> Result<String, String> {
@@ -1262,8 +1260,16 @@ async fn apply(
                 .filter(|c| *c > 0)
                 .ok_or("context length: a whole number of tokens, like 128000")?;
             let max_out = optional_count("max output tokens", &max_output_tokens)?;
-            let inputs = check_list("input modalities", &input_modalities, MODALITIES)?;
-            let outputs = check_list("output modalities", &output_modalities, MODALITIES)?;
+            let inputs = check_list(
+                "input modalities",
+                &input_modalities,
+                super::file::MODALITIES,
+            )?;
+            let outputs = check_list(
+                "output modalities",
+                &output_modalities,
+                super::file::MODALITIES,
+            )?;
             let params = check_list("supported parameters", &supported_parameters, &[])?;
             let tokenizer = tokenizer.trim();
             if tokenizer.is_empty() || tokenizer.len() > 40 {

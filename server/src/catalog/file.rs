@@ -240,30 +240,6 @@ struct ResolvedProvider<'a> {
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
-/// Sets or clears a markup rule.
-async fn set_rule(tx: &mut Tx, scope: &str, m: Option<Markup>) -> Result<(), sqlx::Error> {
-    match m {
-        Some(m) => {
-            sqlx::query(
-                "INSERT INTO markup_rules (scope, ppm, updated_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (scope) DO UPDATE SET ppm = excluded.ppm, updated_at = excluded.updated_at",
-            )
-            .bind(scope)
-            .bind(m.0)
-            .bind(now_ms())
-            .execute(&mut **tx)
-            .await?;
-        }
-        None => {
-            sqlx::query("DELETE FROM markup_rules WHERE scope = $1")
-                .bind(scope)
-                .execute(&mut **tx)
-                .await?;
-        }
-    }
-    Ok(())
-}
-
 /// Inserts or updates one endpoint of a model.
 pub async fn put_endpoint(
     tx: &mut Tx,
@@ -538,7 +514,7 @@ pub async fn apply(
             )
             .await?;
         }
-        set_rule(&mut tx, &format!("provider:{id}"), p.spec.markup_percent).await?;
+        super::admin::set_markup(&mut tx, &format!("provider:{id}"), p.spec.markup_percent).await?;
         provider_ids.insert(slug.clone(), id);
         report.providers += 1;
     }
@@ -578,7 +554,7 @@ pub async fn apply(
             .bind(slug)
             .fetch_one(&mut *tx)
             .await?;
-        set_rule(&mut tx, &format!("model:{model_id}"), m.markup_percent).await?;
+        super::admin::set_markup(&mut tx, &format!("model:{model_id}"), m.markup_percent).await?;
         report.models += 1;
         // Endpoints the file no longer lists for this model stop receiving traffic.
         let r = sqlx::query(
@@ -603,7 +579,7 @@ pub async fn apply(
         report.endpoints_disabled += disabled;
     }
     if let Some(mk) = &file.markup {
-        set_rule(&mut tx, "default", Some(mk.default_percent)).await?;
+        super::admin::set_markup(&mut tx, "default", Some(mk.default_percent)).await?;
         report.markup_percent = Some(mk.default_percent.to_percent_string());
     }
     super::admin::record(
