@@ -209,6 +209,38 @@ pub mod backend {
             user_id: &'a str,
             disabled: bool,
         ) -> Res<'a, ()>;
+        /// The usage overview of the session's organisation (members: their own keys).
+        fn usage_overview<'a>(
+            &'a self,
+            who: &'a Who,
+            range: &'a str,
+            group: &'a str,
+        ) -> Res<'a, crate::usage::Overview>;
+        fn activity<'a>(
+            &'a self,
+            who: &'a Who,
+            filter: crate::usage::ActivityFilter,
+        ) -> Res<'a, crate::usage::ActivityPage>;
+        fn generation_detail<'a>(
+            &'a self,
+            who: &'a Who,
+            id: &'a str,
+        ) -> Res<'a, crate::usage::GenerationDetail>;
+        /// Platform analytics (platform admins only).
+        fn analytics<'a>(
+            &'a self,
+            who: &'a Who,
+            range: &'a str,
+            group: &'a str,
+        ) -> Res<'a, crate::usage::Analytics>;
+        /// Turns prompt logging on or off and sets how many days logged prompts are kept (owners and
+        /// admins); returns what changed.
+        fn set_prompt_logging<'a>(
+            &'a self,
+            who: &'a Who,
+            on: bool,
+            retention_days: &'a str,
+        ) -> Res<'a, String>;
     }
 
     #[derive(Clone)]

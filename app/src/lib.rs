@@ -12,6 +12,7 @@ pub mod catalog_admin;
 pub mod keys;
 pub mod models;
 pub mod orgs;
+pub mod usage;
 
 use account::{
     current_user, DashboardPage, Me, ResetPage, SignInPage, SignUpPage, UserMenu, VerifyBanner,

@@ -34,6 +34,9 @@ pub struct OrgPageData {
     pub members: Vec<MemberView>,
     /// Open invitations (only for owners and admins; empty for members).
     pub invitations: Vec<InvitationRow>,
+    /// Prompts and answers are kept in the activity log, for this many days.
+    pub prompt_logging: bool,
+    pub log_retention_days: i64,
 }
 
 /// An invitation as its link shows it.

@@ -42,8 +42,46 @@ pub enum Command {
     /// Manage platform admins.
     #[command(subcommand)]
     Admin(AdminCmd),
+    /// Usage data: synthetic generations, dashboard query timings, pruning the request log.
+    #[command(subcommand)]
+    Usage(UsageCmd),
     /// Run the fake OpenAI-compatible upstream used for development, tests and benchmarks.
     DevUpstream(DevUpstreamArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsageCmd {
+    /// Record N synthetic generations (log, rollups, ledger) spread over the last days, across the
+    /// catalog's models; for trying the dashboards and timing them on a large log.
+    Seed {
+        /// How many generations.
+        generations: u64,
+        /// Spread over this many days before now.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        /// Into this organisation (by name); default: organisations "Synthetic 1…N", made when missing.
+        #[arg(long)]
+        org: Option<String>,
+        /// How many synthetic organisations (without --org).
+        #[arg(long, default_value_t = 10)]
+        orgs: u32,
+        /// Keys per organisation (made when it has fewer).
+        #[arg(long, default_value_t = 3)]
+        keys: u32,
+    },
+    /// Time every dashboard query (the busiest organisation's, or --org's) and print the milliseconds.
+    Timings {
+        #[arg(long)]
+        org: Option<String>,
+        /// Runs of each query (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// Delete request-log rows older than --days (rollups keep their sums) and expired logged prompts.
+    Prune {
+        #[arg(long)]
+        days: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -247,6 +285,73 @@ async fn dispatch(cfg: Config, command: Command) -> anyhow::Result<()> {
             .await?;
             println!("dev upstream listening on http://{addr}/v1");
             crate::shutdown_signal().await;
+            Ok(())
+        }
+        Command::Usage(UsageCmd::Seed {
+            generations,
+            days,
+            org,
+            orgs,
+            keys,
+        }) => {
+            let store = open(&cfg).await?;
+            let cipher = Cipher::from_config(&cfg)?;
+            let catalog = catalog::load(&store, &cipher).await?;
+            let opts = crate::usage::seed::SeedOptions {
+                generations,
+                days,
+                org,
+                orgs,
+                keys,
+                rng_seed: crate::store::now_ms() as u64,
+            };
+            let started = std::time::Instant::now();
+            let step = (generations / 20).max(1_000);
+            let n = crate::usage::seed::seed(&store, &catalog, &opts, |done| {
+                if done % step < 1_000 || done == generations {
+                    eprintln!(
+                        "  {done} / {generations} generations ({:.0} s)",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            })
+            .await?;
+            println!(
+                "seeded {n} generations in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Usage(UsageCmd::Timings { org, runs }) => {
+            let store = open(&cfg).await?;
+            let (name, rows, timings) =
+                crate::usage::timings::run(&store, org.as_deref(), runs).await?;
+            println!(
+                "{} backend, {rows} generations in the log; organisation {name:?}; median of {runs} runs",
+                match store.backend {
+                    crate::store::Backend::Sqlite => "SQLite",
+                    crate::store::Backend::Postgres => "PostgreSQL",
+                }
+            );
+            println!(
+                "{:<40} {:>10} {:>10} {:>8}",
+                "query", "median ms", "max ms", "size"
+            );
+            for t in &timings {
+                println!(
+                    "{:<40} {:>10.1} {:>10.1} {:>8}",
+                    t.name, t.median_ms, t.max_ms, t.size
+                );
+            }
+            let worst = timings.iter().map(|t| t.median_ms).fold(0.0, f64::max);
+            println!("slowest median: {worst:.1} ms");
+            Ok(())
+        }
+        Command::Usage(UsageCmd::Prune { days }) => {
+            let store = open(&cfg).await?;
+            let (gens, prompts) =
+                crate::usage::prune(&store, Some(days), crate::store::now_ms()).await?;
+            println!("deleted {gens} request-log rows older than {days} days and {prompts} expired logged prompts");
             Ok(())
         }
         Command::Catalog(CatalogCmd::Export { output }) => {

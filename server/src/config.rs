@@ -86,6 +86,9 @@ pub struct Config {
     pub topup_retry_ms: u64,
     /// An endpoint whose error rate over the last 5 minutes passes this percentage is shown degraded.
     pub degraded_error_percent: u64,
+    /// Request-log rows older than this many days are deleted (hourly); the usage rollups keep their
+    /// sums, so dashboards and totals are unchanged. 0 keeps the log forever.
+    pub log_retention_days: u32,
 }
 
 impl Default for Config {
@@ -121,6 +124,7 @@ impl Default for Config {
             low_balance_check_ms: 30_000,
             topup_retry_ms: 15 * 60_000,
             degraded_error_percent: 20,
+            log_retention_days: 0,
         }
     }
 }
@@ -202,6 +206,9 @@ const ENV: &[(&str, Setter)] = &[
     }),
     ("SWITCHYARD_DB_MAX_CONNECTIONS", |c, v| {
         num(v).map(|x| c.db_max_connections = x)
+    }),
+    ("SWITCHYARD_LOG_RETENTION_DAYS", |c, v| {
+        num(v).map(|x| c.log_retention_days = x)
     }),
     ("SWITCHYARD_INSTANCE_STALE_MS", |c, v| {
         num(v).map(|x| c.instance_stale_ms = x)

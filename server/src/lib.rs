@@ -20,6 +20,7 @@ pub mod money;
 pub mod providers;
 pub mod state;
 pub mod store;
+pub mod usage;
 pub mod web;
 
 use crate::config::Config;
@@ -126,6 +127,7 @@ impl Application {
         let refresher = tokio::spawn(refresh_catalog(state.clone()));
         let alerts = tokio::spawn(billing::alerts::run(state.clone()));
         let topups = tokio::spawn(billing::topup::run(state.clone()));
+        let pruner = tokio::spawn(usage::prune_every_hour(state.clone()));
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
@@ -166,6 +168,7 @@ impl Application {
         refresher.abort();
         alerts.abort();
         topups.abort();
+        pruner.abort();
         // Anything cut without settling queued its settlement from a destructor; give it a moment.
         tokio::time::sleep(Duration::from_millis(50)).await;
         state.gate.close(&state.store).await;

@@ -7,40 +7,11 @@
 //! credit they release is available to the admissions of the same batch.
 
 use super::{Generation, Hold, Refusal};
-use crate::store::{new_id, now_ms};
+use crate::store::{in_list, is_sqlite, new_id, now_ms, placeholders};
 use sqlx::{Any, Transaction};
 use std::collections::{HashMap, HashSet};
 
 type Tx = Transaction<'static, Any>;
-
-/// `($s,$s+1,…),(…)` for `rows` rows of `cols` columns; values are always bound, never inlined.
-fn placeholders(rows: usize, cols: usize, start: usize) -> String {
-    let mut out = String::with_capacity(rows * cols * 5);
-    let mut n = start;
-    for r in 0..rows {
-        if r > 0 {
-            out.push(',');
-        }
-        out.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                out.push(',');
-            }
-            out.push('$');
-            out.push_str(&n.to_string());
-            n += 1;
-        }
-        out.push(')');
-    }
-    out
-}
-
-fn in_list(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
 
 /// Writes many settlements; each releases its hold once and is charged once, whatever was settled before.
 pub(super) async fn settle_many(
@@ -50,10 +21,11 @@ pub(super) async fn settle_many(
     if items.is_empty() {
         return Ok(());
     }
+    let sqlite = is_sqlite(tx);
     // 1. Release the holds that are still open.
     let sql = format!(
         "DELETE FROM holds WHERE id IN ({}) RETURNING id",
-        in_list(items.len())
+        in_list(sqlite, items.len())
     );
     let mut q = sqlx::query_as::<_, (String,)>(&sql);
     for (h, _) in items {
@@ -67,13 +39,13 @@ pub(super) async fn settle_many(
         .collect();
 
     // 2. Record the generations not recorded yet.
-    const GEN_COLS: usize = 25;
+    const GEN_COLS: usize = 26;
     let sql = format!(
         "INSERT INTO generations (id, org_id, key_id, model_slug, provider_slug, endpoint_id, upstream_model, upstream_id, \
-           prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, usage_estimated, cost_nanos, charge_nanos, latency_ms, ttft_ms, finish_reason, \
+           prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, usage_estimated, cost_nanos, charge_nanos, latency_ms, ttft_ms, finish_reason, \
            native_finish_reason, streamed, cancelled, status, error, attempts, created_at) VALUES {} \
          ON CONFLICT (id) DO NOTHING RETURNING id",
-        placeholders(items.len(), GEN_COLS, 1)
+        placeholders(sqlite, items.len(), GEN_COLS, 1)
     );
     let mut q = sqlx::query_as::<_, (String,)>(&sql);
     for (_, g) in items {
@@ -90,6 +62,7 @@ pub(super) async fn settle_many(
             .bind(g.completion_tokens as i64)
             .bind(g.cache_read_tokens as i64)
             .bind(g.cache_write_tokens as i64)
+            .bind(g.reasoning_tokens as i64)
             .bind(g.usage_estimated as i64)
             .bind(g.cost.0)
             .bind(g.charge.0)
@@ -111,6 +84,16 @@ pub(super) async fn settle_many(
         .map(|(id,)| id)
         .collect();
 
+    // The rollups and logged prompts of exactly the generations recorded now.
+    let mut seen_rec = HashSet::new();
+    let fresh: Vec<&Generation> = items
+        .iter()
+        .map(|(_, g)| *g)
+        .filter(|g| recorded.contains(&g.id) && seen_rec.insert(g.id.as_str()))
+        .collect();
+    crate::usage::rollup::add(tx, &fresh).await?;
+    crate::usage::rollup::keep_content(tx, &fresh).await?;
+
     // 3. One usage ledger entry per newly recorded, charged generation.
     let now = now_ms();
     let mut seen = HashSet::new();
@@ -124,7 +107,7 @@ pub(super) async fn settle_many(
         let sql = format!(
             "INSERT INTO ledger (id, org_id, amount_nanos, kind, idempotency_key, reference, created_at) VALUES {} \
              ON CONFLICT (idempotency_key) DO NOTHING RETURNING reference",
-            placeholders(charged.len(), 7, 1)
+            placeholders(sqlite, charged.len(), 7, 1)
         );
         let mut q = sqlx::query_as::<_, (Option<String>,)>(&sql);
         for g in &charged {
@@ -135,7 +118,9 @@ pub(super) async fn settle_many(
                 .bind("usage")
                 .bind(format!("gen:{}", g.id))
                 .bind(&g.id)
-                .bind(now);
+                // Dated when the request was made, like its generation and rollup bucket, so usage
+                // over any range reads the same in the ledger and in the dashboards.
+                .bind(g.created_at);
         }
         billed = q
             .fetch_all(&mut **tx)
@@ -296,9 +281,10 @@ pub(super) async fn admit_many(
         .map(|(h, _)| *h)
         .collect();
     if !admitted.is_empty() {
+        let sqlite = is_sqlite(tx);
         let sql = format!(
             "INSERT INTO holds (id, org_id, key_id, amount_nanos, instance_id, created_at) VALUES {}",
-            placeholders(admitted.len(), 6, 1)
+            placeholders(sqlite, admitted.len(), 6, 1)
         );
         let now = now_ms();
         let mut q = sqlx::query(&sql);
@@ -314,13 +300,4 @@ pub(super) async fn admit_many(
         q.execute(&mut **tx).await?;
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn placeholders_number_every_value() {
-        assert_eq!(super::placeholders(2, 3, 1), "($1,$2,$3),($4,$5,$6)");
-        assert_eq!(super::in_list(3), "$1,$2,$3");
-    }
 }

@@ -121,8 +121,9 @@ pub async fn audit(store: &Store, org_id: &str) -> Result<Vec<String>, sqlx::Err
     .bind(org_id)
     .fetch_one(&store.pool)
     .await?;
+    // The request log may be pruned; its rollups keep every generation's charge.
     let (charged,): (i64,) = sqlx::query_as(
-        "SELECT CAST(COALESCE(SUM(charge_nanos), 0) AS BIGINT) FROM generations WHERE org_id = $1",
+        "SELECT CAST(COALESCE(SUM(charge_nanos), 0) AS BIGINT) FROM usage_daily WHERE org_id = $1",
     )
     .bind(org_id)
     .fetch_one(&store.pool)
@@ -143,7 +144,7 @@ pub async fn audit(store: &Store, org_id: &str) -> Result<Vec<String>, sqlx::Err
         }
         if charged != usage {
             problems.push(format!(
-                "sum(generations.charge) {charged} != usage in ledger {usage}"
+                "sum(generation charges, from the rollups) {charged} != usage in ledger {usage}"
             ));
         }
     } else {

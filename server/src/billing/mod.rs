@@ -57,6 +57,8 @@ pub struct Generation {
     /// The parts of the prompt read from and written to the provider's cache.
     pub cache_read_tokens: u64,
     pub cache_write_tokens: u64,
+    /// The part of the completion spent reasoning (as the provider reports it).
+    pub reasoning_tokens: u64,
     pub usage_estimated: bool,
     pub cost: Nanos,
     pub charge: Nanos,
@@ -70,6 +72,16 @@ pub struct Generation {
     pub error: Option<String>,
     pub attempts: serde_json::Value,
     pub created_at: i64,
+    /// The prompt and the answer, kept only for organisations that turned prompt logging on.
+    #[serde(skip)]
+    pub content: Option<Box<Content>>,
+}
+
+/// A logged prompt (the request's messages as JSON) and the answer's text.
+#[derive(Clone, Debug, Default)]
+pub struct Content {
+    pub request: String,
+    pub response: String,
 }
 
 impl Serialize for Nanos {
@@ -422,6 +434,25 @@ async fn reserve_key(
         }));
     }
     Ok(Ok(()))
+}
+
+/// Records generations that held no credit (synthetic usage for tests and timings) with the very
+/// statements settlement uses: the log, the rollups, one ledger entry each and the projections.
+pub async fn record(store: &Store, gens: &[Generation]) -> Result<(), sqlx::Error> {
+    let holds: Vec<Hold> = gens
+        .iter()
+        .map(|g| Hold {
+            id: format!("record-{}", g.id),
+            org_id: g.org_id.clone(),
+            key_id: g.key_id.clone(),
+            amount: Nanos::ZERO,
+            period_start: None,
+        })
+        .collect();
+    let items: Vec<(&Hold, &Generation)> = holds.iter().zip(gens).collect();
+    let mut tx = store.writer.begin().await?;
+    batch::settle_many(&mut tx, &items).await?;
+    tx.commit().await
 }
 
 /// Releases the holds of instances that stopped beating (a crash or hard kill): the tenant is not charged

@@ -65,6 +65,8 @@ struct Switches {
     omit_usage: bool,
     /// This many prompt tokens were read from the prompt cache (at most the whole prompt).
     cached_tokens: Option<u64>,
+    /// This many of the completion tokens were spent reasoning (at most all of them).
+    reasoning_tokens: Option<u64>,
 }
 
 pub fn router(cfg: FakeConfig) -> (Router, Arc<FakeStats>) {
@@ -283,7 +285,7 @@ async fn chat(State(f): State<Fake>, headers: HeaderMap, body: Bytes) -> Respons
     let created = crate::store::now_ms() / 1000;
     let usage = json!({"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + n,
         "prompt_tokens_details": {"cached_tokens": sw.cached_tokens.unwrap_or(0).min(prompt)},
-        "completion_tokens_details": {"reasoning_tokens": 0}});
+        "completion_tokens_details": {"reasoning_tokens": sw.reasoning_tokens.unwrap_or(0).min(n)}});
     let word = |i: u64| {
         let w = WORDS[(i as usize) % WORDS.len()];
         if i == 0 {

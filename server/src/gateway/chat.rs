@@ -36,12 +36,34 @@ pub(super) struct Billed {
     pub attempts: Vec<Value>,
     /// Set once the settlement is queued; until then, dropping this settles it as cancelled.
     pub settled: bool,
+    /// The request's messages when the organisation logs prompts, and the answer's text as it arrives.
+    pub prompt_log: Option<String>,
+    pub answer_log: String,
+}
+
+/// The most of an answer kept in the prompt log.
+const ANSWER_LOG_MAX: usize = 1 << 20;
+
+impl Billed {
+    /// Adds answer text to the prompt log (when the organisation keeps one).
+    pub fn log_answer(&mut self, text: &str) {
+        if self.prompt_log.is_some() && self.answer_log.len() < ANSWER_LOG_MAX {
+            let room = ANSWER_LOG_MAX - self.answer_log.len();
+            let mut end = text.len().min(room);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.answer_log.push_str(&text[..end]);
+        }
+    }
 }
 
 /// The usage of a finished (or cut) response.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Usage {
     pub tokens: Tokens,
+    /// The part of the completion spent reasoning, as the provider reports it.
+    pub reasoning: u64,
     pub estimated: bool,
 }
 
@@ -122,6 +144,7 @@ impl Billed {
             completion_tokens: o.usage.tokens.completion,
             cache_read_tokens: o.usage.tokens.cache_read,
             cache_write_tokens: o.usage.tokens.cache_write,
+            reasoning_tokens: o.usage.reasoning,
             usage_estimated: o.usage.estimated,
             cost,
             charge,
@@ -135,6 +158,12 @@ impl Billed {
             error: o.error,
             attempts: Value::Array(self.attempts.clone()),
             created_at: self.created_at,
+            content: self.prompt_log.as_ref().map(|p| {
+                Box::new(crate::billing::Content {
+                    request: p.clone(),
+                    response: self.answer_log.clone(),
+                })
+            }),
         }
     }
 }
@@ -237,6 +266,13 @@ pub async fn chat_completions(
         prompt_estimate: req.prompt_estimate,
         attempts: Vec::new(),
         settled: false,
+        prompt_log: key.log_prompts.then(|| {
+            req.body
+                .get("messages")
+                .map(Value::to_string)
+                .unwrap_or_default()
+        }),
+        answer_log: String::new(),
     };
     dispatch(billed, req, priced).await
 }
@@ -509,6 +545,13 @@ pub(super) fn parse_usage(v: &Value) -> Option<Tokens> {
     })
 }
 
+/// `usage.completion_tokens_details.reasoning_tokens` (0 when not reported).
+pub(super) fn parse_reasoning(v: &Value) -> u64 {
+    v.pointer("/usage/completion_tokens_details/reasoning_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
 /// Usage as the client sees it: the upstream's numbers plus what the org was charged.
 pub(super) fn usage_json(upstream: Option<&Value>, g: &Generation) -> Value {
     let mut u = match upstream {
@@ -529,6 +572,7 @@ async fn complete(mut billed: Billed, ep: &Endpoint, pricing: Pricing, mut v: Va
         Some(tokens) => (
             Usage {
                 tokens,
+                reasoning: parse_reasoning(&v),
                 estimated: false,
             },
             false,
@@ -549,6 +593,7 @@ async fn complete(mut billed: Billed, ep: &Endpoint, pricing: Pricing, mut v: Va
             (
                 Usage {
                     tokens: Tokens::new(billed.prompt_estimate, (text_chars as u64).div_ceil(4)),
+                    reasoning: 0,
                     estimated: true,
                 },
                 true,
@@ -558,6 +603,13 @@ async fn complete(mut billed: Billed, ep: &Endpoint, pricing: Pricing, mut v: Va
     let finish = v["choices"][0]["finish_reason"]
         .as_str()
         .map(str::to_string);
+    if billed.prompt_log.is_some() {
+        let message = &v["choices"][0]["message"];
+        match message["content"].as_str() {
+            Some(text) => billed.log_answer(text),
+            None => billed.log_answer(&message.to_string()),
+        }
+    }
     let generation = billed.generation(Outcome {
         endpoint: Some(ep),
         pricing: Some(pricing),

@@ -3,7 +3,9 @@
 //! If the client goes away, the upstream is dropped (closing its connection) and what it produced so far
 //! is billed, once.
 
-use super::chat::{normalise_finish, parse_usage, usage_json, Billed, Outcome, Usage, GEN_HEADER};
+use super::chat::{
+    normalise_finish, parse_reasoning, parse_usage, usage_json, Billed, Outcome, Usage, GEN_HEADER,
+};
 use super::sse::SseReader;
 use crate::catalog::Endpoint;
 use crate::money::{Pricing, Tokens};
@@ -32,13 +34,11 @@ struct Progress {
 
 impl Progress {
     fn usage(&self) -> Usage {
-        match self
-            .upstream_usage
-            .as_ref()
-            .and_then(|u| parse_usage(&json!({ "usage": u })))
-        {
+        let wrapped = self.upstream_usage.as_ref().map(|u| json!({ "usage": u }));
+        match wrapped.as_ref().and_then(parse_usage) {
             Some(tokens) => Usage {
                 tokens,
+                reasoning: wrapped.as_ref().map_or(0, parse_reasoning),
                 estimated: false,
             },
             // No usage from the upstream (cut short): bill what arrived. Providers send about one token
@@ -48,6 +48,7 @@ impl Progress {
                     self.prompt_estimate,
                     self.content_chunks.max(self.content_chars.div_ceil(4)),
                 ),
+                reasoning: 0,
                 estimated: true,
             },
         }
@@ -146,6 +147,9 @@ fn step(p: &mut Progress, gen_id: &str, slug: &str, data: &str) -> Step {
             if !s.is_empty() {
                 p.content_chars += s.chars().count() as u64;
                 p.content_chunks += 1;
+                if let Some(b) = p.billed.as_mut() {
+                    b.log_answer(s);
+                }
             }
         }
         if let Some(native) = c["finish_reason"].as_str().map(str::to_string) {

@@ -22,6 +22,68 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/keys", get(list).post(create))
         .route("/keys/{hash}", get(show).patch(update).delete(delete))
+        .route("/activity", get(activity))
+}
+
+#[derive(serde::Deserialize)]
+struct ActivityQuery {
+    date: Option<String>,
+    api_key_hash: Option<String>,
+}
+
+/// OpenRouter's `GET /activity`: usage per UTC day, model and endpoint over the last 30 completed days
+/// (or `date`, one of them), optionally of one key (`api_key_hash`).
+async fn activity(
+    State(state): State<AppState>,
+    ManagementAuth(me): ManagementAuth,
+    axum::extract::Query(q): axum::extract::Query<ActivityQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let now = crate::store::now_ms();
+    let today = now - now.rem_euclid(crate::usage::DAY_MS);
+    let date = match q.date.as_deref().filter(|d| !d.is_empty()) {
+        None => None,
+        Some(d) => {
+            let day = crate::usage::parse_day(d).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`date` must be a UTC date like 2026-11-20, not {d:?}"
+                ))
+            })?;
+            if day >= today || day < today - 30 * crate::usage::DAY_MS {
+                return Err(ApiError::bad_request(format!(
+                    "`date` must be one of the last 30 completed UTC days ({} to {})",
+                    rfc3339(today - 30 * crate::usage::DAY_MS)
+                        .get(..10)
+                        .unwrap_or(""),
+                    rfc3339(today - crate::usage::DAY_MS)
+                        .get(..10)
+                        .unwrap_or("")
+                )));
+            }
+            Some(day)
+        }
+    };
+    let key_id = match q.api_key_hash.as_deref().filter(|h| !h.is_empty()) {
+        None => None,
+        Some(hash) => {
+            let found: Option<(String,)> =
+                sqlx::query_as("SELECT id FROM api_keys WHERE hash = $1 AND org_id = $2")
+                    .bind(hash)
+                    .bind(&me.org_id)
+                    .fetch_optional(&state.store.pool)
+                    .await?;
+            Some(
+                found
+                    .ok_or_else(|| {
+                        ApiError::not_found(format!("no API key {hash:?} in this organisation"))
+                    })?
+                    .0,
+            )
+        }
+    };
+    Ok(Json(
+        crate::usage::openrouter_activity(&state.store, &me.org_id, date, key_id.as_deref(), now)
+            .await?,
+    ))
 }
 
 fn key_json(k: &KeyRecord) -> Value {

@@ -30,6 +30,8 @@ pub struct KeyInfo {
     pub revoked: bool,
     pub kind: KeyKind,
     pub rules: KeyRules,
+    /// The organisation keeps prompts and answers in its activity log.
+    pub log_prompts: bool,
 }
 
 /// What a key may do beyond its credit limit and expiry.
@@ -243,18 +245,32 @@ type KeyRow = (
     Option<String>,
     Option<String>,
     Option<i64>,
+    i64,
 );
 
 pub async fn lookup(store: &Store, hash: &str) -> Result<Option<KeyInfo>, sqlx::Error> {
     let row: Option<KeyRow> = sqlx::query_as(
-        "SELECT id, org_id, name, limit_nanos, expires_at, disabled, revoked_at, kind, limit_reset, allowed_models, rpm_limit \
-         FROM api_keys WHERE hash = $1",
+        "SELECT k.id, k.org_id, k.name, k.limit_nanos, k.expires_at, k.disabled, k.revoked_at, k.kind, k.limit_reset, \
+         k.allowed_models, k.rpm_limit, o.prompt_logging FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.hash = $1",
     )
     .bind(hash)
     .fetch_optional(&store.pool)
     .await?;
     Ok(row.map(
-        |(id, org_id, name, limit, expires_at, disabled, revoked_at, kind, reset, models, rpm)| {
+        |(
+            id,
+            org_id,
+            name,
+            limit,
+            expires_at,
+            disabled,
+            revoked_at,
+            kind,
+            reset,
+            models,
+            rpm,
+            log,
+        )| {
             KeyInfo {
                 id,
                 org_id,
@@ -273,6 +289,7 @@ pub async fn lookup(store: &Store, hash: &str) -> Result<Option<KeyInfo>, sqlx::
                     allowed_models: models.and_then(|m| serde_json::from_str(&m).ok()),
                     requests_per_minute: rpm.and_then(|r| u32::try_from(r).ok()),
                 },
+                log_prompts: log != 0,
             }
         },
     ))

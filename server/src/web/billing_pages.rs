@@ -265,20 +265,8 @@ pub async fn receipt(
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> axum::response::Response {
     use axum::response::{Html, IntoResponse, Redirect};
-    use switchyard_app::account::backend::{Who, ORG_KEY, SIGNED_IN_AT_KEY, USER_KEY};
-    let user: Option<String> = session.get(USER_KEY).await.ok().flatten();
-    let Some(user_id) = user else {
+    let Some(actor) = super::usage_pages::session_actor(&state, &session).await else {
         return Redirect::to(&format!("/signin?next=/billing/receipts/{id}")).into_response();
-    };
-    let who = Who {
-        user_id,
-        org_id: session.get(ORG_KEY).await.ok().flatten(),
-        signed_in_at: session
-            .get(SIGNED_IN_AT_KEY)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(0),
     };
     let not_found = || {
         (
@@ -289,9 +277,6 @@ pub async fn receipt(
             ),
         )
             .into_response()
-    };
-    let Ok(actor) = super::dashboard::resolve(&state.store, &who).await else {
-        return Redirect::to(&format!("/signin?next=/billing/receipts/{id}")).into_response();
     };
     type Row = (
         String,

@@ -712,6 +712,64 @@ impl Dashboard for Accounts {
         })
     }
 
+    fn usage_overview<'a>(
+        &'a self,
+        who: &'a Who,
+        range: &'a str,
+        group: &'a str,
+    ) -> Res<'a, switchyard_app::usage::Overview> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            crate::usage::overview(self.store(), &actor, range, group, crate::store::now_ms()).await
+        })
+    }
+
+    fn activity<'a>(
+        &'a self,
+        who: &'a Who,
+        filter: switchyard_app::usage::ActivityFilter,
+    ) -> Res<'a, switchyard_app::usage::ActivityPage> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            crate::usage::activity(self.store(), &actor, &filter, crate::store::now_ms()).await
+        })
+    }
+
+    fn generation_detail<'a>(
+        &'a self,
+        who: &'a Who,
+        id: &'a str,
+    ) -> Res<'a, switchyard_app::usage::GenerationDetail> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            crate::usage::generation(self.store(), &actor, id).await
+        })
+    }
+
+    fn analytics<'a>(
+        &'a self,
+        who: &'a Who,
+        range: &'a str,
+        group: &'a str,
+    ) -> Res<'a, switchyard_app::usage::Analytics> {
+        Box::pin(async move {
+            platform_admin(self.store(), who).await?;
+            crate::usage::analytics(self.store(), range, group, crate::store::now_ms()).await
+        })
+    }
+
+    fn set_prompt_logging<'a>(
+        &'a self,
+        who: &'a Who,
+        on: bool,
+        retention_days: &'a str,
+    ) -> Res<'a, String> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            super::org_pages::set_prompt_logging(&self.state, &actor, on, retention_days).await
+        })
+    }
+
     fn admin_overview<'a>(&'a self, who: &'a Who) -> Res<'a, AdminData> {
         Box::pin(async move {
             let user_id = platform_admin(self.store(), who).await?;

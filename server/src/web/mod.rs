@@ -7,6 +7,7 @@ pub mod dashboard;
 pub mod key_pages;
 pub mod org_pages;
 pub mod sessions;
+pub mod usage_pages;
 
 use crate::state::AppState;
 use axum::{
@@ -103,6 +104,14 @@ pub fn router(state: AppState) -> Router {
             let o = options.clone();
             move || shell(o.clone())
         })
+        .route(
+            "/activity.csv",
+            get(usage_pages::activity_csv).with_state(state.clone()),
+        )
+        .route(
+            "/usage/daily.csv",
+            get(usage_pages::daily_csv).with_state(state.clone()),
+        )
         .route("/billing/receipts/{id}", {
             let st = state.clone();
             get(move |session, path| billing_pages::receipt(st.clone(), session, path))
@@ -181,6 +190,16 @@ pub fn minute(ms: i64) -> String {
         "{} {} UTC",
         t.get(..10).unwrap_or_default(),
         t.get(11..16).unwrap_or_default()
+    )
+}
+
+/// A moment to the second: `2026-11-21 10:17:05` (UTC).
+pub fn second(ms: i64) -> String {
+    let t = crate::gateway::info::rfc3339(ms);
+    format!(
+        "{} {}",
+        t.get(..10).unwrap_or_default(),
+        t.get(11..19).unwrap_or_default()
     )
 }
 
