@@ -20,9 +20,11 @@ let demoKey;
 let demoLogin;
 let browser;
 let dbUrl;
+let dataDir;
 
 before(async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'sy-e2e-'));
+  dataDir = dir;
   dbUrl = `sqlite://${dir}/e2e.db`;
   server = spawn(process.env.SWITCHYARD_BIN, ['serve', '--demo'], {
     env: {
@@ -654,7 +656,7 @@ test('the admin area lists users and organisations; pages work at phone width', 
     await page.screenshot({ path: path.join(shots, 'admin.png'), fullPage: true });
 
     await page.setViewportSize({ width: 390, height: 844 });
-    for (const p of ['dashboard', 'keys', 'org', 'admin', 'admin/catalog', 'billing', 'models', 'models/demo/fast-1']) {
+    for (const p of ['dashboard', 'activity', 'keys', 'org', 'admin', 'admin/catalog', 'admin/analytics', 'billing', 'models', 'models/demo/fast-1']) {
       await page.goto(`${base}/${p}`);
       await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
       await page.waitForSelector('main h1');
@@ -980,5 +982,96 @@ test('an admin previews and applies the starter catalog; a visitor filters the p
     await ctx.close();
     await visitor.close();
     upstream.kill('SIGTERM');
+  }
+});
+
+function cli(args) {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const p = spawn(process.env.SWITCHYARD_BIN, args, {
+      env: { ...process.env, DATABASE_URL: dbUrl, SWITCHYARD_SECRET_KEY_FILE: `${dataDir}/secret.key`, RUST_LOG: 'warn' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    p.stdout.on('data', (d) => { out += d; });
+    p.on('exit', (c) => (c === 0 ? resolve(out) : reject(new Error(`switchyard ${args.join(' ')} exited with ${c}`))));
+  });
+}
+
+test('usage: the overview charts spend, the activity log filters and explains a request, the admin reads analytics', async () => {
+  // Two months of synthetic usage in the demo organisation, recorded by the CLI into the running server's database.
+  const said = await cli(['usage', 'seed', '3000', '--org', 'Demo', '--days', '60', '--keys', '2']);
+  assert.match(said, /seeded 3000 generations/);
+  const ctx = await otherBrowser();
+  try {
+    const page = await signIn(ctx, demoLogin.email, demoLogin.password);
+    const errors = watchErrors(page);
+    await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    await page.waitForSelector('.chart-svg rect.bar');
+    assert.equal(await page.locator('.card.period').count(), 3);
+    // The default view: 7 days by hour, one column per hour.
+    assert.equal(await page.locator('.chart-svg g.column').count(), 168);
+    await page.click('.segmented[aria-label=Period] button[data-value="30d"]');
+    await page.waitForFunction(() => document.querySelectorAll('.chart-svg g.column').length === 30);
+    // Pointing at a bar shows its numbers; the last day has usage.
+    await page.hover('.chart-svg g.column:last-of-type rect.hit');
+    await page.waitForFunction(() => /Total \$/.test(document.querySelector('.chart-readout').innerText));
+    assert.match(await page.locator('.chart-readout strong').innerText(), /^[A-Z][a-z]{2} \d+$/);
+    // Stacked by key: the synthetic keys are in the legend; measured in requests.
+    await page.selectOption('.usage-chart select[name=group]', 'key');
+    await page.waitForFunction(() => /synthetic 1/.test(document.querySelector('.legend')?.innerText || ''));
+    await page.click('.segmented[aria-label=Measure] button:has-text("Requests")');
+    await page.waitForFunction(() => /Total [\d,.]+K?$/.test(document.querySelector('.chart-readout')?.innerText.split('\n')[0] || ''));
+    // The same numbers as a table.
+    await page.click('.chart-table summary');
+    assert.ok(await page.locator('.chart-data tbody tr').count() > 5);
+    assert.match(await page.locator('.top-table').first().innerText(), /Top models[\s\S]*demo\//);
+    await page.screenshot({ path: path.join(shots, 'usage-overview.png'), fullPage: true });
+
+    // The activity log: filter to errors, open one, see its routing attempts.
+    await page.click('a:has-text("Activity log")');
+    await page.waitForURL(/\/activity$/);
+    await page.waitForSelector('tr.activity-row');
+    assert.equal(await page.locator('tr.activity-row').count(), 50);
+    const firstBefore = await page.locator('tr.activity-row').first().getAttribute('data-id');
+    await page.click('button:has-text("Older →")');
+    await page.waitForFunction((id) => document.querySelector('tr.activity-row')?.getAttribute('data-id') !== id, firstBefore);
+    await page.click('button:has-text("← Newer")');
+    await page.waitForFunction((id) => document.querySelector('tr.activity-row')?.getAttribute('data-id') === id, firstBefore);
+    await page.selectOption('select[name=range]', '30d');
+    await page.selectOption('select[name=status]', 'error');
+    await page.waitForFunction(() => [...document.querySelectorAll('tr.activity-row .status')].every((s) => /Error/.test(s.textContent))
+      && document.querySelectorAll('tr.activity-row').length > 0);
+    assert.match(await page.locator('p.count').innerText(), /^[\d,]+ matching requests$/);
+    await page.locator('tr.activity-row button.link-button').first().click();
+    await page.waitForSelector('.generation-detail ol.attempts li');
+    const detail = await page.locator('.generation-detail').innerText();
+    assert.match(detail, /Routing/);
+    assert.match(detail, /HTTP (429|502)/);
+    assert.match(detail, /Prompt logging is off/);
+    await page.screenshot({ path: path.join(shots, 'activity-detail.png'), fullPage: true });
+    // The CSV of what is shown, with the session's cookie.
+    const href = await page.locator('a:has-text("Download CSV")').getAttribute('href');
+    assert.match(href, /status=error/);
+    const csv = await page.request.get(`${base}${href}`);
+    assert.equal(csv.status(), 200);
+    assert.match(csv.headers()['content-type'], /text\/csv/);
+    const lines = (await csv.text()).trim().split('\n');
+    assert.ok(lines.length > 1 && lines[0].startsWith('id,time_utc,model'));
+    assert.ok(lines.slice(1).every((l) => /,(429|502),/.test(l)), 'only errors');
+
+    // The platform admin's analytics.
+    await page.goto(`${base}/admin/analytics`);
+    await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
+    await page.waitForSelector('.analytics-cards [data-card=revenue] .card-value');
+    assert.match(await page.locator('[data-card=revenue] .card-value').innerText(), /^\$[\d,]+\.\d\d$/);
+    assert.match(await page.locator('[data-card=liability] .card-value').innerText(), /^\$/);
+    assert.ok(await page.locator('.money-table').first().locator('tbody tr').count() >= 1);
+    assert.match(await page.locator('.money-table').first().innerText(), /Providers[\s\S]*dev/);
+    await page.selectOption('.analytics-page select[name=group]', 'org');
+    await page.waitForFunction(() => /Demo/.test(document.querySelector('.legend')?.innerText || ''));
+    await page.screenshot({ path: path.join(shots, 'admin-analytics.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+  } finally {
+    await ctx.close();
   }
 });

@@ -3,7 +3,6 @@
 
 use crate::{password_problems, PASSWORD_RULES};
 use leptos::prelude::*;
-use leptos_router::components::Redirect;
 use serde::{Deserialize, Serialize};
 
 /// Who is signed in, and the organisation they are working in.
@@ -605,6 +604,8 @@ pub fn UserMenu() -> impl IntoView {
                         Some(u) => {
                             let current = u.org_id.clone();
                             view! {
+                                <a href="/dashboard">"Usage"</a>
+                                <a href="/activity">"Activity"</a>
                                 <a href="/keys">"Keys"</a>
                                 <a href="/billing">"Billing"</a>
                                 <a href="/org">"Organisation"</a>
@@ -800,47 +801,6 @@ pub fn ResetPage() -> impl IntoView {
                     </ActionForm>
                 }.into_any()
             }}
-        </main>
-    }
-}
-
-#[component]
-pub fn DashboardPage() -> impl IntoView {
-    // Its own read: the shell's may still hold the signed-out answer of the page before sign-in.
-    let me = Resource::new(|| (), |_| current_user());
-    view! {
-        <main class="page">
-            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                {move || {
-                    me.get()
-                        .map(|r| match r.ok().flatten() {
-                            Some(u) => {
-                                view! {
-                                    <h1>"Dashboard"</h1>
-                                    <p class="lede">"Signed in as " <strong>{u.email.clone()}</strong> {u.is_admin.then_some(" · platform admin")}</p>
-                                    <section class="cards">
-                                        <div class="card">
-                                            <div class="card-label">"Organisation"</div>
-                                            <div class="card-value org">{u.org_name.clone()}</div>
-                                            <div class="muted small">{format!("you are {}", u.role)}</div>
-                                        </div>
-                                        <div class="card">
-                                            <div class="card-label">"Balance"</div>
-                                            <div class="card-value balance" title=format!("${} exactly", u.balance_usd)>{crate::cents(&u.balance_usd)}</div>
-                                        </div>
-                                    </section>
-                                    <p class="actions-row">
-                                        <a class="button" href="/keys">"Manage API keys"</a>
-                                        <a class="button ghost" href="/billing">"Buy credits"</a>
-                                        <a class="button ghost" href="/org">"Organisation and members"</a>
-                                    </p>
-                                }
-                                    .into_any()
-                            }
-                            None => view! { <Redirect path="/signin"/> }.into_any(),
-                        })
-                }}
-            </Suspense>
         </main>
     }
 }

@@ -175,7 +175,7 @@ pub fn AdminPage() -> impl IntoView {
     view! {
         <main class="page admin">
             <h1>"Admin"</h1>
-            <nav class="admin-tabs"><a href="/admin" aria-current="page">"People and money"</a><a href="/admin/catalog">"Catalog"</a></nav>
+            <nav class="admin-tabs"><a href="/admin" aria-current="page">"People and money"</a><a href="/admin/catalog">"Catalog"</a><a href="/admin/analytics">"Analytics"</a></nav>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || data.get().map(|r| match r {
                     Err(e) if crate::account::error_text(&e).contains("sign in") => view! { <Redirect path="/signin?next=/admin"/> }.into_any(),

@@ -498,7 +498,7 @@ pub fn CatalogAdminPage() -> impl IntoView {
     view! {
         <main class="page admin catalog-admin">
             <h1>"Admin"</h1>
-            <nav class="admin-tabs"><a href="/admin">"People and money"</a><a href="/admin/catalog" aria-current="page">"Catalog"</a></nav>
+            <nav class="admin-tabs"><a href="/admin">"People and money"</a><a href="/admin/catalog" aria-current="page">"Catalog"</a><a href="/admin/analytics">"Analytics"</a></nav>
             <p class="lede">"Providers, the models they serve at what cost, and what tenants pay. Changes reach the gateway within seconds; a request already admitted keeps its price."</p>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || data.get().map(|r| match r {

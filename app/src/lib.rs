@@ -13,10 +13,10 @@ pub mod keys;
 pub mod models;
 pub mod orgs;
 pub mod usage;
+pub mod usage_ui;
 
 use account::{
-    current_user, DashboardPage, Me, ResetPage, SignInPage, SignUpPage, UserMenu, VerifyBanner,
-    VerifyPage,
+    current_user, Me, ResetPage, SignInPage, SignUpPage, UserMenu, VerifyBanner, VerifyPage,
 };
 use admin::AdminPage;
 use billing::{BillingPage, PurchaseDonePage};
@@ -158,7 +158,8 @@ fn Shell(hydrated: RwSignal<bool>) -> impl IntoView {
                 <Route path=path!("signup") view=SignUpPage/>
                 <Route path=path!("verify") view=VerifyPage/>
                 <Route path=path!("reset") view=ResetPage/>
-                <Route path=path!("dashboard") view=DashboardPage/>
+                <Route path=path!("dashboard") view=usage_ui::OverviewPage/>
+                <Route path=path!("activity") view=usage_ui::ActivityLogPage/>
                 <Route path=path!("keys") view=KeysPage/>
                 <Route path=path!("org") view=OrgPage/>
                 <Route path=path!("billing") view=BillingPage/>
@@ -166,6 +167,7 @@ fn Shell(hydrated: RwSignal<bool>) -> impl IntoView {
                 <Route path=path!("invite") view=InvitePage/>
                 <Route path=path!("admin") view=AdminPage/>
                 <Route path=path!("admin/catalog") view=catalog_admin::CatalogAdminPage/>
+                <Route path=path!("admin/analytics") view=usage_ui::AnalyticsPage/>
                 <Route path=path!("models") view=models::ModelsPage/>
                 <Route path=path!("models/:author/:slug") view=models::ModelPage/>
             </Routes>

@@ -181,9 +181,11 @@ pub fn OrgPage() -> impl IntoView {
     let set_role = ServerAction::<SetRole>::new();
     let remove = ServerAction::<RemoveMember>::new();
     let create = ServerAction::<CreateOrg>::new();
+    let logging = ServerAction::<crate::usage_ui::SavePromptLogging>::new();
     let data = Resource::new(
         move || {
             (
+                logging.version().get(),
                 rename.version().get(),
                 invite.version().get(),
                 revoke.version().get(),
@@ -226,6 +228,7 @@ pub fn OrgPage() -> impl IntoView {
                                     {move || outcome_line(rename.value().get())}
                                 </section>
                             })}
+                            <crate::usage_ui::PromptLogging on=d.prompt_logging days=d.log_retention_days manages=manages action=logging/>
                             <section class="panel">
                                 <h2>"Members"</h2>
                                 {move || outcome_line(set_role.value().get())}

@@ -78,8 +78,9 @@ pub struct Overview {
     pub top_keys: Vec<TopRow>,
 }
 
-/// The activity log's filters, as the page and the CSV link send them.
+/// The activity log's filters, as the page and the CSV link send them (any may be left out).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ActivityFilter {
     /// "1h", "24h", "7d", "30d", "all" (blank: 7d).
     pub range: String,

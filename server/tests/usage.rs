@@ -225,6 +225,37 @@ async fn rollups_exports_and_analytics_equal_the_ledger_and_the_log(db: Db) {
     let log = log_sums(&app).await;
     assert_eq!(rollup_sums(&app, "usage_hourly").await, log);
     assert_eq!(rollup_sums(&app, "usage_daily").await, log);
+    // The one-dimension rollups agree with the log too, at both widths.
+    for width in [usage::HOUR_MS, DAY_MS] {
+        for (scope, dim, col) in [
+            ("org_id", "model", "model_slug"),
+            ("org_id", "key", "key_id"),
+            ("'*'", "model", "model_slug"),
+            ("'*'", "provider", "COALESCE(provider_slug, '')"),
+            ("'*'", "org", "org_id"),
+        ] {
+            let from_dims: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+                "SELECT scope, value, CAST(SUM(requests) AS BIGINT), CAST(SUM(charge_nanos) AS BIGINT), \
+                 CAST(SUM(completion_tokens) AS BIGINT) FROM usage_dims WHERE dim = $1 AND width = $2 \
+                 AND (scope = '*') = $3 GROUP BY scope, value ORDER BY 1, 2",
+            )
+            .bind(dim)
+            .bind(width)
+            .bind(scope == "'*'")
+            .fetch_all(&app.store.pool)
+            .await
+            .expect("dims");
+            let from_log: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(&format!(
+                "SELECT {scope}, {col}, COUNT(*), CAST(SUM(charge_nanos) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT) \
+                 FROM generations GROUP BY {}{col} ORDER BY 1, 2",
+                if scope == "'*'" { String::new() } else { format!("{scope}, ") }
+            ))
+            .fetch_all(&app.store.pool)
+            .await
+            .expect("log");
+            assert_eq!(from_dims, from_log, "{scope} by {dim} at {width}");
+        }
+    }
     let twice = one::<(i64,)>(
         &app,
         "SELECT COUNT(*) FROM ledger WHERE idempotency_key = 'gen:gen-twice'",
@@ -570,9 +601,8 @@ async fn the_activity_log_pages_filters_and_scopes_members(db: Db) {
             }),
             "{status}"
         );
-        // The rollup counts whole hours: compare from the start of the hour the range begins in.
-        let since = now - 30 * DAY_MS;
-        let since = since - since.rem_euclid(usage::HOUR_MS);
+        // "30 days" is today and the 29 whole UTC days before.
+        let since = now - now.rem_euclid(DAY_MS) - 29 * DAY_MS;
         let (n,): (i64,) = sqlx::query_as(&format!(
             "SELECT COUNT(*) FROM generations WHERE org_id = $1 AND model_slug = $2 AND created_at >= $3 AND {sql}"
         )).bind(&app.org_id).bind(&model).bind(since).fetch_one(&app.store.pool).await.expect("count");

@@ -154,7 +154,7 @@ async fn key_info(store: &Store, org_id: &str) -> Result<KeyInfo, sqlx::Error> {
     let mut names = HashMap::new();
     let mut creators = HashMap::new();
     for (id, name, prefix, by) in rows {
-        names.insert(id.clone(), format!("{name} ({prefix}…)"));
+        names.insert(id.clone(), format!("{name} ({prefix})"));
         creators.insert(id, by);
     }
     Ok(KeyInfo {
@@ -293,6 +293,51 @@ fn utc_day_start(now: i64) -> i64 {
     now - now.rem_euclid(DAY_MS)
 }
 
+/// Where an organisation's usage along one dimension ("model" or "key") is read: the per-dimension rollup
+/// for the whole organisation, or the detailed rollup restricted to a member's keys. Returns the
+/// `FROM … WHERE …` (numbered from $1) and the dimension's column.
+fn org_source(scope: &Scope, dim: &str, width: i64, start: i64) -> (Sql, &'static str) {
+    match scope.keys.as_deref() {
+        None => {
+            let mut q = Sql::new(" FROM usage_dims WHERE scope = ");
+            q.s(&scope.org_id)
+                .push(" AND dim = ")
+                .s(dim)
+                .push(" AND width = ")
+                .i(width)
+                .push(" AND bucket >= ")
+                .i(start);
+            (q, "value")
+        }
+        Some(keys) => {
+            let table = if width == HOUR_MS {
+                "usage_hourly"
+            } else {
+                "usage_daily"
+            };
+            let mut q = Sql::new(&format!(" FROM {table} WHERE org_id = "));
+            q.s(&scope.org_id).push(" AND bucket >= ").i(start);
+            q.keys("key_id", Some(keys));
+            (
+                q,
+                if dim == "model" {
+                    "model_slug"
+                } else {
+                    "key_id"
+                },
+            )
+        }
+    }
+}
+
+/// `select` followed by a source (whose placeholders start at $1) and `tail`.
+fn with_source(select: &str, src: Sql, tail: &str) -> Sql {
+    Sql {
+        text: format!("{select}{}{tail}", src.text),
+        args: src.args,
+    }
+}
+
 /// The tenant overview: balance, spend today / 7 / 30 days, a chart over `range` stacked by `group`
 /// ("model", "key" or "member") and the top models and keys of that range.
 pub async fn overview(
@@ -303,7 +348,6 @@ pub async fn overview(
     now: i64,
 ) -> Result<Overview, String> {
     let scope = scope(store, actor).await?;
-    let keys = scope.keys.as_deref();
     let (org_name, credits, used): (String, i64, i64) =
         sqlx::query_as("SELECT name, credits_nanos, usage_nanos FROM orgs WHERE id = $1")
             .bind(&scope.org_id)
@@ -311,13 +355,13 @@ pub async fn overview(
             .await
             .map_err(internal)?;
     let today = utc_day_start(now);
-    let mut q = Sql::new("SELECT ");
+    let mut select = String::from("SELECT ");
     for (i, from) in [today, today - 6 * DAY_MS, today - 29 * DAY_MS]
         .iter()
         .enumerate()
     {
         if i > 0 {
-            q.push(", ");
+            select.push_str(", ");
         }
         for (j, col) in [
             "charge_nanos",
@@ -328,18 +372,19 @@ pub async fn overview(
         .enumerate()
         {
             if j > 0 {
-                q.push(", ");
+                select.push_str(", ");
             }
-            q.push(&format!("CAST(COALESCE(SUM(CASE WHEN bucket >= {from} THEN {col} ELSE 0 END), 0) AS BIGINT)"));
+            select.push_str(&format!(
+                "CAST(COALESCE(SUM(CASE WHEN bucket >= {from} THEN {col} ELSE 0 END), 0) AS BIGINT)"
+            ));
         }
     }
-    q.push(" FROM usage_daily WHERE org_id = ")
-        .s(&scope.org_id)
-        .push(" AND bucket >= ")
-        .i(today - 29 * DAY_MS);
-    q.keys("key_id", keys);
+    let (src, _) = org_source(&scope, "model", DAY_MS, today - 29 * DAY_MS);
     type Nine = (i64, i64, i64, i64, i64, i64, i64, i64, i64);
-    let t: Vec<Nine> = q.fetch(store).await.map_err(internal)?;
+    let t: Vec<Nine> = with_source(&select, src, "")
+        .fetch(store)
+        .await
+        .map_err(internal)?;
     let t = t.first().copied().unwrap_or_default();
     let periods = vec![
         PeriodTotals {
@@ -364,20 +409,19 @@ pub async fn overview(
 
     let w = window(range, now);
     let info = key_info(store, &scope.org_id).await.map_err(internal)?;
-    let dim = if group == "model" {
-        "model_slug"
-    } else {
-        "key_id"
-    };
-    let mut q = Sql::new(&format!(
-        "SELECT bucket, {dim}, CAST(SUM(charge_nanos) AS BIGINT), CAST(SUM(prompt_tokens + completion_tokens) AS BIGINT), \
-         CAST(SUM(requests) AS BIGINT) FROM {} WHERE org_id = ",
-        w.table
-    ));
-    q.s(&scope.org_id).push(" AND bucket >= ").i(w.start);
-    q.keys("key_id", keys);
-    q.push(&format!(" GROUP BY bucket, {dim}"));
-    let rows: Vec<(i64, String, i64, i64, i64)> = q.fetch(store).await.map_err(internal)?;
+    let dim = if group == "model" { "model" } else { "key" };
+    let (src, col) = org_source(&scope, dim, w.width, w.start);
+    let rows: Vec<(i64, String, i64, i64, i64)> = with_source(
+        &format!(
+            "SELECT bucket, {col}, CAST(SUM(charge_nanos) AS BIGINT), \
+             CAST(SUM(prompt_tokens + completion_tokens) AS BIGINT), CAST(SUM(requests) AS BIGINT)"
+        ),
+        src,
+        &format!(" GROUP BY bucket, {col}"),
+    )
+    .fetch(store)
+    .await
+    .map_err(internal)?;
     let rows: Vec<(i64, String, Vec<i64>)> = rows
         .into_iter()
         .map(|(b, d, s, t, r)| (b, d, vec![s, t, r]))
@@ -394,22 +438,19 @@ pub async fn overview(
     };
 
     let top = |dim: &str| {
-        let mut q = Sql::new(&format!(
-            "SELECT {dim}, CAST(SUM(charge_nanos) AS BIGINT), CAST(SUM(requests) AS BIGINT), \
-             CAST(SUM(prompt_tokens + completion_tokens) AS BIGINT) FROM {} WHERE org_id = ",
-            w.table
-        ));
-        q.s(&scope.org_id).push(" AND bucket >= ").i(w.start);
-        q.keys("key_id", keys);
-        q.push(&format!(
-            " GROUP BY {dim} ORDER BY 2 DESC, 3 DESC, 1 LIMIT 10"
-        ));
-        q
+        let (src, col) = org_source(&scope, dim, w.width, w.start);
+        with_source(
+            &format!(
+                "SELECT {col}, CAST(SUM(charge_nanos) AS BIGINT), CAST(SUM(requests) AS BIGINT), \
+                 CAST(SUM(prompt_tokens + completion_tokens) AS BIGINT)"
+            ),
+            src,
+            &format!(" GROUP BY {col} ORDER BY 2 DESC, 3 DESC, 1 LIMIT 10"),
+        )
     };
     let top_models: Vec<(String, i64, i64, i64)> =
-        top("model_slug").fetch(store).await.map_err(internal)?;
-    let top_keys: Vec<(String, i64, i64, i64)> =
-        top("key_id").fetch(store).await.map_err(internal)?;
+        top("model").fetch(store).await.map_err(internal)?;
+    let top_keys: Vec<(String, i64, i64, i64)> = top("key").fetch(store).await.map_err(internal)?;
     let row = |name: String, (_, s, r, t): (String, i64, i64, i64)| TopRow {
         name,
         spend_nanos: s,
@@ -436,13 +477,15 @@ pub async fn overview(
 }
 
 /// The start of an activity range ("1h", "24h", "7d", "30d"; "all": everything).
+/// "7d" and "30d" are whole UTC days (today and the 6 or 29 before), so their counts come from the daily
+/// rollup; "1h" and "24h" count from the hourly one.
 fn activity_since(range: &str, now: i64) -> Option<i64> {
     match range {
         "1h" => Some(now - HOUR_MS),
         "24h" => Some(now - DAY_MS),
-        "30d" => Some(now - 30 * DAY_MS),
+        "30d" => Some(utc_day_start(now) - 29 * DAY_MS),
         "all" => None,
-        _ => Some(now - 7 * DAY_MS),
+        _ => Some(utc_day_start(now) - 6 * DAY_MS),
     }
 }
 
@@ -573,14 +616,18 @@ async fn matching(
         "cancelled" => "cancelled",
         _ => "requests",
     };
+    // Whole days from the daily rollup; the last hour or day from the hourly one (whose first hour counts
+    // whole).
+    let (table, width) = match f.range.as_str() {
+        "1h" | "24h" => ("usage_hourly", HOUR_MS),
+        _ => ("usage_daily", DAY_MS),
+    };
     let mut q = Sql::new(&format!(
-        "SELECT CAST(COALESCE(SUM({col}), 0) AS BIGINT) FROM usage_hourly WHERE org_id = "
+        "SELECT CAST(COALESCE(SUM({col}), 0) AS BIGINT) FROM {table} WHERE org_id = "
     ));
     q.s(&scope.org_id);
     if let Some(since) = activity_since(&f.range, now) {
-        // The rollup counts whole hours: the hour the range starts in counts whole.
-        q.push(" AND bucket >= ")
-            .i(since - since.rem_euclid(HOUR_MS));
+        q.push(" AND bucket >= ").i(since - since.rem_euclid(width));
     }
     if !f.model.is_empty() {
         q.push(" AND model_slug = ").s(&f.model);
@@ -643,10 +690,11 @@ pub async fn activity(
         .await
         .map_err(internal)?;
     let mut models: Vec<(String,)> = {
-        let mut q = Sql::new("SELECT DISTINCT model_slug FROM usage_daily WHERE org_id = ");
-        q.s(&scope.org_id);
-        q.keys("key_id", scope.keys.as_deref());
-        q.fetch(store).await.map_err(internal)?
+        let (src, col) = org_source(&scope, "model", DAY_MS, 0);
+        with_source(&format!("SELECT DISTINCT {col}"), src, "")
+            .fetch(store)
+            .await
+            .map_err(internal)?
     };
     models.sort();
     let mut keys: Vec<Choice> = info
@@ -858,18 +906,17 @@ pub fn parse_day(s: &str) -> Option<i64> {
 /// Daily totals per model from `from` to `to` (inclusive UTC days) as CSV, from the daily rollup.
 pub async fn daily_csv(store: &Store, actor: &Actor, from: i64, to: i64) -> Result<String, String> {
     let scope = scope(store, actor).await?;
-    let mut q = Sql::new(
-        "SELECT bucket, model_slug, CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), \
-         CAST(SUM(prompt_tokens) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT), CAST(SUM(cache_read_tokens) AS BIGINT), \
-         CAST(SUM(reasoning_tokens) AS BIGINT), CAST(SUM(charge_nanos) AS BIGINT) FROM usage_daily WHERE org_id = ",
+    let (mut src, col) = org_source(&scope, "model", DAY_MS, from);
+    src.push(" AND bucket <= ").i(to);
+    let q = with_source(
+        &format!(
+            "SELECT bucket, {col}, CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), \
+             CAST(SUM(prompt_tokens) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT), CAST(SUM(cache_read_tokens) AS BIGINT), \
+             CAST(SUM(reasoning_tokens) AS BIGINT), CAST(SUM(charge_nanos) AS BIGINT)"
+        ),
+        src,
+        &format!(" GROUP BY bucket, {col} ORDER BY bucket, {col}"),
     );
-    q.s(&scope.org_id)
-        .push(" AND bucket >= ")
-        .i(from)
-        .push(" AND bucket <= ")
-        .i(to);
-    q.keys("key_id", scope.keys.as_deref());
-    q.push(" GROUP BY bucket, model_slug ORDER BY bucket, model_slug");
     type R = (i64, String, i64, i64, i64, i64, i64, i64, i64);
     let rows: Vec<R> = q.fetch(store).await.map_err(internal)?;
     let mut out = String::from(
@@ -963,9 +1010,19 @@ pub async fn analytics(
 ) -> Result<Analytics, String> {
     let w = window(range, now);
     let dim = match group {
-        "provider" => "provider_slug",
-        "org" => "org_id",
-        _ => "model_slug",
+        "provider" => "provider",
+        "org" => "org",
+        _ => "model",
+    };
+    // The platform's rollup along one dimension over the window.
+    let platform = |dim: &str| {
+        let mut q = Sql::new(" FROM usage_dims WHERE scope = '*' AND dim = ");
+        q.s(dim)
+            .push(" AND width = ")
+            .i(w.width)
+            .push(" AND bucket >= ")
+            .i(w.start);
+        q
     };
     let org_names: HashMap<String, String> =
         sqlx::query_as::<_, (String, String)>("SELECT id, name FROM orgs")
@@ -983,13 +1040,15 @@ pub async fn analytics(
         }
     };
 
-    let mut q = Sql::new(&format!(
-        "SELECT bucket, {dim}, CAST(SUM(charge_nanos) AS BIGINT), CAST(SUM(cost_nanos) AS BIGINT), \
-         CAST(SUM(requests) AS BIGINT) FROM {} WHERE bucket >= ",
-        w.table
-    ));
-    q.i(w.start).push(&format!(" GROUP BY bucket, {dim}"));
-    let rows: Vec<(i64, String, i64, i64, i64)> = q.fetch(store).await.map_err(internal)?;
+    let rows: Vec<(i64, String, i64, i64, i64)> = with_source(
+        "SELECT bucket, value, CAST(SUM(charge_nanos) AS BIGINT), CAST(SUM(cost_nanos) AS BIGINT), \
+         CAST(SUM(requests) AS BIGINT)",
+        platform(dim),
+        " GROUP BY bucket, value",
+    )
+    .fetch(store)
+    .await
+    .map_err(internal)?;
     let rows: Vec<(i64, String, Vec<i64>)> = rows
         .into_iter()
         .map(|(b, d, rev, cost, req)| (b, d, vec![rev, cost, rev - cost, req]))
@@ -1007,15 +1066,13 @@ pub async fn analytics(
     };
 
     let table = |dim: &str| {
-        let mut q = Sql::new(&format!(
-            "SELECT {dim}, CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), CAST(SUM(charge_nanos) AS BIGINT), \
+        with_source(
+            "SELECT value, CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), CAST(SUM(charge_nanos) AS BIGINT), \
              CAST(SUM(cost_nanos) AS BIGINT), CAST(SUM(latency_ms_sum) AS BIGINT), CAST(SUM(ttft_ms_sum) AS BIGINT), \
-             CAST(SUM(ttft_count) AS BIGINT) FROM {} WHERE bucket >= ",
-            w.table
-        ));
-        q.i(w.start)
-            .push(&format!(" GROUP BY {dim} ORDER BY 4 DESC, 2 DESC, 1"));
-        q
+             CAST(SUM(ttft_count) AS BIGINT)",
+            platform(dim),
+            " GROUP BY value ORDER BY 4 DESC, 2 DESC, 1",
+        )
     };
     type T = (String, i64, i64, i64, i64, i64, i64, i64);
     let to_rows = |rows: Vec<T>, name: &dyn Fn(&str) -> String| -> Vec<MoneyRow> {
@@ -1032,18 +1089,15 @@ pub async fn analytics(
             .collect()
     };
     let by_model = to_rows(
-        table("model_slug").fetch(store).await.map_err(internal)?,
+        table("model").fetch(store).await.map_err(internal)?,
         &|m: &str| m.to_string(),
     );
     let by_provider = to_rows(
-        table("provider_slug")
-            .fetch(store)
-            .await
-            .map_err(internal)?,
+        table("provider").fetch(store).await.map_err(internal)?,
         &provider_name,
     );
     let by_org = to_rows(
-        table("org_id").fetch(store).await.map_err(internal)?,
+        table("org").fetch(store).await.map_err(internal)?,
         &org_name,
     );
 

@@ -135,6 +135,64 @@ pub async fn add(
             upsert(tx, table, chunk).await?;
         }
     }
+    // One dimension at a time: per organisation by model and key; the platform by model, provider, org.
+    let mut dims: BTreeMap<DimKey<'_>, Sums> = BTreeMap::new();
+    for g in gens {
+        let sums = Sums::of(g);
+        let provider = g.provider_slug.as_deref().unwrap_or("");
+        for width in [HOUR_MS, DAY_MS] {
+            let bucket = g.created_at - g.created_at.rem_euclid(width);
+            for (scope, dim, value) in [
+                (g.org_id.as_str(), "model", g.model_slug.as_str()),
+                (g.org_id.as_str(), "key", g.key_id.as_str()),
+                ("*", "model", g.model_slug.as_str()),
+                ("*", "provider", provider),
+                ("*", "org", g.org_id.as_str()),
+            ] {
+                dims.entry((scope, dim, width, bucket, value))
+                    .or_default()
+                    .add(&sums);
+            }
+        }
+    }
+    let dims: Vec<_> = dims.into_iter().collect();
+    for chunk in dims.chunks(CHUNK) {
+        upsert_dims(tx, chunk).await?;
+    }
+    Ok(())
+}
+
+/// (scope, dim, width, bucket, value).
+type DimKey<'a> = (&'a str, &'a str, i64, i64, &'a str);
+
+async fn upsert_dims(
+    tx: &mut Transaction<'static, Any>,
+    rows: &[(DimKey<'_>, Sums)],
+) -> Result<(), sqlx::Error> {
+    let sets: Vec<String> = SUM_COLUMNS
+        .iter()
+        .map(|c| format!("{c} = usage_dims.{c} + excluded.{c}"))
+        .collect();
+    let sql = format!(
+        "INSERT INTO usage_dims (scope, dim, width, bucket, value, {}) VALUES {} \
+         ON CONFLICT (scope, dim, width, bucket, value) DO UPDATE SET {}",
+        SUM_COLUMNS.join(", "),
+        placeholders(is_sqlite(tx), rows.len(), 5 + SUM_COLUMNS.len(), 1),
+        sets.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for ((scope, dim, width, bucket, value), sums) in rows {
+        q = q
+            .bind(*scope)
+            .bind(*dim)
+            .bind(*width)
+            .bind(*bucket)
+            .bind(*value);
+        for v in sums.values() {
+            q = q.bind(v);
+        }
+    }
+    q.execute(&mut **tx).await?;
     Ok(())
 }
 
