@@ -60,35 +60,49 @@ async fn user_id(app: &TestApp, email: &str) -> String {
 /// Sums per (org, key, model) of a rollup table, and the same computed from the log.
 type Sums = BTreeMap<(String, String, String), (i64, i64, i64, i64, i64, i64, i64, i64)>;
 
-async fn rollup_sums(app: &TestApp, table: &str) -> Sums {
-    let rows: Vec<(String, String, String, i64, i64, i64, i64, i64, i64, i64, i64)> =
-        sqlx::query_as(&format!(
-            "SELECT org_id, key_id, model_slug, CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), \
-             CAST(SUM(cancelled) AS BIGINT), CAST(SUM(prompt_tokens) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT), \
-             CAST(SUM(cache_read_tokens) AS BIGINT), CAST(SUM(reasoning_tokens) AS BIGINT), CAST(SUM(charge_nanos) AS BIGINT) \
-             FROM {table} GROUP BY org_id, key_id, model_slug"
-        ))
+type SumRow = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+);
+
+async fn sums(app: &TestApp, sql: &str) -> Sums {
+    let rows: Vec<SumRow> = sqlx::query_as(sql)
         .fetch_all(&app.store.pool)
         .await
-        .expect("rollup");
+        .expect(sql);
     rows.into_iter()
         .map(|(o, k, m, a, b, c, d, e, f, g, h)| ((o, k, m), (a, b, c, d, e, f, g, h)))
         .collect()
 }
 
+async fn rollup_sums(app: &TestApp, table: &str) -> Sums {
+    sums(app, &format!(
+        "SELECT org_id, key_id, model_slug, CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), \
+         CAST(SUM(cancelled) AS BIGINT), CAST(SUM(prompt_tokens) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT), \
+         CAST(SUM(cache_read_tokens) AS BIGINT), CAST(SUM(reasoning_tokens) AS BIGINT), CAST(SUM(charge_nanos) AS BIGINT) \
+         FROM {table} GROUP BY org_id, key_id, model_slug"
+    ))
+    .await
+}
+
 async fn log_sums(app: &TestApp) -> Sums {
-    let rows: Vec<(String, String, String, i64, i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+    sums(
+        app,
         "SELECT org_id, key_id, model_slug, COUNT(*), CAST(SUM(CASE WHEN status IN (200, 499) THEN 0 ELSE 1 END) AS BIGINT), \
          CAST(SUM(cancelled) AS BIGINT), CAST(SUM(prompt_tokens) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT), \
          CAST(SUM(cache_read_tokens) AS BIGINT), CAST(SUM(reasoning_tokens) AS BIGINT), CAST(SUM(charge_nanos) AS BIGINT) \
          FROM generations GROUP BY org_id, key_id, model_slug",
     )
-    .fetch_all(&app.store.pool)
     .await
-    .expect("log");
-    rows.into_iter()
-        .map(|(o, k, m, a, b, c, d, e, f, g, h)| ((o, k, m), (a, b, c, d, e, f, g, h)))
-        .collect()
 }
 
 /// A CSV line's fields (the exports quote only what needs it; these rows hold no quotes).

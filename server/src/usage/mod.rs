@@ -667,13 +667,11 @@ pub async fn activity(
         .split_once('.')
         .and_then(|(a, i)| Some((a.parse::<i64>().ok()?, i)))
     {
-        q.push(" AND (g.created_at < ")
+        q.push(" AND (g.created_at, g.id) < (")
             .i(at)
-            .push(" OR (g.created_at = ")
-            .i(at)
-            .push(" AND g.id < ")
+            .push(", ")
             .s(id)
-            .push("))");
+            .push(")");
     }
     q.push(&format!(
         " ORDER BY g.created_at DESC, g.id DESC LIMIT {}",
@@ -845,13 +843,11 @@ pub async fn activity_csv(
         q.push(&w.text);
         q.args = w.args;
         if let Some((at, id)) = &cursor {
-            q.push(" AND (g.created_at < ")
+            q.push(" AND (g.created_at, g.id) < (")
                 .i(*at)
-                .push(" OR (g.created_at = ")
-                .i(*at)
-                .push(" AND g.id < ")
+                .push(", ")
                 .s(id)
-                .push("))");
+                .push(")");
         }
         q.push(" ORDER BY g.created_at DESC, g.id DESC LIMIT 5000");
         let rows: Vec<GenRow> = q.fetch(store).await.map_err(internal)?;
@@ -922,10 +918,11 @@ pub async fn daily_csv(store: &Store, actor: &Actor, from: i64, to: i64) -> Resu
     let mut out = String::from(
         "date,model,requests,errors,prompt_tokens,completion_tokens,cached_tokens,reasoning_tokens,charge_usd\n",
     );
+    let mut days: HashMap<i64, String> = HashMap::new();
     for (b, m, r, e, p, c, cr, rs, ch) in rows {
+        let day = days.entry(b).or_insert_with(|| crate::web::day(b));
         out.push_str(&format!(
-            "{},{},{r},{e},{p},{c},{cr},{rs},{}\n",
-            crate::web::day(b),
+            "{day},{},{r},{e},{p},{c},{cr},{rs},{}\n",
             csv_field(&m),
             crate::money::Nanos(ch).to_usd_string()
         ));

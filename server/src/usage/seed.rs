@@ -216,6 +216,8 @@ pub async fn seed(
         written += n as u64;
         progress(written);
     }
+    // A bulk load leaves the planner's statistics behind; refresh them as a nightly job would.
+    sqlx::query("ANALYZE").execute(&store.writer).await?;
     // Credit to cover what was charged (plus $10), so balances stay positive like a paying tenant's.
     for ((org, _), spent) in orgs.iter().zip(charged) {
         crate::billing::ledger::grant(
