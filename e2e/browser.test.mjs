@@ -998,12 +998,22 @@ function cli(args) {
 }
 
 test('usage: the overview charts spend, the activity log filters and explains a request, the admin reads analytics', async () => {
-  // Two months of synthetic usage in the demo organisation, recorded by the CLI into the running server's database.
-  const said = await cli(['usage', 'seed', '3000', '--org', 'Demo', '--days', '60', '--keys', '2']);
+  // An analyst the operator makes a platform admin (the demo account has used up its sign-ins for now), and
+  // two months of synthetic usage in their organisation, recorded by the CLI into the running server's database.
+  const analyst = { email: 'analyst@example.com', password: 'correct horse battery' };
+  await cli(['admin', 'create', '--email', analyst.email, '--password', analyst.password]);
+  const said = await cli(['usage', 'seed', '3000', '--org', `${analyst.email} (personal)`, '--days', '60', '--keys', '2']);
   assert.match(said, /seeded 3000 generations/);
+  // And one real call in the demo organisation, so the platform has two organisations with usage.
+  const call = await fetch(`${base}/api/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${demoKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'demo/fast-1', messages: [{ role: 'user', content: 'Hello' }] }),
+  });
+  assert.equal(call.status, 200);
   const ctx = await otherBrowser();
   try {
-    const page = await signIn(ctx, demoLogin.email, demoLogin.password);
+    const page = await signIn(ctx, analyst.email, analyst.password);
     const errors = watchErrors(page);
     await page.waitForSelector('header[data-hydrated="true"]', { timeout: 20000 });
     await page.waitForSelector('.chart-svg rect.bar');
@@ -1024,7 +1034,7 @@ test('usage: the overview charts spend, the activity log filters and explains a 
     // The same numbers as a table.
     await page.click('.chart-table summary');
     assert.ok(await page.locator('.chart-data tbody tr').count() > 5);
-    assert.match(await page.locator('.top-table').first().innerText(), /Top models[\s\S]*demo\//);
+    assert.match(await page.locator('.top-table').first().innerText(), /Top models[\s\S]*\//);
     await page.screenshot({ path: path.join(shots, 'usage-overview.png'), fullPage: true });
 
     // The activity log: filter to errors, open one, see its routing attempts.
@@ -1048,6 +1058,7 @@ test('usage: the overview charts spend, the activity log filters and explains a 
     assert.match(detail, /Routing/);
     assert.match(detail, /HTTP (429|502)/);
     assert.match(detail, /Prompt logging is off/);
+    assert.match(detail, new RegExp(analyst.email));
     await page.screenshot({ path: path.join(shots, 'activity-detail.png'), fullPage: true });
     // The CSV of what is shown, with the session's cookie.
     const href = await page.locator('a:has-text("Download CSV")').getAttribute('href');
@@ -1068,7 +1079,8 @@ test('usage: the overview charts spend, the activity log filters and explains a 
     assert.ok(await page.locator('.money-table').first().locator('tbody tr').count() >= 1);
     assert.match(await page.locator('.money-table').first().innerText(), /Providers[\s\S]*dev/);
     await page.selectOption('.analytics-page select[name=group]', 'org');
-    await page.waitForFunction(() => /Demo/.test(document.querySelector('.legend')?.innerText || ''));
+    await page.waitForFunction(() => /analyst@example\.com \(personal\)/.test(document.querySelector('.legend')?.innerText || '')
+      && /Demo/.test(document.querySelector('.legend')?.innerText || ''));
     await page.screenshot({ path: path.join(shots, 'admin-analytics.png'), fullPage: true });
     assert.deepEqual(errors, []);
   } finally {
