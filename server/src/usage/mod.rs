@@ -489,19 +489,15 @@ fn activity_since(range: &str, now: i64) -> Option<i64> {
     }
 }
 
-/// `WHERE …` of the activity log for a filter (without the paging cursor).
-fn activity_where(scope: &Scope, f: &ActivityFilter, info: &KeyInfo, now: i64) -> Sql {
-    let mut q = Sql::new(" WHERE g.org_id = ");
-    q.s(&scope.org_id);
-    if let Some(since) = activity_since(&f.range, now) {
-        q.push(" AND g.created_at >= ").i(since);
-    }
+/// The model, key and member filters and the viewer's own keys, on columns named with `prefix`.
+fn narrow(q: &mut Sql, scope: &Scope, f: &ActivityFilter, info: &KeyInfo, prefix: &str) {
     if !f.model.is_empty() {
-        q.push(" AND g.model_slug = ").s(&f.model);
+        q.push(&format!(" AND {prefix}model_slug = ")).s(&f.model);
     }
     if !f.key.is_empty() {
-        q.push(" AND g.key_id = ").s(&f.key);
+        q.push(&format!(" AND {prefix}key_id = ")).s(&f.key);
     }
+    let key_col = format!("{prefix}key_id");
     if !f.member.is_empty() {
         let theirs: Vec<String> = info
             .creators
@@ -509,9 +505,19 @@ fn activity_where(scope: &Scope, f: &ActivityFilter, info: &KeyInfo, now: i64) -
             .filter(|(_, by)| by.as_deref() == Some(f.member.as_str()))
             .map(|(k, _)| k.clone())
             .collect();
-        q.keys("g.key_id", Some(&theirs));
+        q.keys(&key_col, Some(&theirs));
     }
-    q.keys("g.key_id", scope.keys.as_deref());
+    q.keys(&key_col, scope.keys.as_deref());
+}
+
+/// `WHERE …` of the activity log for a filter (without the paging cursor).
+fn activity_where(scope: &Scope, f: &ActivityFilter, info: &KeyInfo, now: i64) -> Sql {
+    let mut q = Sql::new(" WHERE g.org_id = ");
+    q.s(&scope.org_id);
+    if let Some(since) = activity_since(&f.range, now) {
+        q.push(" AND g.created_at >= ").i(since);
+    }
+    narrow(&mut q, scope, f, info, "g.");
     match f.status.as_str() {
         "ok" => {
             q.push(" AND g.status = 200");
@@ -629,22 +635,7 @@ async fn matching(
     if let Some(since) = activity_since(&f.range, now) {
         q.push(" AND bucket >= ").i(since - since.rem_euclid(width));
     }
-    if !f.model.is_empty() {
-        q.push(" AND model_slug = ").s(&f.model);
-    }
-    if !f.key.is_empty() {
-        q.push(" AND key_id = ").s(&f.key);
-    }
-    if !f.member.is_empty() {
-        let theirs: Vec<String> = info
-            .creators
-            .iter()
-            .filter(|(_, by)| by.as_deref() == Some(f.member.as_str()))
-            .map(|(k, _)| k.clone())
-            .collect();
-        q.keys("key_id", Some(&theirs));
-    }
-    q.keys("key_id", scope.keys.as_deref());
+    narrow(&mut q, scope, f, info, "");
     let n: Vec<(i64,)> = q.fetch(store).await?;
     Ok(n.first().map_or(0, |r| r.0))
 }
