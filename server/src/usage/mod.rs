@@ -608,6 +608,34 @@ fn activity_row(r: GenRow, info: &KeyInfo) -> ActivityRow {
     }
 }
 
+/// Up to `limit` rows of the log matching a filter, newest first, after the cursor `(created_at, id)`.
+async fn log_page(
+    store: &Store,
+    scope: &Scope,
+    f: &ActivityFilter,
+    info: &KeyInfo,
+    now: i64,
+    after: Option<&(i64, String)>,
+    limit: usize,
+) -> Result<Vec<GenRow>, sqlx::Error> {
+    let w = activity_where(scope, f, info, now);
+    let mut q = Sql {
+        text: format!("{GEN_SELECT}{}", w.text),
+        args: w.args,
+    };
+    if let Some((at, id)) = after {
+        q.push(" AND (g.created_at, g.id) < (")
+            .i(*at)
+            .push(", ")
+            .s(id)
+            .push(")");
+    }
+    q.push(&format!(
+        " ORDER BY g.created_at DESC, g.id DESC LIMIT {limit}"
+    ));
+    q.fetch(store).await
+}
+
 /// Requests matching a filter over a whole-bucket range, counted from the hourly rollup.
 async fn matching(
     store: &Store,
@@ -649,26 +677,13 @@ pub async fn activity(
 ) -> Result<ActivityPage, String> {
     let scope = scope(store, actor).await?;
     let info = key_info(store, &scope.org_id).await.map_err(internal)?;
-    let mut q = Sql::new(GEN_SELECT);
-    let w = activity_where(&scope, f, &info, now);
-    q.push(&w.text);
-    q.args = w.args;
-    if let Some((at, id)) = f
+    let cursor = f
         .before
         .split_once('.')
-        .and_then(|(a, i)| Some((a.parse::<i64>().ok()?, i)))
-    {
-        q.push(" AND (g.created_at, g.id) < (")
-            .i(at)
-            .push(", ")
-            .s(id)
-            .push(")");
-    }
-    q.push(&format!(
-        " ORDER BY g.created_at DESC, g.id DESC LIMIT {}",
-        PAGE_ROWS + 1
-    ));
-    let mut rows: Vec<GenRow> = q.fetch(store).await.map_err(internal)?;
+        .and_then(|(a, i)| Some((a.parse::<i64>().ok()?, i.to_string())));
+    let mut rows = log_page(store, &scope, f, &info, now, cursor.as_ref(), PAGE_ROWS + 1)
+        .await
+        .map_err(internal)?;
     let next = if rows.len() > PAGE_ROWS {
         rows.truncate(PAGE_ROWS);
         rows.last().map(|r| format!("{}.{}", r.1, r.0))
@@ -829,19 +844,9 @@ pub async fn activity_csv(
     );
     let mut cursor: Option<(i64, String)> = None;
     loop {
-        let mut q = Sql::new(GEN_SELECT);
-        let w = activity_where(&scope, f, &info, now);
-        q.push(&w.text);
-        q.args = w.args;
-        if let Some((at, id)) = &cursor {
-            q.push(" AND (g.created_at, g.id) < (")
-                .i(*at)
-                .push(", ")
-                .s(id)
-                .push(")");
-        }
-        q.push(" ORDER BY g.created_at DESC, g.id DESC LIMIT 5000");
-        let rows: Vec<GenRow> = q.fetch(store).await.map_err(internal)?;
+        let rows = log_page(store, &scope, f, &info, now, cursor.as_ref(), 5000)
+            .await
+            .map_err(internal)?;
         let done = rows.len() < 5000;
         cursor = rows.last().map(|r| (r.1, r.0.clone()));
         for r in rows {

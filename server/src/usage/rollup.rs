@@ -103,6 +103,16 @@ pub const SUM_COLUMNS: [&str; 13] = [
     "ttft_count",
 ];
 
+/// The detailed rollups' key columns, in the order of the primary key.
+const DETAIL_KEY: [&str; 6] = [
+    "org_id",
+    "bucket",
+    "key_id",
+    "model_slug",
+    "provider_slug",
+    "endpoint_id",
+];
+
 /// (bucket, org, key, model, provider, endpoint); ordered, so every writer touches rows in the same order.
 type RowKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, &'a str);
 
@@ -130,9 +140,22 @@ pub async fn add(
             );
             rows.entry(key).or_default().add(&Sums::of(g));
         }
-        let rows: Vec<_> = rows.into_iter().collect();
+        let rows: Vec<_> = rows
+            .into_iter()
+            .map(|((bucket, org, key, model, provider, endpoint), sums)| {
+                let k = vec![
+                    Val::S(org),
+                    Val::I(bucket),
+                    Val::S(key),
+                    Val::S(model),
+                    Val::S(provider),
+                    Val::S(endpoint),
+                ];
+                (k, sums)
+            })
+            .collect();
         for chunk in rows.chunks(CHUNK) {
-            upsert(tx, table, chunk).await?;
+            upsert_sums(tx, table, &DETAIL_KEY, chunk).await?;
         }
     }
     // One dimension at a time: per organisation by model and key; the platform by model, provider, org.
@@ -155,9 +178,27 @@ pub async fn add(
             }
         }
     }
-    let dims: Vec<_> = dims.into_iter().collect();
+    let dims: Vec<_> = dims
+        .into_iter()
+        .map(|((scope, dim, width, bucket, value), sums)| {
+            let k = vec![
+                Val::S(scope),
+                Val::S(dim),
+                Val::I(width),
+                Val::I(bucket),
+                Val::S(value),
+            ];
+            (k, sums)
+        })
+        .collect();
     for chunk in dims.chunks(CHUNK) {
-        upsert_dims(tx, chunk).await?;
+        upsert_sums(
+            tx,
+            "usage_dims",
+            &["scope", "dim", "width", "bucket", "value"],
+            chunk,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -165,62 +206,45 @@ pub async fn add(
 /// (scope, dim, width, bucket, value).
 type DimKey<'a> = (&'a str, &'a str, i64, i64, &'a str);
 
-async fn upsert_dims(
-    tx: &mut Transaction<'static, Any>,
-    rows: &[(DimKey<'_>, Sums)],
-) -> Result<(), sqlx::Error> {
-    let sets: Vec<String> = SUM_COLUMNS
-        .iter()
-        .map(|c| format!("{c} = usage_dims.{c} + excluded.{c}"))
-        .collect();
-    let sql = format!(
-        "INSERT INTO usage_dims (scope, dim, width, bucket, value, {}) VALUES {} \
-         ON CONFLICT (scope, dim, width, bucket, value) DO UPDATE SET {}",
-        SUM_COLUMNS.join(", "),
-        placeholders(is_sqlite(tx), rows.len(), 5 + SUM_COLUMNS.len(), 1),
-        sets.join(", ")
-    );
-    let mut q = sqlx::query(&sql);
-    for ((scope, dim, width, bucket, value), sums) in rows {
-        q = q
-            .bind(*scope)
-            .bind(*dim)
-            .bind(*width)
-            .bind(*bucket)
-            .bind(*value);
-        for v in sums.values() {
-            q = q.bind(v);
-        }
-    }
-    q.execute(&mut **tx).await?;
-    Ok(())
+/// A key column's value.
+#[derive(Clone, Copy)]
+enum Val<'a> {
+    I(i64),
+    S(&'a str),
 }
 
-async fn upsert(
+/// Adds sums to `table`'s rows (keyed by `key_cols`), inserting the rows that are new.
+async fn upsert_sums(
     tx: &mut Transaction<'static, Any>,
     table: &str,
-    rows: &[(RowKey<'_>, Sums)],
+    key_cols: &[&str],
+    rows: &[(Vec<Val<'_>>, Sums)],
 ) -> Result<(), sqlx::Error> {
     let sets: Vec<String> = SUM_COLUMNS
         .iter()
         .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
         .collect();
     let sql = format!(
-        "INSERT INTO {table} (bucket, org_id, key_id, model_slug, provider_slug, endpoint_id, {}) VALUES {} \
-         ON CONFLICT (org_id, bucket, key_id, model_slug, provider_slug, endpoint_id) DO UPDATE SET {}",
+        "INSERT INTO {table} ({}, {}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
+        key_cols.join(", "),
         SUM_COLUMNS.join(", "),
-        placeholders(is_sqlite(tx), rows.len(), 6 + SUM_COLUMNS.len(), 1),
+        placeholders(
+            is_sqlite(tx),
+            rows.len(),
+            key_cols.len() + SUM_COLUMNS.len(),
+            1
+        ),
+        key_cols.join(", "),
         sets.join(", ")
     );
     let mut q = sqlx::query(&sql);
-    for ((bucket, org, key, model, provider, endpoint), sums) in rows {
-        q = q
-            .bind(*bucket)
-            .bind(*org)
-            .bind(*key)
-            .bind(*model)
-            .bind(*provider)
-            .bind(*endpoint);
+    for (key, sums) in rows {
+        for v in key {
+            q = match *v {
+                Val::I(i) => q.bind(i),
+                Val::S(s) => q.bind(s),
+            };
+        }
         for v in sums.values() {
             q = q.bind(v);
         }
