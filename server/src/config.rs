@@ -44,6 +44,8 @@ pub struct Config {
     pub upstream_idle_timeout_ms: u64,
     /// Interval of SSE keep-alive comments while the upstream is silent.
     pub stream_keepalive_ms: u64,
+    /// How long an endpoint whose circuit breaker opened stays out of rotation before it is probed.
+    pub breaker_cooldown_ms: u64,
     /// How long a looked-up API key is trusted before it is read again (revocation delay).
     pub key_cache_ttl_ms: u64,
     /// How often the catalog snapshot is checked for changes made by other processes.
@@ -103,6 +105,7 @@ impl Default for Config {
             upstream_first_byte_timeout_ms: 120_000,
             upstream_idle_timeout_ms: 120_000,
             stream_keepalive_ms: 15_000,
+            breaker_cooldown_ms: 15_000,
             key_cache_ttl_ms: 5_000,
             catalog_refresh_ms: 2_000,
             site_dir: PathBuf::from("site"),
@@ -186,6 +189,9 @@ const ENV: &[(&str, Setter)] = &[
     }),
     ("SWITCHYARD_STREAM_KEEPALIVE_MS", |c, v| {
         num(v).map(|x| c.stream_keepalive_ms = x)
+    }),
+    ("SWITCHYARD_BREAKER_COOLDOWN_MS", |c, v| {
+        num(v).map(|x| c.breaker_cooldown_ms = x)
     }),
     ("SWITCHYARD_KEY_CACHE_TTL_MS", |c, v| {
         num(v).map(|x| c.key_cache_ttl_ms = x)

@@ -70,6 +70,7 @@ impl Application {
             )
         })?;
         let keys = keys::KeyCache::new(Config::ms(cfg.key_cache_ttl_ms));
+        let breaker_cooldown = Config::ms(cfg.breaker_cooldown_ms);
         let mailer = mail::Mailer::from_config(&cfg, store.clone())?;
         let public_url = match &cfg.public_url {
             Some(u) => u.clone(),
@@ -94,6 +95,7 @@ impl Application {
             http,
             cut_streams: tokio::sync::watch::channel(false).0,
             rpm: keys::RpmLimiter::default(),
+            health: gateway::health::Health::new(breaker_cooldown),
         }));
         Ok(Application {
             listener,

@@ -643,7 +643,9 @@ async fn disabled_endpoints_and_providers_get_no_traffic(db: Db) {
 }
 
 async fn endpoint_health_comes_from_the_request_log(db: Db) {
-    let app = TestApp::start(db).await;
+    // No cool-down: the dead endpoint's breaker opens, but every request probes it again, so each
+    // one records an attempt there.
+    let app = TestApp::start_with(db, |c| c.breaker_cooldown_ms = 0).await;
     app.grant("10").await;
     // test/fallback tries the dead provider first (cheapest), then falls back to the fake.
     for _ in 0..6 {

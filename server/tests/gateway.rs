@@ -376,7 +376,6 @@ async fn upstream_failures_map_to_clear_errors_and_charge_nothing(db: Db) {
     app.grant("1").await;
     let cases: &[(Value, u16, &str)] = &[
         (json!({"x_fake": {"status": 500}}), 502, "upstream_error"),
-        (json!({"x_fake": {"status": 429}}), 429, "rate_limited"),
         (
             json!({"x_fake": {"status": 400}}),
             400,
@@ -398,6 +397,9 @@ async fn upstream_failures_map_to_clear_errors_and_charge_nothing(db: Db) {
             502,
             "upstream_error",
         ),
+        (json!({"x_fake": {"status": 503}}), 502, "provider_overloaded"),
+        // Last: the provider's only key then rests for its Retry-After (1 s).
+        (json!({"x_fake": {"status": 429}}), 429, "rate_limited"),
     ];
     for (extra, status, error_type) in cases {
         let r = app.chat(chat_body(extra.clone())).await;
@@ -418,6 +420,28 @@ async fn upstream_failures_map_to_clear_errors_and_charge_nothing(db: Db) {
             "credentials leaked: {v}"
         );
     }
+    // The rate-limited key rests: the provider is not asked again until its Retry-After passed.
+    let asked = app.fake_stats.requests.load(std::sync::atomic::Ordering::Relaxed);
+    let r = app.chat(chat_body(json!({}))).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["metadata"]["error_type"], "rate_limited", "{v}");
+    assert!(
+        v["error"]["message"].as_str().expect("msg").contains("resting"),
+        "{v}"
+    );
+    assert_eq!(
+        app.fake_stats.requests.load(std::sync::atomic::Ordering::Relaxed),
+        asked,
+        "a resting key is not used"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = app.chat(chat_body(json!({}))).await;
+    assert_eq!(r.status(), 200, "the key is used again after its rest");
+    let paid = app.usage_nanos().await;
+    assert!(paid > 0);
+
     // The provider's own words reach the client.
     let r = app
         .chat(chat_body(json!({"x_fake": {"status": 400}})))
@@ -450,7 +474,11 @@ async fn upstream_failures_map_to_clear_errors_and_charge_nothing(db: Db) {
         "credentials leaked: {v}"
     );
 
-    assert_eq!(app.usage_nanos().await, 0, "errors charge nothing");
+    assert_eq!(
+        app.usage_nanos().await,
+        paid,
+        "errors charge nothing; only the one answer is paid for"
+    );
     app.assert_books_balance().await;
     app.assert_no_holds().await;
     app.stop().await;

@@ -827,9 +827,16 @@ async fn apply(
             if name.is_empty() {
                 return Err("name: required".into());
             }
-            let kind = super::ProviderKind::parse(kind.trim())
-                .ok_or("kind: one of the wire protocols offered (openai)")?;
-            let base_url = check_base_url(&base_url)?;
+            let kind = super::ProviderKind::parse(kind.trim()).ok_or_else(|| {
+                format!(
+                    "kind: one of {}",
+                    super::ProviderKind::ALL.map(|k| k.as_str()).join(", ")
+                )
+            })?;
+            let base_url = match (base_url.trim(), kind.default_base_url()) {
+                ("", Some(default)) => default.to_string(),
+                (url, _) => check_base_url(url)?,
+            };
             let markup = parse_optional_percent("markup", &markup_percent)?;
             let key = api_key.trim();
             let opt = |s: &str| {

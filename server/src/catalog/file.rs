@@ -34,7 +34,9 @@ pub struct ProviderSpec {
     pub slug: Spanned<String>,
     pub name: String,
     pub kind: ProviderKind,
-    pub base_url: Spanned<String>,
+    /// Absent: the kind's public URL (every kind but `azure` has one).
+    #[serde(default)]
+    pub base_url: Option<Spanned<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<Spanned<String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -43,6 +45,9 @@ pub struct ProviderSpec {
     pub website: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_policy: Option<String>,
+    /// The provider keeps or trains on prompts: requests with `data_collection: "deny"` avoid it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub collects_data: bool,
     /// The provider's own markup (absent: the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub markup_percent: Option<Markup>,
@@ -114,6 +119,9 @@ pub struct EndpointSpec {
     pub max_output_tokens: Option<u64>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub priority: i64,
+    /// Share among endpoints of equal priority (default 100; 0: fallback only).
+    #[serde(default = "hundred", skip_serializing_if = "is_hundred")]
+    pub weight: u64,
     #[serde(default = "yes")]
     pub enabled: bool,
 }
@@ -157,6 +165,27 @@ fn is_false(b: &bool) -> bool {
 
 fn is_zero(n: &i64) -> bool {
     *n == 0
+}
+
+fn hundred() -> u64 {
+    100
+}
+
+fn is_hundred(n: &u64) -> bool {
+    *n == 100
+}
+
+/// A provider's base URL: the file's (resolved from the environment where asked) or its kind's default.
+fn base_url_of(p: &ProviderSpec, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    match &p.base_url {
+        Some(u) => resolve(u.get_ref(), env),
+        None => p.kind.default_base_url().map(str::to_string).ok_or_else(|| {
+            format!(
+                "is required for kind {:?} (e.g. https://RESOURCE.openai.azure.com/openai)",
+                p.kind.as_str()
+            )
+        }),
+    }
 }
 
 fn text() -> Vec<String> {
@@ -251,14 +280,14 @@ pub async fn put_endpoint(
     sqlx::query(
         "INSERT INTO endpoints (id, model_id, provider_id, upstream_model, input_per_mtok_nanos, output_per_mtok_nanos, \
            max_output_tokens, enabled, created_at, updated_at, cache_read_per_mtok_nanos, cache_write_per_mtok_nanos, \
-           request_nanos, priority) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13) \
+           request_nanos, priority, weight) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (model_id, provider_id, upstream_model) DO UPDATE SET \
            input_per_mtok_nanos = excluded.input_per_mtok_nanos, output_per_mtok_nanos = excluded.output_per_mtok_nanos, \
            max_output_tokens = excluded.max_output_tokens, enabled = excluded.enabled, updated_at = excluded.updated_at, \
            cache_read_per_mtok_nanos = excluded.cache_read_per_mtok_nanos, \
            cache_write_per_mtok_nanos = excluded.cache_write_per_mtok_nanos, request_nanos = excluded.request_nanos, \
-           priority = excluded.priority",
+           priority = excluded.priority, weight = excluded.weight",
     )
     .bind(new_id())
     .bind(model_id)
@@ -273,6 +302,7 @@ pub async fn put_endpoint(
     .bind(e.cache_write_per_mtok.map(|p| p.0))
     .bind(e.per_request.map_or(0, |u| u.0 .0))
     .bind(e.priority)
+    .bind(e.weight.min(1_000_000) as i64)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -322,18 +352,18 @@ pub fn check(
                 at(p.slug.span())
             ));
         }
-        if let Err(msg) = resolve(p.base_url.get_ref(), env) {
-            problems.push(format!(
-                "line {}: providers.base_url {msg}",
-                at(p.base_url.span())
-            ));
-        } else if let Ok(url) = resolve(p.base_url.get_ref(), env) {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+        let url_line = p
+            .base_url
+            .as_ref()
+            .map_or(at(p.slug.span()), |u| at(u.span()));
+        match base_url_of(p, env) {
+            Err(msg) => problems.push(format!("line {url_line}: providers.base_url {msg}")),
+            Ok(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
                 problems.push(format!(
-                    "line {}: providers.base_url {url:?} must start with http:// or https://",
-                    at(p.base_url.span())
-                ));
+                    "line {url_line}: providers.base_url {url:?} must start with http:// or https://"
+                ))
             }
+            Ok(_) => {}
         }
         if let Some(k) = &p.api_key {
             if let Err(msg) = resolve(k.get_ref(), env) {
@@ -454,7 +484,7 @@ pub async fn apply(
         .iter()
         .map(|p| ResolvedProvider {
             spec: p,
-            base_url: resolve(p.base_url.get_ref(), env)
+            base_url: base_url_of(p, env)
                 .unwrap_or_default()
                 .trim_end_matches('/')
                 .to_string(),
@@ -481,11 +511,12 @@ pub async fn apply(
         let slug = p.spec.slug.get_ref();
         let id = provider_ids.get(slug).cloned().unwrap_or_else(new_id);
         sqlx::query(
-            "INSERT INTO providers (id, slug, name, kind, base_url, enabled, created_at, updated_at, website, data_policy) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) \
+            "INSERT INTO providers (id, slug, name, kind, base_url, enabled, created_at, updated_at, website, data_policy, \
+               collects_data) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10) \
              ON CONFLICT (slug) DO UPDATE SET name = excluded.name, kind = excluded.kind, base_url = excluded.base_url, \
                enabled = excluded.enabled, updated_at = excluded.updated_at, website = excluded.website, \
-               data_policy = excluded.data_policy",
+               data_policy = excluded.data_policy, collects_data = excluded.collects_data",
         )
         .bind(&id)
         .bind(slug)
@@ -496,6 +527,7 @@ pub async fn apply(
         .bind(now)
         .bind(&p.spec.website)
         .bind(&p.spec.data_policy)
+        .bind(p.spec.collects_data as i64)
         .execute(&mut *tx)
         .await?;
         let (id,): (String,) = sqlx::query_as("SELECT id FROM providers WHERE slug = $1")
@@ -620,9 +652,10 @@ pub async fn export(store: &Store) -> anyhow::Result<String> {
         i64,
         Option<String>,
         Option<String>,
+        i64,
     );
     let providers: Vec<P> = sqlx::query_as(
-        "SELECT id, slug, name, kind, base_url, enabled, website, data_policy FROM providers ORDER BY slug",
+        "SELECT id, slug, name, kind, base_url, enabled, website, data_policy, collects_data FROM providers ORDER BY slug",
     )
     .fetch_all(pool)
     .await?;
@@ -632,7 +665,7 @@ pub async fn export(store: &Store) -> anyhow::Result<String> {
         providers: Vec::new(),
         models: Vec::new(),
     };
-    for (id, slug, name, kind, base_url, enabled, website, data_policy) in providers {
+    for (id, slug, name, kind, base_url, enabled, website, data_policy, collects_data) in providers {
         let Some(kind) = ProviderKind::parse(&kind) else {
             anyhow::bail!("provider {slug} has kind {kind:?}, which this version cannot write");
         };
@@ -640,11 +673,12 @@ pub async fn export(store: &Store) -> anyhow::Result<String> {
             slug: span(slug.clone()),
             name,
             kind,
-            base_url: span(base_url),
+            base_url: Some(span(base_url)),
             api_key: None,
             keys: Vec::new(),
             website,
             data_policy,
+            collects_data: collects_data != 0,
             markup_percent: rule(format!("provider:{id}")),
             enabled: enabled != 0,
         });
@@ -686,16 +720,17 @@ pub async fn export(store: &Store) -> anyhow::Result<String> {
         Option<i64>,
         i64,
         i64,
+        i64,
     );
     let endpoints: Vec<E> = sqlx::query_as(
         "SELECT model_id, provider_id, upstream_model, input_per_mtok_nanos, output_per_mtok_nanos, \
-                cache_read_per_mtok_nanos, cache_write_per_mtok_nanos, request_nanos, max_output_tokens, priority, enabled \
+                cache_read_per_mtok_nanos, cache_write_per_mtok_nanos, request_nanos, max_output_tokens, priority, enabled, weight \
          FROM endpoints ORDER BY priority, provider_id, upstream_model",
     )
     .fetch_all(pool)
     .await?;
     let mut by_model: HashMap<String, Vec<EndpointSpec>> = HashMap::new();
-    for (model_id, provider_id, upstream, i, o, read, write, request, max_out, priority, enabled) in
+    for (model_id, provider_id, upstream, i, o, read, write, request, max_out, priority, enabled, weight) in
         endpoints
     {
         by_model.entry(model_id).or_default().push(EndpointSpec {
@@ -708,6 +743,7 @@ pub async fn export(store: &Store) -> anyhow::Result<String> {
             per_request: (request > 0).then_some(Usd(crate::money::Nanos(request))),
             max_output_tokens: max_out.map(|v| v as u64),
             priority,
+            weight: weight.max(0) as u64,
             enabled: enabled != 0,
         });
     }

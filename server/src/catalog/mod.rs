@@ -17,26 +17,106 @@ use std::{
     sync::Arc,
 };
 
-/// The wire protocol a provider speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+/// The kind of provider: which wire protocol it speaks and, for OpenAI-compatible services, which preset
+/// (default base URL and quirks) applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
-    /// Any OpenAI-compatible server (OpenAI, vLLM, Ollama, Together, Groq, DeepSeek, …).
+    /// Any OpenAI-compatible server.
     Openai,
+    /// Azure OpenAI: deployments, `api-version`, the `api-key` header.
+    Azure,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// Google's Generative Language API (Gemini).
+    Gemini,
+    Deepseek,
+    Groq,
+    Together,
+    Mistral,
+    Xai,
+    Fireworks,
+    Openrouter,
+    Vllm,
+    Ollama,
 }
 
 impl ProviderKind {
+    pub const ALL: [ProviderKind; 13] = [
+        ProviderKind::Openai,
+        ProviderKind::Azure,
+        ProviderKind::Anthropic,
+        ProviderKind::Gemini,
+        ProviderKind::Deepseek,
+        ProviderKind::Groq,
+        ProviderKind::Together,
+        ProviderKind::Mistral,
+        ProviderKind::Xai,
+        ProviderKind::Fireworks,
+        ProviderKind::Openrouter,
+        ProviderKind::Vllm,
+        ProviderKind::Ollama,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Openai => "openai",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Deepseek => "deepseek",
+            ProviderKind::Groq => "groq",
+            ProviderKind::Together => "together",
+            ProviderKind::Mistral => "mistral",
+            ProviderKind::Xai => "xai",
+            ProviderKind::Fireworks => "fireworks",
+            ProviderKind::Openrouter => "openrouter",
+            ProviderKind::Vllm => "vllm",
+            ProviderKind::Ollama => "ollama",
         }
     }
 
     pub fn parse(s: &str) -> Option<ProviderKind> {
-        match s {
-            "openai" => Some(ProviderKind::Openai),
-            _ => None,
+        ProviderKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// How the admin pages name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "OpenAI-compatible",
+            ProviderKind::Azure => "Azure OpenAI",
+            ProviderKind::Anthropic => "Anthropic (Messages API)",
+            ProviderKind::Gemini => "Google Gemini",
+            ProviderKind::Deepseek => "DeepSeek",
+            ProviderKind::Groq => "Groq",
+            ProviderKind::Together => "Together AI",
+            ProviderKind::Mistral => "Mistral",
+            ProviderKind::Xai => "xAI",
+            ProviderKind::Fireworks => "Fireworks",
+            ProviderKind::Openrouter => "OpenRouter",
+            ProviderKind::Vllm => "vLLM",
+            ProviderKind::Ollama => "Ollama",
         }
+    }
+
+    /// The service's public base URL, used when a provider names none (Azure has none: each resource
+    /// has its own).
+    pub fn default_base_url(self) -> Option<&'static str> {
+        Some(match self {
+            ProviderKind::Openai => "https://api.openai.com/v1",
+            ProviderKind::Azure => return None,
+            ProviderKind::Anthropic => "https://api.anthropic.com/v1",
+            ProviderKind::Gemini => "https://generativelanguage.googleapis.com/v1beta",
+            ProviderKind::Deepseek => "https://api.deepseek.com/v1",
+            ProviderKind::Groq => "https://api.groq.com/openai/v1",
+            ProviderKind::Together => "https://api.together.xyz/v1",
+            ProviderKind::Mistral => "https://api.mistral.ai/v1",
+            ProviderKind::Xai => "https://api.x.ai/v1",
+            ProviderKind::Fireworks => "https://api.fireworks.ai/inference/v1",
+            ProviderKind::Openrouter => "https://openrouter.ai/api/v1",
+            ProviderKind::Vllm => "http://127.0.0.1:8000/v1",
+            ProviderKind::Ollama => "http://127.0.0.1:11434/v1",
+        })
     }
 }
 
@@ -47,6 +127,8 @@ pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
     pub base_url: String,
+    /// The provider keeps or trains on prompts (requests with `data_collection: "deny"` avoid it).
+    pub collects_data: bool,
     /// Enabled credentials with a weight above zero (the pool); none for keyless servers.
     pub credentials: Vec<Credential>,
 }
@@ -61,16 +143,19 @@ pub struct Credential {
 }
 
 impl Provider {
-    /// A credential drawn at random in proportion to the weights, skipping `avoid` (credentials that
-    /// already failed in this request) unless nothing else is left.
-    pub fn pick_credential(&self, avoid: &[String]) -> Option<&Credential> {
-        self.fresh_credential(avoid)
-            .or_else(|| Self::draw(self.credentials.iter(), |_| true))
-    }
-
-    /// A credential not in `avoid`, drawn by weight; none when every key already failed.
-    pub fn fresh_credential(&self, avoid: &[String]) -> Option<&Credential> {
-        Self::draw(self.credentials.iter(), |c| !avoid.contains(&c.id))
+    /// A credential drawn at random in proportion to the weights among those `usable` accepts (not
+    /// failed in this request, not resting after a rate limit). `Ok(None)` for a keyless server; `Err`
+    /// when the provider has keys and none is usable now.
+    pub fn pick_credential(
+        &self,
+        usable: impl Fn(&Credential) -> bool,
+    ) -> Result<Option<&Credential>, NoCredential> {
+        if self.credentials.is_empty() {
+            return Ok(None);
+        }
+        Self::draw(self.credentials.iter(), usable)
+            .map(Some)
+            .ok_or(NoCredential)
     }
 
     /// A weighted draw over the credentials `keep` accepts, without allocating (this runs per request).
@@ -93,6 +178,10 @@ impl Provider {
     }
 }
 
+/// Every key of a provider failed in this request or is resting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoCredential;
+
 /// A model served by one provider at one cost.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -105,8 +194,10 @@ pub struct Endpoint {
     pub cache_write: Option<MtokPrice>,
     pub request: Nanos,
     pub max_output_tokens: Option<u64>,
-    /// Endpoints are tried lowest priority first, then cheapest first.
+    /// Endpoints are tried lowest priority first; among equals, drawn by weight over price squared.
     pub priority: i64,
+    /// The endpoint's share among endpoints of equal priority; 0: a fallback only.
+    pub weight: u64,
     /// The markup that applies here: the model's, else the provider's, else the default.
     pub markup: Markup,
 }
@@ -212,6 +303,8 @@ struct EndpointRow {
     request_nanos: i64,
     max_output_tokens: Option<i64>,
     priority: i64,
+    weight: i64,
+    collects_data: i64,
     provider_id: String,
     provider_slug: String,
     provider_name: String,
@@ -265,7 +358,7 @@ pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
     let eps: Vec<EndpointRow> = sqlx::query_as(
         "SELECT e.id, e.model_id, e.upstream_model, e.input_per_mtok_nanos, e.output_per_mtok_nanos, \
                 e.cache_read_per_mtok_nanos, e.cache_write_per_mtok_nanos, e.request_nanos, e.max_output_tokens, \
-                e.priority, p.id AS provider_id, p.slug AS provider_slug, p.name AS provider_name, p.kind, p.base_url \
+                e.priority, e.weight, p.collects_data, p.id AS provider_id, p.slug AS provider_slug, p.name AS provider_name, p.kind, p.base_url \
          FROM endpoints e JOIN providers p ON p.id = e.provider_id \
          WHERE e.enabled = 1 AND p.enabled = 1",
     )
@@ -309,6 +402,7 @@ pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
                     name: e.provider_name,
                     kind,
                     base_url: e.base_url,
+                    collects_data: e.collects_data != 0,
                     credentials: pools.remove(&e.provider_id).unwrap_or_default(),
                 });
                 providers.insert(e.provider_id, p.clone());
@@ -330,6 +424,7 @@ pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
             request: Nanos(e.request_nanos),
             max_output_tokens: e.max_output_tokens.map(|v| v as u64),
             priority: e.priority,
+            weight: e.weight.max(0) as u64,
             markup,
         });
     }
@@ -466,6 +561,7 @@ mod tests {
             name: "P".into(),
             kind: ProviderKind::Openai,
             base_url: "http://127.0.0.1:9/v1".into(),
+            collects_data: false,
             credentials: weights
                 .iter()
                 .map(|(id, w)| Credential {
@@ -483,23 +579,19 @@ mod tests {
         let p = provider(&[("a", 1), ("b", 3), ("rested", 0)]);
         let mut n = std::collections::HashMap::new();
         for _ in 0..4000 {
-            *n.entry(p.pick_credential(&[]).expect("a key").id.clone())
-                .or_insert(0) += 1;
+            let c = p.pick_credential(|_| true).expect("usable").expect("a key");
+            *n.entry(c.id.clone()).or_insert(0) += 1;
         }
         assert_eq!(n.get("rested"), None, "weight 0 is never drawn");
         let (a, b) = (n["a"], n["b"]);
         assert!((800..1200).contains(&a) && a + b == 4000, "{a} / {b}");
-        // A key that failed is skipped while another is left; then only the fresh ones count.
-        let failed = vec!["b".to_string()];
+        // A key that failed (or rests) is skipped while another is left; then none is usable.
         for _ in 0..50 {
-            assert_eq!(p.pick_credential(&failed).expect("a").id, "a");
+            let c = p.pick_credential(|c| c.id != "b").expect("usable");
+            assert_eq!(c.expect("a key").id, "a");
         }
-        let both = vec!["a".to_string(), "b".to_string()];
-        assert!(p.fresh_credential(&both).is_none());
-        assert!(
-            p.pick_credential(&both).is_some(),
-            "with none fresh, any key"
-        );
-        assert!(provider(&[]).pick_credential(&[]).is_none());
+        assert!(matches!(p.pick_credential(|c| c.id == "rested"), Err(NoCredential)));
+        assert!(matches!(p.pick_credential(|_| false), Err(NoCredential)));
+        assert!(matches!(provider(&[]).pick_credential(|_| false), Ok(None)), "keyless");
     }
 }

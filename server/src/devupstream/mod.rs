@@ -1,10 +1,18 @@
-//! A fake OpenAI-compatible upstream for development, demos, tests and the benchmark: real HTTP, OpenAI's
-//! wire format (responses, SSE chunks, usage, error bodies, rate-limit headers), realistic token counts,
-//! and switches for failure. A request steers it with an optional `x_fake` object in its body (which the
-//! gateway passes through untouched, like any unknown field):
+//! A fake upstream for development, demos, tests and the benchmark: real HTTP speaking OpenAI's wire format
+//! (`/v1/chat/completions`, and Azure's `/openai/deployments/{name}/chat/completions`), Anthropic's
+//! Messages API (`/v1/messages`, in `anthropic.rs`) and Google's Generative Language API
+//! (`/v1beta/models/{model}:generateContent` and `:streamGenerateContent`, in `gemini.rs`): responses,
+//! stream events, usage, each provider's error bodies and rate-limit headers, realistic token counts, and
+//! switches for failure. An OpenAI-format request may steer it with an `x_fake` object in its body (which
+//! the gateway passes through untouched, like any unknown field); any request can be steered by arming the
+//! fake beforehand (`POST /_fake/arm` with the switches, an optional upstream `model` and `times`), which
+//! is how tests make one endpoint fail and not the next:
 //!
-//! `{"x_fake": {"status": 429|500|400|401, "malformed": true, "hang": true, "drop_after": 3,
-//!   "chunk_delay_ms": 20, "first_byte_delay_ms": 100, "tokens": 12, "omit_usage": true}}`
+//! `{"status": 429|500|503|529|400|401, "malformed": true, "hang": true, "drop_after": 3,
+//!   "chunk_delay_ms": 20, "first_byte_delay_ms": 100, "tokens": 12, "omit_usage": true}`
+
+mod anthropic;
+mod gemini;
 
 use axum::{
     body::Body,
@@ -44,6 +52,58 @@ pub struct FakeStats {
     pub last_body: parking_lot::Mutex<Option<Value>>,
     /// Accepted chat requests by the last four characters of the key they carried.
     pub by_key: parking_lot::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Chat requests by the upstream model they named.
+    pub by_model: parking_lot::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Switches armed for the next requests (`POST /_fake/arm`).
+    armed: parking_lot::Mutex<Vec<Armed>>,
+    /// Prompt prefixes written to the (Anthropic) prompt cache.
+    cached: parking_lot::Mutex<std::collections::HashSet<u64>>,
+}
+
+#[derive(Deserialize, Clone)]
+struct Armed {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default = "one")]
+    times: u64,
+    #[serde(flatten)]
+    switches: Switches,
+}
+
+fn one() -> u64 {
+    1
+}
+
+impl FakeStats {
+    /// Whether the prompt prefix is cached already; caches it if not.
+    pub(crate) fn cache_seen(&self, key: u64) -> bool {
+        !self.cached.lock().insert(key)
+    }
+
+    /// The switches for a request: its own `x_fake`, else the first armed entry for its model.
+    pub(crate) fn switches(&self, own: &Value, model: &str) -> Switches {
+        *self.by_model.lock().entry(model.to_string()).or_default() += 1;
+        if let Ok(sw) = serde_json::from_value::<Switches>(own.clone()) {
+            if !own.is_null() {
+                return sw;
+            }
+        }
+        let mut armed = self.armed.lock();
+        let pos = armed
+            .iter()
+            .position(|a| a.times > 0 && a.model.as_deref().is_none_or(|m| m == model));
+        match pos {
+            Some(i) => {
+                armed[i].times -= 1;
+                let sw = armed[i].switches.clone();
+                if armed[i].times == 0 {
+                    armed.remove(i);
+                }
+                sw
+            }
+            None => Switches::default(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -52,21 +112,23 @@ struct Fake {
     stats: Arc<FakeStats>,
 }
 
-#[derive(Deserialize, Default, Clone)]
+#[derive(Deserialize, Default, Clone, Debug)]
 #[serde(default)]
-struct Switches {
-    status: Option<u16>,
-    malformed: bool,
-    hang: bool,
-    drop_after: Option<u64>,
-    chunk_delay_ms: Option<u64>,
-    first_byte_delay_ms: Option<u64>,
-    tokens: Option<u64>,
-    omit_usage: bool,
+pub(crate) struct Switches {
+    pub(crate) status: Option<u16>,
+    pub(crate) malformed: bool,
+    pub(crate) hang: bool,
+    pub(crate) drop_after: Option<u64>,
+    pub(crate) chunk_delay_ms: Option<u64>,
+    pub(crate) first_byte_delay_ms: Option<u64>,
+    pub(crate) tokens: Option<u64>,
+    pub(crate) omit_usage: bool,
     /// This many prompt tokens were read from the prompt cache (at most the whole prompt).
-    cached_tokens: Option<u64>,
+    pub(crate) cached_tokens: Option<u64>,
     /// This many of the completion tokens were spent reasoning (at most all of them).
-    reasoning_tokens: Option<u64>,
+    pub(crate) reasoning_tokens: Option<u64>,
+    /// Gemini: block the prompt for safety.
+    pub(crate) safety_block: bool,
 }
 
 pub fn router(cfg: FakeConfig) -> (Router, Arc<FakeStats>) {
@@ -77,8 +139,12 @@ pub fn router(cfg: FakeConfig) -> (Router, Arc<FakeStats>) {
     };
     let r = Router::new()
         .route("/v1/chat/completions", post(chat))
+        .route("/openai/deployments/{deployment}/chat/completions", post(azure_chat))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1beta/models/{call}", post(gemini::generate))
         .route("/v1/models", get(models))
         .route("/_fake/stats", get(stats_json))
+        .route("/_fake/arm", post(arm))
         .with_state(fake);
     (r, stats)
 }
@@ -113,6 +179,16 @@ async fn models(State(f): State<Fake>, headers: HeaderMap) -> Response {
     .into_response()
 }
 
+async fn arm(State(f): State<Fake>, Json(a): Json<Value>) -> Response {
+    match serde_json::from_value::<Armed>(a) {
+        Ok(a) => {
+            f.stats.armed.lock().push(a);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
 async fn stats_json(State(f): State<Fake>) -> Json<Value> {
     Json(json!({
         "requests": f.stats.requests.load(Ordering::Relaxed),
@@ -120,6 +196,7 @@ async fn stats_json(State(f): State<Fake>) -> Json<Value> {
         "streams_completed": f.stats.streams_completed.load(Ordering::Relaxed),
         "last_body": f.stats.last_body.lock().clone(),
         "by_key": *f.stats.by_key.lock(),
+        "by_model": *f.stats.by_model.lock(),
     }))
 }
 
@@ -167,6 +244,49 @@ const WORDS: &[&str] = &[
     "counts.",
 ];
 
+/// The answer's `i`th word (with its leading space): one word is one token.
+pub(crate) fn word(i: u64) -> String {
+    let w = WORDS[(i as usize) % WORDS.len()];
+    if i == 0 {
+        w.to_string()
+    } else {
+        format!(" {w}")
+    }
+}
+
+/// Characters of text anywhere in a JSON value (strings under `text`, `content`, `thinking`).
+pub(crate) fn text_chars(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.chars().count(),
+        Value::Array(a) => a.iter().map(text_chars).sum(),
+        Value::Object(o) => o
+            .iter()
+            .filter(|(k, _)| matches!(k.as_str(), "text" | "content" | "parts" | "contents" | "messages" | "system" | "systemInstruction"))
+            .map(|(_, v)| text_chars(v))
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// Sleeps per the switches before answering; never returns for `hang`.
+pub(crate) async fn delay(sw: &Switches) {
+    if let Some(ms) = sw.first_byte_delay_ms {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if sw.hang {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+}
+
+/// How many tokens to answer and why it stopped, given the request's output limit.
+pub(crate) fn length(sw: &Switches, max: Option<u64>) -> (u64, bool) {
+    let want = sw.tokens.unwrap_or(24);
+    match max {
+        Some(m) if m < want => (m, true),
+        _ => (want, false),
+    }
+}
+
 /// OpenAI-like prompt token count: about four characters a token plus per-message overhead.
 fn prompt_tokens(body: &Value) -> u64 {
     let msgs = body["messages"]
@@ -187,14 +307,41 @@ fn prompt_tokens(body: &Value) -> u64 {
     (chars as u64).div_ceil(4) + 4 * msgs.len() as u64 + 3
 }
 
+impl Fake {
+    /// Whether `sent` is a key this fake accepts (any, when it has none); counts the request by key.
+    fn accepts(&self, sent: Option<&str>) -> bool {
+        let ok = match &self.cfg.api_key {
+            None => true,
+            Some(key) => {
+                sent.is_some_and(|s| s == key || self.cfg.more_keys.iter().any(|k| k == s))
+            }
+        };
+        if ok {
+            if let Some(key) = sent {
+                let tail: String = key
+                    .chars()
+                    .rev()
+                    .take(4)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                *self.stats.by_key.lock().entry(tail).or_default() += 1;
+            }
+        }
+        ok
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
 /// OpenAI's answer to a missing or wrong key, when the fake has one.
 fn refuse_key(f: &Fake, headers: &HeaderMap) -> Option<Response> {
-    let key = f.cfg.api_key.as_ref()?;
-    let sent = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let ok = sent.is_some_and(|s| s == key || f.cfg.more_keys.iter().any(|k| k == s));
+    f.cfg.api_key.as_ref()?;
+    let sent = header(headers, "authorization").and_then(|v| v.strip_prefix("Bearer "));
+    let ok = f.accepts(sent);
     (!ok).then(|| {
         openai_error(
             StatusCode::UNAUTHORIZED,
@@ -205,25 +352,37 @@ fn refuse_key(f: &Fake, headers: &HeaderMap) -> Option<Response> {
     })
 }
 
+/// Azure OpenAI: the deployment in the path, `api-version` required, the key in `api-key`.
+async fn azure_chat(
+    State(f): State<Fake>,
+    axum::extract::Path(deployment): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    f.stats.requests.fetch_add(1, Ordering::Relaxed);
+    if !q.contains_key("api-version") {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": {"code": "404", "message": "Resource not found"}}))).into_response();
+    }
+    if f.cfg.api_key.is_some() && !f.accepts(header(&headers, "api-key")) {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."}}))).into_response();
+    }
+    let mut v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return openai_error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}"), "invalid_request_error", None),
+    };
+    // The deployment names the model.
+    v["model"] = Value::String(deployment);
+    answer_chat(&f, v).await
+}
+
 async fn chat(State(f): State<Fake>, headers: HeaderMap, body: Bytes) -> Response {
     f.stats.requests.fetch_add(1, Ordering::Relaxed);
     if let Some(refused) = refuse_key(&f, &headers) {
         return refused;
     }
-    if let Some(key) = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        let tail: String = key
-            .chars()
-            .rev()
-            .take(4)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        *f.stats.by_key.lock().entry(tail).or_default() += 1;
+    if f.cfg.api_key.is_none() {
+        f.accepts(header(&headers, "authorization").and_then(|v| v.strip_prefix("Bearer ")));
     }
     let body: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -236,14 +395,15 @@ async fn chat(State(f): State<Fake>, headers: HeaderMap, body: Bytes) -> Respons
             )
         }
     };
+    answer_chat(&f, body).await
+}
+
+async fn answer_chat(f: &Fake, body: Value) -> Response {
     *f.stats.last_body.lock() = Some(body.clone());
-    let sw: Switches = serde_json::from_value(body["x_fake"].clone()).unwrap_or_default();
-    if let Some(ms) = sw.first_byte_delay_ms {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-    if sw.hang {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-    }
+    let sw = f
+        .stats
+        .switches(&body["x_fake"], body["model"].as_str().unwrap_or(""));
+    delay(&sw).await;
     match sw.status {
         Some(429) => {
             let mut r = openai_error(StatusCode::TOO_MANY_REQUESTS, "Rate limit reached for requests per minute. Please try again in 1s.", "requests", Some("rate_limit_exceeded"));
@@ -286,14 +446,6 @@ async fn chat(State(f): State<Fake>, headers: HeaderMap, body: Bytes) -> Respons
     let usage = json!({"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + n,
         "prompt_tokens_details": {"cached_tokens": sw.cached_tokens.unwrap_or(0).min(prompt)},
         "completion_tokens_details": {"reasoning_tokens": sw.reasoning_tokens.unwrap_or(0).min(n)}});
-    let word = |i: u64| {
-        let w = WORDS[(i as usize) % WORDS.len()];
-        if i == 0 {
-            w.to_string()
-        } else {
-            format!(" {w}")
-        }
-    };
     if body["stream"].as_bool() != Some(true) {
         let text: String = (0..n).map(word).collect();
         let mut v = json!({
@@ -346,9 +498,9 @@ async fn chat(State(f): State<Fake>, headers: HeaderMap, body: Bytes) -> Respons
         .expect("valid response")
 }
 
-struct StreamGuard {
-    stats: Arc<FakeStats>,
-    finished: bool,
+pub(crate) struct StreamGuard {
+    pub stats: Arc<FakeStats>,
+    pub finished: bool,
 }
 
 impl Drop for StreamGuard {

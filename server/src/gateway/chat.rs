@@ -2,21 +2,21 @@
 //! before the first byte), answer, settle.
 
 use super::request::{self, ChatRequest};
+use super::route;
 use super::sse::SseReader;
 use super::stream;
 use super::{ApiKeyAuth, LimitedBody};
 use crate::billing::{Generation, Hold, Refusal};
-use crate::catalog::{Credential, Endpoint, Model};
+use crate::catalog::{Credential, Endpoint, Model, NoCredential};
 use crate::error::ApiError;
 use crate::money::{Nanos, Pricing, Tokens};
-use crate::providers::{self, FailureKind, Timeouts, UpstreamFailure};
+use crate::providers::{self, ChatCall, FailureKind, Timeouts, Translator, UpstreamFailure};
 use crate::state::AppState;
 use axum::{
     extract::State,
     http::{HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use bytes::Bytes;
 use serde_json::{json, Value};
 use std::{sync::Arc, time::Instant};
 
@@ -124,8 +124,10 @@ impl Billed {
     /// The generation row for an outcome; charges nothing when no output came with an error
     /// (zero-completion insurance) or when nothing was served.
     pub fn generation(&self, o: Outcome<'_>) -> Generation {
+        let errored = o.error.is_some()
+            || o.finish_reason.as_deref().map(normalise_finish) == Some("error");
         let (cost, charge) = match o.pricing {
-            Some(p) if !(o.usage.tokens.completion == 0 && o.error.is_some()) => {
+            Some(p) if !(o.usage.tokens.completion == 0 && errored) => {
                 (p.cost(o.usage.tokens), p.charge(o.usage.tokens))
             }
             _ => (Nanos::ZERO, Nanos::ZERO),
@@ -173,8 +175,12 @@ pub(super) fn normalise_finish(native: &str) -> &'static str {
     match native {
         "length" | "max_tokens" => "length",
         "tool_calls" | "function_call" | "tool_use" => "tool_calls",
-        "content_filter" | "safety" => "content_filter",
-        "error" => "error",
+        "content_filter" | "safety" | "refusal" => "content_filter",
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => {
+            "content_filter"
+        }
+        "MAX_TOKENS" => "length",
+        "error" | "MALFORMED_FUNCTION_CALL" => "error",
         _ => "stop",
     }
 }
@@ -186,26 +192,24 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let req = request::parse(&bytes)?;
     let catalog = state.catalog.get();
-    let model = catalog.models.get(&req.model).cloned().ok_or_else(|| {
-        ApiError::not_found(format!(
-            "model `{}` is not in this platform's catalog; GET /api/v1/models lists the models",
-            req.model
-        ))
-        .with_meta("model", req.model.clone())
-    })?;
-    if let Some(allowed) = &key.rules.allowed_models {
-        if !allowed.iter().any(|m| *m == model.slug) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "permission_error",
-                format!(
-                    "this API key may not call `{}`; it may call: {}",
-                    model.slug,
-                    allowed.join(", ")
-                ),
-            )
-            .with_meta("model", model.slug.clone()));
+    let mut models = Vec::with_capacity(req.models.len());
+    for name in &req.models {
+        let (model, variant) = route::resolve_model(&catalog, name)?;
+        if let Some(allowed) = &key.rules.allowed_models {
+            if !allowed.iter().any(|m| *m == model.slug) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "permission_error",
+                    format!(
+                        "this API key may not call `{}`; it may call: {}",
+                        model.slug,
+                        allowed.join(", ")
+                    ),
+                )
+                .with_meta("model", model.slug.clone()));
+            }
         }
+        models.push((model, variant));
     }
     if let Some(rpm) = key.rules.requests_per_minute {
         if let Err(wait) = state.rpm.check(&key.id, rpm) {
@@ -220,24 +224,24 @@ pub async fn chat_completions(
             return Err(e);
         }
     }
-    if model.endpoints.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_endpoint",
-            format!("no provider is serving `{}` right now", model.slug),
-        ));
-    }
     // Prices are captured now: a catalog change never alters a request already admitted.
-    let priced: Vec<(Endpoint, Pricing)> = model
-        .endpoints
+    let prefs = req.prefs.clone().over(&key.provider_prefs);
+    let probe_timeout = crate::config::Config::ms(state.cfg.upstream_first_byte_timeout_ms * 2);
+    let plan = route::plan(
+        &catalog,
+        &key.org_id,
+        &models,
+        &prefs,
+        &req.body,
+        &state.health,
+        probe_timeout,
+    )?;
+    let worst = plan
         .iter()
-        .map(|e| (e.clone(), catalog.pricing(&key.org_id, &model, e)))
-        .collect();
-    let worst = priced
-        .iter()
-        .map(|(e, p)| {
-            let prompt = req.prompt_upper_bound.min(model.context_length);
-            p.charge_bound(prompt, output_cap(&req, &model, e))
+        .map(|c| {
+            let prompt = req.prompt_upper_bound.min(c.model.context_length);
+            c.pricing
+                .charge_bound(prompt, output_cap(&req, &c.model, &c.endpoint))
         })
         .max()
         .unwrap_or(Nanos::ZERO);
@@ -259,7 +263,7 @@ pub async fn chat_completions(
         key_id: key.id.clone(),
         org_id: key.org_id.clone(),
         gen_id: format!("gen-{}", crate::store::new_id()),
-        model: model.clone(),
+        model: plan[0].model.clone(),
         started: Instant::now(),
         created_at: crate::store::now_ms(),
         hold,
@@ -274,7 +278,7 @@ pub async fn chat_completions(
         }),
         answer_log: String::new(),
     };
-    dispatch(billed, req, priced).await
+    dispatch(billed, req, plan).await
 }
 
 /// The most output tokens this request can produce at this endpoint.
@@ -307,10 +311,19 @@ fn refusal_error(r: Refusal, needed: Nanos) -> ApiError {
     }
 }
 
+/// What an endpoint served.
+enum Served {
+    Json(Value),
+    Stream(StreamStart),
+}
+
+/// Tries the plan's endpoints in order. Before the first byte reaches the client, a retryable failure
+/// moves on: to another key of the same endpoint when the key was the problem (refused, rate limited),
+/// else to the next endpoint; an endpoint or key that failed is not tried again in this request.
 async fn dispatch(
     mut billed: Billed,
     req: ChatRequest,
-    priced: Vec<(Endpoint, Pricing)>,
+    plan: Vec<route::Candidate>,
 ) -> Result<Response, ApiError> {
     let state = billed.state.clone();
     let t = Timeouts {
@@ -318,53 +331,77 @@ async fn dispatch(
         idle: crate::config::Config::ms(state.cfg.upstream_idle_timeout_ms),
     };
     let mut last: Option<UpstreamFailure> = None;
-    let mut failed_credentials: Vec<String> = Vec::new();
-    'endpoints: for (ep, pricing) in &priced {
-        let mut first_here = true;
+    let mut failed_keys: Vec<String> = Vec::new();
+    'endpoints: for cand in &plan {
+        let ep = &cand.endpoint;
+        let mut tried_here = false;
         loop {
-            // A provider's other key may succeed where one was refused or rate limited; anything
-            // else moves on to the next endpoint.
-            let cred = if first_here {
-                ep.provider.pick_credential(&failed_credentials)
-            } else {
-                match ep.provider.fresh_credential(&failed_credentials) {
-                    Some(c) => Some(c),
-                    None => break,
+            let cred = match ep.provider.pick_credential(|c| {
+                !failed_keys.contains(&c.id) && state.health.resting(&c.id).is_none()
+            }) {
+                Ok(c) => c,
+                Err(NoCredential) => {
+                    let rest = ep
+                        .provider
+                        .credentials
+                        .iter()
+                        .filter_map(|c| state.health.resting(&c.id))
+                        .min();
+                    if let (false, Some(secs)) = (tried_here, rest) {
+                        // Every key rests after a rate limit: the upstream is not asked.
+                        let f = UpstreamFailure {
+                            kind: FailureKind::Status(429),
+                            provider: ep.provider.name.clone(),
+                            message: format!("every key of this provider is resting after a rate limit; free again in {secs} s"),
+                            raw: None,
+                            retry_after: Some(secs),
+                        };
+                        billed
+                            .attempts
+                            .push(attempt(ep, None, 429, Some(&f), Instant::now()));
+                        last = Some(f);
+                    }
+                    break;
                 }
             };
-            first_here = false;
+            tried_here = true;
             let attempt_started = Instant::now();
-            let body = upstream_body(&req, ep);
-            let f: UpstreamFailure =
-                match providers::openai::send_chat(&state.http, ep, cred, body, t).await {
-                    Err(f) => f,
-                    Ok(resp) if req.stream => match first_event(resp, ep, t).await {
-                        Ok((reader, first)) => {
-                            billed
-                                .attempts
-                                .push(attempt(ep, cred, 200, None, attempt_started));
+            let call = ChatCall {
+                body: &req.body,
+                stream: req.stream,
+                max_tokens: output_cap(&req, &cand.model, ep),
+            };
+            let served = async {
+                let prepared = providers::prepare(&state.http, ep, cred, &call)?;
+                let resp = providers::send(prepared.request, &ep.provider.name, t).await?;
+                if req.stream {
+                    first_event(resp, ep, t, prepared.ctx)
+                        .await
+                        .map(Served::Stream)
+                } else {
+                    read_answer(resp, ep, t, &prepared.ctx)
+                        .await
+                        .map(Served::Json)
+                }
+            }
+            .await;
+            let f = match served {
+                Ok(served) => {
+                    state.health.record(&ep.id, true);
+                    billed
+                        .attempts
+                        .push(attempt(ep, cred, 200, None, attempt_started));
+                    billed.model = cand.model.clone();
+                    return Ok(match served {
+                        Served::Stream(start) => {
                             let ttft = billed.started.elapsed().as_millis() as i64;
-                            return Ok(stream::respond(
-                                billed,
-                                ep.clone(),
-                                *pricing,
-                                reader,
-                                first,
-                                ttft,
-                            ));
+                            stream::respond(billed, ep.clone(), cand.pricing, start, ttft)
                         }
-                        Err(f) => f,
-                    },
-                    Ok(resp) => match read_json(resp, ep, t).await {
-                        Ok(v) => {
-                            billed
-                                .attempts
-                                .push(attempt(ep, cred, 200, None, attempt_started));
-                            return Ok(complete(billed, ep, *pricing, v).await);
-                        }
-                        Err(f) => f,
-                    },
-                };
+                        Served::Json(v) => complete(billed, ep, cand.pricing, v).await,
+                    });
+                }
+                Err(f) => f,
+            };
             let status = match f.kind {
                 FailureKind::Status(s) => s,
                 _ => 0,
@@ -372,10 +409,18 @@ async fn dispatch(
             billed
                 .attempts
                 .push(attempt(ep, cred, status, Some(&f), attempt_started));
-            failed_credentials.extend(cred.map(|c| c.id.clone()));
+            if f.counts_against_health() {
+                state.health.record(&ep.id, false);
+            }
+            let key_problem = matches!(f.kind, FailureKind::Status(401 | 403 | 429));
+            if let Some(c) = cred.filter(|_| key_problem) {
+                failed_keys.push(c.id.clone());
+                if f.kind == FailureKind::Status(429) {
+                    state.health.rest(&c.id, f.retry_after);
+                }
+            }
             tracing::warn!(generation = %billed.gen_id, provider = %ep.provider.slug, credential = cred.map(|c| c.label.as_str()), error_type = f.error_type(), message = %f.message, "upstream attempt failed");
             let retry = f.retryable();
-            let key_problem = matches!(f.kind, FailureKind::Status(401 | 403 | 429));
             last = Some(f);
             if !retry {
                 break 'endpoints;
@@ -385,8 +430,15 @@ async fn dispatch(
             }
         }
     }
-    let f = last.expect("at least one endpoint was tried");
-    let err = f.to_api_error();
+    let err = match last {
+        Some(f) => f.to_api_error(),
+        None => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_endpoint",
+            format!("no provider of `{}` can be reached right now (every key is disabled or failed); try again shortly", billed.model.slug),
+        )
+        .with_meta("error_type", "no_available_provider"),
+    };
     let outcome = Outcome {
         endpoint: None,
         pricing: None,
@@ -426,26 +478,12 @@ fn attempt(
     })
 }
 
-/// The client's body with `model` rewritten; when streaming, usage is requested from the upstream.
-fn upstream_body(req: &ChatRequest, ep: &Endpoint) -> Bytes {
-    let mut body = req.body.clone();
-    body.insert("model".into(), Value::String(ep.upstream_model.clone()));
-    if req.stream {
-        let opts = body.entry("stream_options").or_insert_with(|| json!({}));
-        if !opts.is_object() {
-            *opts = json!({});
-        }
-        if let Some(o) = opts.as_object_mut() {
-            o.insert("include_usage".into(), Value::Bool(true));
-        }
-    }
-    Bytes::from(serde_json::to_vec(&body).expect("a JSON map serialises"))
-}
-
-async fn read_json(
+/// Reads a complete answer and translates it to OpenAI's shape.
+async fn read_answer(
     resp: reqwest::Response,
     ep: &Endpoint,
     t: Timeouts,
+    ctx: &providers::Ctx,
 ) -> Result<Value, UpstreamFailure> {
     let fail = |kind, message: &str| UpstreamFailure {
         kind,
@@ -454,7 +492,7 @@ async fn read_json(
         raw: None,
         retry_after: None,
     };
-    let body = providers::openai::read_capped(resp, 64 * 1024 * 1024, t.idle)
+    let body = providers::read_capped(resp, 64 * 1024 * 1024, t.idle)
         .await
         .map_err(|k| match k {
             FailureKind::Timeout => fail(FailureKind::Timeout, "the response body stalled"),
@@ -464,29 +502,69 @@ async fn read_json(
             ),
             _ => fail(FailureKind::Malformed, "the response is too large"),
         })?;
+    let raw = || Some(providers::truncate(&String::from_utf8_lossy(&body), 500));
     let v: Value = serde_json::from_slice(&body).map_err(|e| {
         let mut f = fail(
             FailureKind::Malformed,
             &format!("response is not JSON ({e})"),
         );
-        f.raw = Some(providers::truncate(&String::from_utf8_lossy(&body), 500));
+        f.raw = raw();
         f
     })?;
-    if !v.get("choices").is_some_and(Value::is_array) {
-        return Err(fail(
-            FailureKind::Malformed,
-            "response has no `choices` array",
-        ));
-    }
-    Ok(v)
+    providers::answer(ep.provider.kind, ctx, v).map_err(|m| {
+        let mut f = fail(FailureKind::Malformed, &m);
+        f.raw = raw();
+        f
+    })
 }
 
-/// Waits for the upstream stream's first event, so that a failure before it can still fall back.
+/// An upstream stream that has produced something worth sending (or finished), translated.
+pub(super) struct StreamStart {
+    pub reader: SseReader,
+    pub translator: Translator,
+    /// Chunks produced so far, not yet sent.
+    pub pending: Vec<Value>,
+    /// The upstream already finished.
+    pub done: bool,
+}
+
+/// Whether a chunk carries part of the answer (not just the role, or nothing).
+fn substantive(v: &Value) -> bool {
+    v["choices"].as_array().is_some_and(|cs| {
+        cs.iter().any(|c| {
+            let d = &c["delta"];
+            d["content"].as_str().is_some_and(|s| !s.is_empty())
+                || d["reasoning"].as_str().is_some_and(|s| !s.is_empty())
+                || d["tool_calls"].as_array().is_some_and(|a| !a.is_empty())
+                || d.get("reasoning_details").is_some()
+                || !c["finish_reason"].is_null()
+        })
+    })
+}
+
+/// A failure inside a stream, as an upstream failure (before anything reached the client).
+fn stream_failure(ep: &Endpoint, f: providers::StreamFailure) -> UpstreamFailure {
+    UpstreamFailure {
+        kind: if f.status == 0 {
+            FailureKind::Malformed
+        } else {
+            FailureKind::Status(f.status)
+        },
+        provider: ep.provider.name.clone(),
+        message: f.message,
+        raw: None,
+        retry_after: None,
+    }
+}
+
+/// Reads the upstream stream until it says something (or fails), so that a failure before the answer's
+/// first token can still fall back to another endpoint.
 async fn first_event(
     resp: reqwest::Response,
     ep: &Endpoint,
     t: Timeouts,
-) -> Result<(SseReader, String), UpstreamFailure> {
+    ctx: providers::Ctx,
+) -> Result<StreamStart, UpstreamFailure> {
     let fail = |kind, message: String| UpstreamFailure {
         kind,
         provider: ep.provider.name.clone(),
@@ -495,37 +573,51 @@ async fn first_event(
         retry_after: None,
     };
     let mut reader = SseReader::new(resp);
-    match tokio::time::timeout(t.first_byte, reader.next_data()).await {
-        Err(_) => Err(fail(FailureKind::Timeout, "no stream event in time".into())),
-        Ok(Err(e)) => Err(fail(
-            FailureKind::Connect,
-            format!("the stream broke before its first event: {e}"),
-        )),
-        Ok(Ok(None)) => Err(fail(
-            FailureKind::Malformed,
-            "the stream ended before its first event".into(),
-        )),
-        Ok(Ok(Some(data))) => {
-            if data.trim() == "[DONE]" {
+    let mut translator = Translator::new(ep.provider.kind, ctx);
+    let mut pending = Vec::new();
+    let deadline = tokio::time::Instant::now() + t.first_byte;
+    loop {
+        match tokio::time::timeout_at(deadline, reader.next_data()).await {
+            Err(_) => return Err(fail(FailureKind::Timeout, "no stream event in time".into())),
+            Ok(Err(e)) => {
+                return Err(fail(
+                    FailureKind::Connect,
+                    format!("the stream broke before its first event: {e}"),
+                ))
+            }
+            Ok(Ok(None)) => {
+                let done = translator.finish(&mut pending);
+                if done && pending.iter().any(substantive) {
+                    return Ok(StreamStart {
+                        reader,
+                        translator,
+                        pending,
+                        done: true,
+                    });
+                }
                 return Err(fail(
                     FailureKind::Malformed,
                     "the stream ended before its first event".into(),
                 ));
             }
-            match serde_json::from_str::<Value>(&data) {
-                Err(e) => Err(fail(
-                    FailureKind::Malformed,
-                    format!("stream event is not JSON ({e})"),
-                )),
-                Ok(v) if v.get("error").is_some_and(|e| !e.is_null()) => {
-                    let msg = providers::upstream_message(data.as_bytes());
-                    let code = v["error"]["code"]
-                        .as_u64()
-                        .filter(|c| (400..600).contains(c))
-                        .unwrap_or(502) as u16;
-                    Err(fail(FailureKind::Status(code), msg))
+            Ok(Ok(Some(data))) => {
+                let done = translator
+                    .feed(&data, &mut pending)
+                    .map_err(|f| stream_failure(ep, f))?;
+                if pending.iter().any(substantive) {
+                    return Ok(StreamStart {
+                        reader,
+                        translator,
+                        pending,
+                        done,
+                    });
                 }
-                Ok(_) => Ok((reader, data)),
+                if done {
+                    return Err(fail(
+                        FailureKind::Malformed,
+                        "the stream ended before its first event".into(),
+                    ));
+                }
             }
         }
     }
@@ -600,8 +692,9 @@ async fn complete(mut billed: Billed, ep: &Endpoint, pricing: Pricing, mut v: Va
             )
         }
     };
-    let finish = v["choices"][0]["finish_reason"]
+    let finish = v["choices"][0]["native_finish_reason"]
         .as_str()
+        .or(v["choices"][0]["finish_reason"].as_str())
         .map(str::to_string);
     if billed.prompt_log.is_some() {
         let message = &v["choices"][0]["message"];
@@ -625,6 +718,12 @@ async fn complete(mut billed: Billed, ep: &Endpoint, pricing: Pricing, mut v: Va
     if estimated {
         tracing::warn!(generation = %billed.gen_id, provider = %ep.provider.slug, "upstream reported no usage; billed an estimate");
     }
+    let latency = billed.started.elapsed().as_millis() as u64;
+    billed.state.health.record_speed(
+        &ep.id,
+        latency,
+        Some(generation.completion_tokens as f64 * 1000.0 / latency.max(1) as f64),
+    );
     let usage_v = usage_json(v.get("usage"), &generation);
     billed.settle(generation).await;
     v["id"] = Value::String(billed.gen_id.clone());
@@ -633,6 +732,10 @@ async fn complete(mut billed: Billed, ep: &Endpoint, pricing: Pricing, mut v: Va
     v["usage"] = usage_v;
     if let Some(choices) = v["choices"].as_array_mut() {
         for c in choices {
+            // An adapter that already split the two (Gemini: tool calls finish with STOP) is kept.
+            if c["native_finish_reason"].is_string() {
+                continue;
+            }
             if let Some(native) = c["finish_reason"].as_str().map(str::to_string) {
                 c["native_finish_reason"] = Value::String(native.clone());
                 c["finish_reason"] = Value::String(normalise_finish(&native).to_string());

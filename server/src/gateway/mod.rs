@@ -2,8 +2,10 @@
 //! parse -> authenticate -> route -> admit credits -> dispatch -> stream -> settle.
 
 mod chat;
+pub mod health;
 pub(crate) mod info;
 mod request;
+pub mod route;
 mod sse;
 mod stream;
 

@@ -5,8 +5,12 @@ use crate::error::ApiError;
 use serde_json::{Map, Value};
 
 pub struct ChatRequest {
+    /// The client's body without the gateway's own fields (`models`, `provider`, `route`, …).
     pub body: Map<String, Value>,
-    pub model: String,
+    /// The models to try, in order: `model`, then `models`.
+    pub models: Vec<String>,
+    /// The `provider` routing preferences.
+    pub prefs: super::route::Prefs,
     pub stream: bool,
     /// `max_tokens` or `max_completion_tokens`, whichever is smaller.
     pub max_tokens: Option<u64>,
@@ -19,17 +23,13 @@ pub struct ChatRequest {
 pub fn parse(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
-    let Value::Object(body) = value else {
+    let Value::Object(mut body) = value else {
         return Err(ApiError::bad_request("request body must be a JSON object"));
     };
-    let model = match body.get("model") {
-        None | Some(Value::Null) => {
-            return Err(ApiError::bad_field(
-                "model",
-                "is required: name a model from GET /api/v1/models",
-            ))
-        }
-        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+    let mut models = Vec::new();
+    match body.get("model") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if !s.trim().is_empty() => models.push(s.trim().to_string()),
         Some(Value::String(_)) => return Err(ApiError::bad_field("model", "must not be empty")),
         Some(other) => {
             return Err(ApiError::bad_field(
@@ -37,7 +37,50 @@ pub fn parse(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
                 format!("must be a string, got {}", type_name(other)),
             ))
         }
+    }
+    match body.remove("models") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => {
+            if list.len() > 10 {
+                return Err(ApiError::bad_field("models", "may name at most 10 models"));
+            }
+            for (i, m) in list.iter().enumerate() {
+                match m.as_str().map(str::trim) {
+                    Some(s) if !s.is_empty() => {
+                        if !models.iter().any(|x| x == s) {
+                            models.push(s.to_string());
+                        }
+                    }
+                    _ => {
+                        return Err(ApiError::bad_field(
+                            &format!("models[{i}]"),
+                            "must be a model id",
+                        ))
+                    }
+                }
+            }
+        }
+        Some(other) => {
+            return Err(ApiError::bad_field(
+                "models",
+                format!("must be an array of model ids, got {}", type_name(&other)),
+            ))
+        }
+    }
+    if models.is_empty() {
+        return Err(ApiError::bad_field(
+            "model",
+            "is required: name a model from GET /api/v1/models",
+        ));
+    }
+    let prefs = match body.remove("provider") {
+        None | Some(Value::Null) => super::route::Prefs::default(),
+        Some(v) => super::route::parse_prefs(&v)?,
     };
+    // OpenRouter's own switches: routing is ours, usage is always included.
+    for k in ["route", "transforms", "plugins", "usage"] {
+        body.remove(k);
+    }
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -116,7 +159,8 @@ pub fn parse(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
         chars += content_chars(m.get("content"));
     }
     Ok(ChatRequest {
-        model,
+        models,
+        prefs,
         stream,
         max_tokens,
         prompt_upper_bound: bytes.len() as u64,
@@ -194,6 +238,7 @@ mod tests {
         let r = parse(br#"{"model":"a/b","messages":[{"role":"user","content":"hello"}],"max_tokens":7,"max_completion_tokens":9,"x_custom":{"a":1}}"#)
             .expect("valid");
         assert_eq!(r.max_tokens, Some(7));
+        assert_eq!(r.models, vec!["a/b".to_string()]);
         assert_eq!(r.body["x_custom"]["a"], 1);
         assert!(!r.stream);
     }

@@ -4,9 +4,9 @@
 //! is billed, once.
 
 use super::chat::{
-    normalise_finish, parse_reasoning, parse_usage, usage_json, Billed, Outcome, Usage, GEN_HEADER,
+    normalise_finish, parse_reasoning, parse_usage, usage_json, Billed, Outcome, StreamStart, Usage,
+    GEN_HEADER,
 };
-use super::sse::SseReader;
 use crate::catalog::Endpoint;
 use crate::money::{Pricing, Tokens};
 use axum::{
@@ -103,31 +103,10 @@ enum Wake {
 enum Step {
     Forward(Bytes),
     Skip,
-    Done,
-    Fail(String),
 }
 
-/// Rewrites one upstream event for the client and notes what it tells about usage.
-fn step(p: &mut Progress, gen_id: &str, slug: &str, data: &str) -> Step {
-    if data.trim() == "[DONE]" {
-        return Step::Done;
-    }
-    let mut v: Value = match serde_json::from_str(data) {
-        Ok(v) => v,
-        Err(e) => {
-            return Step::Fail(format!(
-                "provider {} sent an invalid stream event ({e})",
-                p.endpoint.provider.name
-            ))
-        }
-    };
-    if v.get("error").is_some_and(|e| !e.is_null()) {
-        let msg = crate::providers::upstream_message(data.as_bytes());
-        return Step::Fail(format!(
-            "provider {} failed mid-stream: {msg}",
-            p.endpoint.provider.name
-        ));
-    }
+/// Rewrites one translated chunk for the client and notes what it tells about usage.
+fn step(p: &mut Progress, gen_id: &str, slug: &str, mut v: Value) -> Step {
     if let Some(obj) = v.as_object_mut() {
         if let Some(u) = obj.remove("usage").filter(|u| !u.is_null()) {
             p.upstream_usage = Some(u);
@@ -152,7 +131,10 @@ fn step(p: &mut Progress, gen_id: &str, slug: &str, data: &str) -> Step {
                 }
             }
         }
-        if let Some(native) = c["finish_reason"].as_str().map(str::to_string) {
+        if let Some(native) = c["native_finish_reason"].as_str().map(str::to_string) {
+            // The adapter already split normalised and native (Gemini).
+            p.finish = Some(native);
+        } else if let Some(native) = c["finish_reason"].as_str().map(str::to_string) {
             c["native_finish_reason"] = Value::String(native.clone());
             c["finish_reason"] = Value::String(normalise_finish(&native).to_string());
             p.finish = Some(native);
@@ -164,12 +146,26 @@ fn step(p: &mut Progress, gen_id: &str, slug: &str, data: &str) -> Step {
     Step::Forward(event(&v))
 }
 
+/// A failure that ends the stream: what the client is told and its `metadata.error_type`.
+struct Failure {
+    message: String,
+    error_type: &'static str,
+}
+
+impl Failure {
+    fn upstream(message: String) -> Failure {
+        Failure {
+            message,
+            error_type: "upstream_error",
+        }
+    }
+}
+
 pub(super) fn respond(
     billed: Billed,
     endpoint: Endpoint,
     pricing: Pricing,
-    mut reader: SseReader,
-    first: String,
+    start: StreamStart,
     ttft_ms: i64,
 ) -> Response {
     let cfg = &billed.state.cfg;
@@ -197,17 +193,23 @@ pub(super) fn respond(
         .as_ref()
         .map(|b| b.state.cut_streams.subscribe())
         .expect("not settled yet");
+    let StreamStart {
+        mut reader,
+        mut translator,
+        pending,
+        mut done,
+    } = start;
     let body = async_stream::stream! {
-        let mut failure: Option<String> = None;
-        match step(&mut p, &gen_id, &slug, &first) {
-            Step::Forward(b) => yield Ok::<Bytes, Infallible>(b),
-            Step::Skip => {}
-            Step::Done => {}
-            Step::Fail(m) => failure = Some(m),
+        let mut failure: Option<Failure> = None;
+        let mut chunks = pending;
+        for v in chunks.drain(..) {
+            if let Step::Forward(b) = step(&mut p, &gen_id, &slug, v) {
+                yield Ok::<Bytes, Infallible>(b);
+            }
         }
         let mut deadline = Instant::now() + idle;
         let mut ka = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
-        while failure.is_none() {
+        while failure.is_none() && !done {
             let woke = tokio::select! {
                 next = reader.next_data() => Wake::Data(next),
                 _ = tokio::time::sleep_until(deadline.into()) => Wake::Idle,
@@ -216,36 +218,57 @@ pub(super) fn respond(
             };
             match woke {
                 Wake::KeepAlive => yield Ok(Bytes::from_static(b": SWITCHYARD PROCESSING\n\n")),
-                Wake::Cut => failure = Some("the platform is shutting down; retry the request".to_string()),
-                Wake::Idle => failure = Some(format!("provider {provider_name} sent nothing for {} s", idle.as_secs())),
+                Wake::Cut => failure = Some(Failure::upstream("the platform is shutting down; retry the request".to_string())),
+                Wake::Idle => failure = Some(Failure { message: format!("provider {provider_name} sent nothing for {} s", idle.as_secs()), error_type: "timeout" }),
                 Wake::Data(next) => {
                     deadline = Instant::now() + idle;
                     match next {
-                        Ok(Some(data)) => match step(&mut p, &gen_id, &slug, &data) {
-                            Step::Forward(b) => yield Ok(b),
-                            Step::Skip => {}
-                            Step::Done => break,
-                            Step::Fail(m) => failure = Some(m),
+                        Ok(Some(data)) => match translator.feed(&data, &mut chunks) {
+                            Ok(d) => done = d,
+                            Err(f) => {
+                                let kind = if f.status == 0 { crate::providers::FailureKind::Malformed } else { crate::providers::FailureKind::Status(f.status) };
+                                let error_type = crate::providers::UpstreamFailure { kind, provider: provider_name.clone(), message: f.message.clone(), raw: None, retry_after: None }.error_type();
+                                failure = Some(Failure { message: format!("provider {provider_name} failed mid-stream: {}", f.message), error_type });
+                            }
                         },
-                        // An upstream that closes after its finish reason but without [DONE] still finished.
-                        Ok(None) if p.finish.is_some() => break,
-                        Ok(None) => failure = Some(format!("provider {provider_name} closed the stream before it finished")),
-                        Err(e) => failure = Some(format!("provider {provider_name}'s stream broke: {e}")),
+                        Ok(None) => {
+                            // A protocol without an end marker (or an upstream that closes after its
+                            // finish reason without [DONE]) still finished.
+                            done = translator.finish(&mut chunks) || p.finish.is_some() || chunks.iter().any(|c| c["choices"][0]["finish_reason"].is_string());
+                            if !done {
+                                failure = Some(Failure::upstream(format!("provider {provider_name} closed the stream before it finished")));
+                            }
+                        }
+                        Err(e) => failure = Some(Failure::upstream(format!("provider {provider_name}'s stream broke: {e}"))),
+                    }
+                    for v in chunks.drain(..) {
+                        if let Step::Forward(b) = step(&mut p, &gen_id, &slug, v) {
+                            yield Ok(b);
+                        }
                     }
                 }
             }
         }
         drop(reader); // closes the upstream connection before we bill
-        if let Some(msg) = &failure {
-            tracing::warn!(generation = %gen_id, error = %msg, "stream ended with an error");
+        if let Some(f) = &failure {
+            tracing::warn!(generation = %gen_id, error = %f.message, "stream ended with an error");
             yield Ok(event(&json!({
                 "id": gen_id, "object": "chat.completion.chunk", "created": created, "model": slug, "provider": provider_name,
-                "error": {"code": 502, "message": msg, "metadata": {"provider_name": provider_name, "error_type": "upstream_error"}},
+                "error": {"code": 502, "message": f.message, "metadata": {"provider_name": provider_name, "error_type": f.error_type}},
                 "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error", "native_finish_reason": "error"}],
             })));
         }
         let mut billed = p.billed.take().expect("settled once");
-        let generation = billed.generation(p.outcome(false, failure));
+        let generation = billed.generation(p.outcome(false, failure.map(|f| f.message)));
+        if generation.error.is_none() {
+            let latency = billed.started.elapsed().as_millis() as u64;
+            let streaming_ms = latency.saturating_sub(p.ttft_ms.max(0) as u64).max(1);
+            billed.state.health.record_speed(
+                &p.endpoint.id,
+                latency,
+                Some(generation.completion_tokens as f64 * 1000.0 / streaming_ms as f64),
+            );
+        }
         let usage = usage_json(p.upstream_usage.as_ref(), &generation);
         billed.settle(generation).await;
         yield Ok(event(&json!({

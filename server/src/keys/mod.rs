@@ -32,6 +32,8 @@ pub struct KeyInfo {
     pub rules: KeyRules,
     /// The organisation keeps prompts and answers in its activity log.
     pub log_prompts: bool,
+    /// The organisation's default routing preferences (a request's own `provider` fields win).
+    pub provider_prefs: crate::gateway::route::Prefs,
 }
 
 /// What a key may do beyond its credit limit and expiry.
@@ -246,12 +248,13 @@ type KeyRow = (
     Option<String>,
     Option<i64>,
     i64,
+    Option<String>,
 );
 
 pub async fn lookup(store: &Store, hash: &str) -> Result<Option<KeyInfo>, sqlx::Error> {
     let row: Option<KeyRow> = sqlx::query_as(
         "SELECT k.id, k.org_id, k.name, k.limit_nanos, k.expires_at, k.disabled, k.revoked_at, k.kind, k.limit_reset, \
-         k.allowed_models, k.rpm_limit, o.prompt_logging FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.hash = $1",
+         k.allowed_models, k.rpm_limit, o.prompt_logging, o.provider_prefs FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.hash = $1",
     )
     .bind(hash)
     .fetch_optional(&store.pool)
@@ -270,6 +273,7 @@ pub async fn lookup(store: &Store, hash: &str) -> Result<Option<KeyInfo>, sqlx::
             models,
             rpm,
             log,
+            prefs,
         )| {
             KeyInfo {
                 id,
@@ -290,6 +294,10 @@ pub async fn lookup(store: &Store, hash: &str) -> Result<Option<KeyInfo>, sqlx::
                     requests_per_minute: rpm.and_then(|r| u32::try_from(r).ok()),
                 },
                 log_prompts: log != 0,
+                provider_prefs: prefs
+                    .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+                    .and_then(|v| crate::gateway::route::parse_prefs(&v).ok())
+                    .unwrap_or_default(),
             }
         },
     ))

@@ -1,16 +1,360 @@
-//! Provider adapters: one per wire protocol. Each sends a request to an upstream and reports failures in
-//! one shape, so the gateway can decide whether to try the next endpoint and what to tell the client.
+//! Provider adapters: one per wire protocol. The gateway speaks OpenAI's chat format; an adapter turns a
+//! request into its provider's (`prepare`), sends it with the same timeouts and error handling for all
+//! (`send`), and turns the answer (`answer`) or each streamed event (`Translator`) back into OpenAI's shape.
+//! Failures come back in one shape, so the gateway can decide whether to try the next endpoint and what to
+//! tell the client.
 
+pub mod anthropic;
+pub mod gemini;
 pub mod openai;
+#[cfg(test)]
+mod snapshots;
 
+use crate::catalog::{Credential, Endpoint, ProviderKind};
 use crate::error::ApiError;
 use axum::http::StatusCode;
+use futures::StreamExt;
+use serde_json::{Map, Value};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
     pub first_byte: Duration,
     pub idle: Duration,
+}
+
+/// What an adapter needs from the client's request (already stripped of the gateway's own fields).
+pub struct ChatCall<'a> {
+    pub body: &'a Map<String, Value>,
+    pub stream: bool,
+    /// The most output tokens this request may produce at this endpoint (`max_tokens`, else the limit).
+    pub max_tokens: u64,
+}
+
+/// What the answer's translation must remember about the request.
+#[derive(Clone, Debug, Default)]
+pub struct Ctx {
+    /// `response_format` was sent as this forced tool; its input is the answer's content.
+    pub json_tool: Option<String>,
+    /// `reasoning.exclude`: reasoning is used but not returned.
+    pub hide_reasoning: bool,
+}
+
+/// A request ready to send.
+pub struct Prepared {
+    pub request: reqwest::RequestBuilder,
+    pub ctx: Ctx,
+}
+
+/// The wire protocol of a kind of provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    OpenAi,
+    Anthropic,
+    Gemini,
+}
+
+pub fn wire(kind: ProviderKind) -> Wire {
+    match kind {
+        ProviderKind::Anthropic => Wire::Anthropic,
+        ProviderKind::Gemini => Wire::Gemini,
+        _ => Wire::OpenAi,
+    }
+}
+
+/// The request parameters an adapter can express (beyond `messages`, `model`, `stream`). A request with
+/// `provider.require_parameters` only goes to endpoints that honour all of its parameters.
+pub fn honours(kind: ProviderKind, param: &str) -> bool {
+    const COMMON: &[&str] = &[
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "reasoning",
+        "reasoning_effort",
+        "user",
+        "stream_options",
+    ];
+    let extra: &[&str] = match wire(kind) {
+        Wire::Anthropic => &["top_k", "parallel_tool_calls", "metadata"],
+        Wire::Gemini => &[
+            "top_k",
+            "seed",
+            "frequency_penalty",
+            "presence_penalty",
+            "n",
+            "logprobs",
+            "top_logprobs",
+        ],
+        Wire::OpenAi => return true,
+    };
+    COMMON.contains(&param) || extra.contains(&param)
+}
+
+/// Builds the upstream request for a chat completion.
+pub fn prepare(
+    client: &reqwest::Client,
+    ep: &Endpoint,
+    credential: Option<&Credential>,
+    call: &ChatCall<'_>,
+) -> Result<Prepared, UpstreamFailure> {
+    let built = match wire(ep.provider.kind) {
+        Wire::OpenAi => openai::prepare(client, ep, credential, call),
+        Wire::Anthropic => anthropic::prepare(client, ep, credential, call),
+        Wire::Gemini => gemini::prepare(client, ep, credential, call),
+    };
+    built.map_err(|message| UpstreamFailure {
+        kind: FailureKind::Unsupported,
+        provider: ep.provider.name.clone(),
+        message,
+        raw: None,
+        retry_after: None,
+    })
+}
+
+/// A complete (non-streamed) answer in OpenAI's `chat.completion` shape.
+pub fn answer(kind: ProviderKind, ctx: &Ctx, v: Value) -> Result<Value, String> {
+    match wire(kind) {
+        Wire::OpenAi => {
+            if v.get("choices").is_some_and(Value::is_array) {
+                Ok(v)
+            } else {
+                Err("response has no `choices` array".into())
+            }
+        }
+        Wire::Anthropic => anthropic::answer(ctx, v),
+        Wire::Gemini => gemini::answer(ctx, v),
+    }
+}
+
+/// A failure reported inside a stream (before or after its first event).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamFailure {
+    /// The HTTP status the provider's error stands for (502 when it names none).
+    pub status: u16,
+    pub message: String,
+}
+
+/// Turns a provider's stream events into OpenAI `chat.completion.chunk` values as they arrive.
+pub enum Translator {
+    OpenAi,
+    Anthropic(Box<anthropic::StreamState>),
+    Gemini(Box<gemini::StreamState>),
+}
+
+impl Translator {
+    pub fn new(kind: ProviderKind, ctx: Ctx) -> Translator {
+        match wire(kind) {
+            Wire::OpenAi => Translator::OpenAi,
+            Wire::Anthropic => Translator::Anthropic(Box::new(anthropic::StreamState::new(ctx))),
+            Wire::Gemini => Translator::Gemini(Box::new(gemini::StreamState::new(ctx))),
+        }
+    }
+
+    /// Feeds one event's data; pushes the chunks it makes. `Ok(true)` when the stream is complete.
+    pub fn feed(&mut self, data: &str, out: &mut Vec<Value>) -> Result<bool, StreamFailure> {
+        match self {
+            Translator::OpenAi => {
+                if data.trim() == "[DONE]" {
+                    return Ok(true);
+                }
+                let v: Value = serde_json::from_str(data).map_err(|e| StreamFailure {
+                    status: 502,
+                    message: format!("invalid stream event ({e})"),
+                })?;
+                if v.get("error").is_some_and(|e| !e.is_null()) {
+                    let status = v["error"]["code"]
+                        .as_u64()
+                        .filter(|c| (400..600).contains(c))
+                        .unwrap_or(502) as u16;
+                    return Err(StreamFailure {
+                        status,
+                        message: upstream_message(data.as_bytes()),
+                    });
+                }
+                out.push(v);
+                Ok(false)
+            }
+            Translator::Anthropic(s) => s.feed(data, out),
+            Translator::Gemini(s) => s.feed(data, out),
+        }
+    }
+
+    /// The stream's body ended: chunks still owed (a protocol without an end marker finishes here).
+    pub fn finish(&mut self, out: &mut Vec<Value>) -> bool {
+        match self {
+            Translator::OpenAi | Translator::Anthropic(_) => false,
+            Translator::Gemini(s) => s.finish(out),
+        }
+    }
+}
+
+/// Sends a prepared request; the response once its headers say success.
+pub async fn send(
+    prepared: reqwest::RequestBuilder,
+    provider: &str,
+    t: Timeouts,
+) -> Result<reqwest::Response, UpstreamFailure> {
+    let fail = |kind, message: String| UpstreamFailure {
+        kind,
+        provider: provider.to_string(),
+        message,
+        raw: None,
+        retry_after: None,
+    };
+    let resp = match tokio::time::timeout(t.first_byte, prepared.send()).await {
+        Err(_) => {
+            return Err(fail(
+                FailureKind::Timeout,
+                "no response headers in time".into(),
+            ))
+        }
+        Ok(Err(e)) if e.is_timeout() => {
+            return Err(fail(FailureKind::Timeout, "connect timeout".into()))
+        }
+        Ok(Err(e)) => return Err(fail(FailureKind::Connect, describe(&e))),
+        Ok(Ok(r)) => r,
+    };
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let mut retry_after = retry_after(resp.headers());
+    let body = read_capped(resp, 64 * 1024, t.idle)
+        .await
+        .unwrap_or_default();
+    if retry_after.is_none() {
+        retry_after = retry_delay_in_body(&body);
+    }
+    Err(UpstreamFailure {
+        kind: FailureKind::Status(status.as_u16()),
+        provider: provider.to_string(),
+        message: upstream_message(&body),
+        raw: Some(truncate(&String::from_utf8_lossy(&body), 2000)),
+        retry_after,
+    })
+}
+
+/// Seconds to wait from `retry-after-ms`, `retry-after` (seconds or an HTTP date).
+pub fn retry_after(h: &reqwest::header::HeaderMap) -> Option<u64> {
+    let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        return Some((ms / 1000.0).ceil().max(0.0) as u64);
+    }
+    let v = text("retry-after")?;
+    if let Ok(s) = v.parse::<f64>() {
+        return Some(s.ceil().max(0.0) as u64);
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .map_or(0, |d| d.as_secs() + 1),
+    )
+}
+
+/// Google's `RetryInfo` in an error body: `{"error":{"details":[{"retryDelay":"30s"}]}}`.
+fn retry_delay_in_body(body: &[u8]) -> Option<u64> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    v["error"]["details"].as_array()?.iter().find_map(|d| {
+        let s = d["retryDelay"].as_str()?.strip_suffix('s')?;
+        s.parse::<f64>().ok().map(|s| s.ceil().max(0.0) as u64)
+    })
+}
+
+/// Reads a whole body, at most `cap` bytes, each chunk within `idle`.
+pub async fn read_capped(
+    resp: reqwest::Response,
+    cap: usize,
+    idle: Duration,
+) -> Result<Vec<u8>, FailureKind> {
+    let mut out = Vec::new();
+    let mut s = resp.bytes_stream();
+    loop {
+        match tokio::time::timeout(idle, s.next()).await {
+            Err(_) => return Err(FailureKind::Timeout),
+            Ok(None) => return Ok(out),
+            Ok(Some(Err(_))) => return Err(FailureKind::Connect),
+            Ok(Some(Ok(b))) => {
+                out.extend_from_slice(&b);
+                if out.len() > cap {
+                    return Err(FailureKind::Malformed);
+                }
+            }
+        }
+    }
+}
+
+/// A connection error without the URL's credentials or query.
+fn describe(e: &reqwest::Error) -> String {
+    let mut msg = String::from(if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    });
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    truncate(&msg, 300)
+}
+
+/// A `data:` URL's media type and base64 payload.
+pub fn data_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, data) = rest.split_once(',')?;
+    let media = meta.strip_suffix(";base64")?;
+    Some((media, data))
+}
+
+/// `stop` as a list (OpenAI takes a string or up to four strings).
+pub fn stop_list(v: Option<&Value>) -> Vec<Value> {
+    match v {
+        Some(Value::String(s)) => vec![Value::String(s.clone())],
+        Some(Value::Array(a)) => a.iter().filter(|s| s.is_string()).cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The thinking budget a request asks for: `reasoning.max_tokens`, else `reasoning.effort` (or
+/// `reasoning_effort`) as a share of the output cap; `None` when reasoning is not asked for.
+pub fn reasoning_budget(body: &Map<String, Value>, max_tokens: u64) -> Option<u64> {
+    let r = body.get("reasoning");
+    if r.and_then(|r| r.get("enabled")).and_then(Value::as_bool) == Some(false) {
+        return None;
+    }
+    if let Some(n) = r.and_then(|r| r.get("max_tokens")).and_then(Value::as_u64) {
+        return Some(n);
+    }
+    let effort = r
+        .and_then(|r| r.get("effort"))
+        .or_else(|| body.get("reasoning_effort"))
+        .and_then(Value::as_str);
+    let share = match effort {
+        Some("minimal") => 10,
+        Some("low") => 20,
+        Some("medium") => 50,
+        Some("high") => 80,
+        Some(_) => 50,
+        None if r.and_then(|r| r.get("enabled")).and_then(Value::as_bool) == Some(true) => 50,
+        None => return None,
+    };
+    Some(max_tokens * share / 100)
+}
+
+/// OpenAI's usage object from the four counts every provider reports in some shape.
+pub fn openai_usage(prompt: u64, completion: u64, cache_read: u64, cache_write: u64, reasoning: u64) -> Value {
+    serde_json::json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cache_read, "cache_write_tokens": cache_write},
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +367,8 @@ pub enum FailureKind {
     Status(u16),
     /// The upstream answered 2xx with something that is not a valid response.
     Malformed,
+    /// The request cannot be expressed in this provider's protocol (another provider may take it).
+    Unsupported,
 }
 
 /// Why an upstream call failed. `message` is safe to show the client: it carries the provider's own
@@ -36,28 +382,59 @@ pub struct UpstreamFailure {
     pub retry_after: Option<u64>,
 }
 
+/// Words providers use when a prompt does not fit the model's context window.
+fn says_context_too_long(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "context length",
+        "context_length",
+        "context window",
+        "maximum context",
+        "prompt is too long",
+        "too many tokens",
+        "exceeds the maximum number of tokens",
+        "input is too long",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
+}
+
 impl UpstreamFailure {
-    /// Whether another endpoint may succeed where this one failed.
+    /// Whether another endpoint (or key) may succeed where this one failed.
     pub fn retryable(&self) -> bool {
         match self.kind {
-            FailureKind::Connect | FailureKind::Timeout | FailureKind::Malformed => true,
+            FailureKind::Connect
+            | FailureKind::Timeout
+            | FailureKind::Malformed
+            | FailureKind::Unsupported => true,
             FailureKind::Status(s) => s == 408 || s == 429 || s >= 500 || s == 401 || s == 403,
         }
     }
 
+    /// Whether this says something about the endpoint's health (the circuit breaker counts these);
+    /// refused keys, rate limits and the client's own mistakes do not.
+    pub fn counts_against_health(&self) -> bool {
+        match self.kind {
+            FailureKind::Connect | FailureKind::Timeout | FailureKind::Malformed => true,
+            FailureKind::Status(s) => s >= 500 || s == 408,
+            FailureKind::Unsupported => false,
+        }
+    }
+
+    /// A stable name for what went wrong (`metadata.error_type`).
     pub fn error_type(&self) -> &'static str {
         match self.kind {
             FailureKind::Connect => "upstream_unreachable",
             FailureKind::Timeout => "timeout",
             FailureKind::Malformed => "invalid_upstream_response",
+            FailureKind::Unsupported => "unsupported_parameter",
             FailureKind::Status(429) => "rate_limited",
             FailureKind::Status(401 | 403) => "upstream_auth_failed",
-            FailureKind::Status(400 | 413 | 422)
-                if self.message.to_ascii_lowercase().contains("context") =>
-            {
+            FailureKind::Status(400 | 413 | 422) if says_context_too_long(&self.message) => {
                 "context_length_exceeded"
             }
             FailureKind::Status(400 | 404 | 413 | 422) => "upstream_bad_request",
+            FailureKind::Status(408 | 504) => "timeout",
             FailureKind::Status(503 | 529) => "provider_overloaded",
             FailureKind::Status(_) => "upstream_error",
         }
@@ -66,7 +443,7 @@ impl UpstreamFailure {
     /// The error the client sees.
     pub fn to_api_error(&self) -> ApiError {
         let (status, kind, message) = match self.kind {
-            FailureKind::Timeout => (
+            FailureKind::Timeout | FailureKind::Status(408 | 504) => (
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout",
                 format!("provider {} did not answer in time; try again, or pick another model", self.provider),
@@ -81,10 +458,20 @@ impl UpstreamFailure {
                 "invalid_request_error",
                 format!("provider {} rejected the request (HTTP {s}): {}", self.provider, self.message),
             ),
+            FailureKind::Unsupported => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!("provider {} cannot take this request: {}", self.provider, self.message),
+            ),
             FailureKind::Status(s @ (401 | 403)) => (
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",
                 format!("provider {} refused the platform's credentials (HTTP {s}); the operator must fix this provider's api_key", self.provider),
+            ),
+            FailureKind::Status(s @ (503 | 529)) => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                format!("provider {} is overloaded (HTTP {s}): {}", self.provider, self.message),
             ),
             FailureKind::Status(s) => (
                 StatusCode::BAD_GATEWAY,
@@ -116,9 +503,15 @@ impl UpstreamFailure {
     }
 }
 
-/// Pulls the human message out of an upstream error body (OpenAI `{"error":{"message"}}` and friends).
+/// Pulls the human message out of an upstream error body (OpenAI's and Anthropic's
+/// `{"error":{"message"}}`, Google's `{"error":{"message","status"}}` and friends).
 pub fn upstream_message(body: &[u8]) -> String {
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        // Google sometimes answers with a one-element array.
+        let v = match v {
+            Value::Array(mut a) if !a.is_empty() => a.swap_remove(0),
+            v => v,
+        };
         for path in [
             &["error", "message"][..],
             &["message"][..],

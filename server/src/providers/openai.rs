@@ -1,104 +1,259 @@
-//! The `openai` adapter: any OpenAI-compatible server. The request body is the client's own JSON with
-//! `model` rewritten (and usage requested when streaming), so unknown fields reach the upstream untouched.
+//! The `openai` adapter and the kinds that speak OpenAI's protocol: Azure OpenAI (deployments,
+//! `api-version`, the `api-key` header) and the presets that differ only in base URL and quirks. The body is
+//! the client's own JSON with `model` rewritten (and usage requested when streaming), so unknown fields
+//! reach the upstream untouched; a preset's quirks rename or drop the few parameters its service refuses.
 
-use super::{truncate, upstream_message, FailureKind, Timeouts, UpstreamFailure};
-use crate::catalog::{Credential, Endpoint};
-use bytes::Bytes;
-use futures::StreamExt;
+use super::ChatCall;
+use crate::catalog::{Credential, Endpoint, ProviderKind};
+use serde_json::{json, Map, Value};
 
-/// Sends a chat completion and returns the response once its headers say success.
-pub async fn send_chat(
-    client: &reqwest::Client,
-    ep: &Endpoint,
-    credential: Option<&Credential>,
-    body: Bytes,
-    t: Timeouts,
-) -> Result<reqwest::Response, UpstreamFailure> {
-    let provider = ep.provider.name.clone();
-    let fail = |kind, message: String| UpstreamFailure {
-        kind,
-        provider: provider.clone(),
-        message,
-        raw: None,
-        retry_after: None,
-    };
-    let url = format!("{}/chat/completions", ep.provider.base_url);
-    let mut req = client
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body);
-    if let Some(c) = credential {
-        req = req.bearer_auth(c.secret.expose());
-    }
-    let resp = match tokio::time::timeout(t.first_byte, req.send()).await {
-        Err(_) => {
-            return Err(fail(
-                FailureKind::Timeout,
-                "no response headers in time".into(),
-            ))
-        }
-        Ok(Err(e)) if e.is_timeout() => {
-            return Err(fail(FailureKind::Timeout, "connect timeout".into()))
-        }
-        Ok(Err(e)) => return Err(fail(FailureKind::Connect, describe(&e))),
-        Ok(Ok(r)) => r,
-    };
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(resp);
-    }
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|s| s.ceil().max(0.0) as u64);
-    let body = read_capped(resp, 64 * 1024, t.idle)
-        .await
-        .unwrap_or_default();
-    Err(UpstreamFailure {
-        kind: FailureKind::Status(status.as_u16()),
-        provider,
-        message: upstream_message(&body),
-        raw: Some(truncate(&String::from_utf8_lossy(&body), 2000)),
-        retry_after,
-    })
+/// How a service departs from OpenAI's chat API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quirks {
+    /// Takes `stream_options.include_usage` (otherwise it reports usage in the last chunk unasked, or never).
+    pub stream_options: bool,
+    /// Knows `max_completion_tokens` (otherwise it is sent as `max_tokens`).
+    pub max_completion_tokens: bool,
+    /// Calls the seed `random_seed` (Mistral).
+    pub random_seed: bool,
+    /// Takes `reasoning_effort`.
+    pub reasoning_effort: bool,
+    /// Takes OpenRouter's own fields (`reasoning`, `transforms`, …) as they are.
+    pub openrouter: bool,
 }
 
-/// Reads a whole body, at most `cap` bytes, each chunk within `idle`.
-pub async fn read_capped(
-    resp: reqwest::Response,
-    cap: usize,
-    idle: std::time::Duration,
-) -> Result<Vec<u8>, FailureKind> {
-    let mut out = Vec::new();
-    let mut s = resp.bytes_stream();
-    loop {
-        match tokio::time::timeout(idle, s.next()).await {
-            Err(_) => return Err(FailureKind::Timeout),
-            Ok(None) => return Ok(out),
-            Ok(Some(Err(_))) => return Err(FailureKind::Connect),
-            Ok(Some(Ok(b))) => {
-                out.extend_from_slice(&b);
-                if out.len() > cap {
-                    return Err(FailureKind::Malformed);
+pub fn quirks(kind: ProviderKind) -> Quirks {
+    let base = Quirks {
+        stream_options: true,
+        max_completion_tokens: true,
+        random_seed: false,
+        reasoning_effort: true,
+        openrouter: false,
+    };
+    match kind {
+        ProviderKind::Mistral => Quirks {
+            stream_options: false,
+            max_completion_tokens: false,
+            random_seed: true,
+            reasoning_effort: false,
+            ..base
+        },
+        ProviderKind::Deepseek | ProviderKind::Together | ProviderKind::Fireworks => Quirks {
+            max_completion_tokens: false,
+            reasoning_effort: false,
+            ..base
+        },
+        ProviderKind::Ollama | ProviderKind::Vllm => Quirks {
+            max_completion_tokens: false,
+            ..base
+        },
+        ProviderKind::Openrouter => Quirks {
+            openrouter: true,
+            ..base
+        },
+        _ => base,
+    }
+}
+
+/// The body an OpenAI-compatible service receives.
+pub fn body(kind: ProviderKind, upstream_model: &str, call: &ChatCall<'_>) -> Map<String, Value> {
+    let q = quirks(kind);
+    let mut body = call.body.clone();
+    body.insert("model".into(), Value::String(upstream_model.to_string()));
+    if call.stream && q.stream_options {
+        let opts = body.entry("stream_options").or_insert_with(|| json!({}));
+        if !opts.is_object() {
+            *opts = json!({});
+        }
+        if let Some(o) = opts.as_object_mut() {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+    } else if !q.stream_options {
+        body.remove("stream_options");
+    }
+    if !q.openrouter {
+        // OpenRouter's unified `reasoning` becomes OpenAI's `reasoning_effort` where the service has it.
+        if let Some(r) = body.remove("reasoning") {
+            let effort = r.get("effort").and_then(Value::as_str);
+            if q.reasoning_effort && !body.contains_key("reasoning_effort") {
+                if let Some(e) = effort {
+                    body.insert("reasoning_effort".into(), Value::String(e.to_string()));
                 }
             }
         }
+        if !q.reasoning_effort {
+            body.remove("reasoning_effort");
+        }
+    }
+    if !q.max_completion_tokens {
+        if let Some(v) = body.remove("max_completion_tokens") {
+            let smaller = match (body.get("max_tokens").and_then(Value::as_u64), v.as_u64()) {
+                (Some(a), Some(b)) => Value::from(a.min(b)),
+                (None, _) => v,
+                (Some(a), None) => Value::from(a),
+            };
+            body.insert("max_tokens".into(), smaller);
+        }
+    }
+    if q.random_seed {
+        if let Some(seed) = body.remove("seed") {
+            body.insert("random_seed".into(), seed);
+        }
+    }
+    body
+}
+
+/// Azure's `api-version` when the base URL does not carry one.
+pub const AZURE_API_VERSION: &str = "2024-10-21";
+
+/// The chat completions URL: `{base}/chat/completions`, or for Azure
+/// `{base}/deployments/{deployment}/chat/completions?api-version=…` (the base URL's own `api-version`
+/// query wins).
+pub fn chat_url(ep: &Endpoint, path: &str) -> String {
+    let base = &ep.provider.base_url;
+    if ep.provider.kind != ProviderKind::Azure {
+        return format!("{base}/{path}");
+    }
+    let (root, query) = base.split_once('?').unwrap_or((base.as_str(), ""));
+    let version = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("api-version="))
+        .unwrap_or(AZURE_API_VERSION);
+    let root = root.trim_end_matches('/');
+    format!(
+        "{root}/deployments/{}/{path}?api-version={version}",
+        urlencoding(&ep.upstream_model)
+    )
+}
+
+/// Percent-encodes a path segment.
+fn urlencoding(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The request with this provider's authentication header.
+pub fn authorise(
+    kind: ProviderKind,
+    req: reqwest::RequestBuilder,
+    credential: Option<&Credential>,
+) -> reqwest::RequestBuilder {
+    match credential {
+        Some(c) if kind == ProviderKind::Azure => req.header("api-key", c.secret.expose()),
+        Some(c) => req.bearer_auth(c.secret.expose()),
+        None => req,
     }
 }
 
-/// A connection error without the URL's credentials or query.
-fn describe(e: &reqwest::Error) -> String {
-    let mut msg = String::from(if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    });
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg = format!("{msg}: {s}");
-        src = s.source();
+pub fn prepare(
+    client: &reqwest::Client,
+    ep: &Endpoint,
+    credential: Option<&Credential>,
+    call: &ChatCall<'_>,
+) -> Result<super::Prepared, String> {
+    let kind = ep.provider.kind;
+    let body = body(kind, &ep.upstream_model, call);
+    let req = client
+        .post(chat_url(ep, "chat/completions"))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&body).expect("a JSON map serialises"));
+    Ok(super::Prepared {
+        request: authorise(kind, req, credential),
+        ctx: super::Ctx::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(body: Value, stream: bool) -> (Map<String, Value>, bool) {
+        (body.as_object().cloned().expect("object"), stream)
     }
-    truncate(&msg, 300)
+
+    fn translate(kind: ProviderKind, body: Value, stream: bool) -> Value {
+        let (b, stream) = call(body, stream);
+        Value::Object(super::body(
+            kind,
+            "up-1",
+            &ChatCall {
+                body: &b,
+                stream,
+                max_tokens: 100,
+            },
+        ))
+    }
+
+    #[test]
+    fn presets_rename_what_their_service_calls_otherwise() {
+        let req = json!({"model": "a/b", "messages": [], "max_completion_tokens": 50, "seed": 7,
+            "reasoning": {"effort": "high"}, "x_custom": 1, "stream_options": {"include_usage": false}});
+        let openai = translate(ProviderKind::Openai, req.clone(), true);
+        assert_eq!(
+            openai,
+            json!({"model": "up-1", "messages": [], "max_completion_tokens": 50, "seed": 7,
+            "reasoning_effort": "high", "x_custom": 1, "stream_options": {"include_usage": true}})
+        );
+        let mistral = translate(ProviderKind::Mistral, req.clone(), true);
+        assert_eq!(
+            mistral,
+            json!({"model": "up-1", "messages": [], "max_tokens": 50, "random_seed": 7, "x_custom": 1})
+        );
+        let deepseek = translate(
+            ProviderKind::Deepseek,
+            json!({"model": "a/b", "messages": [], "max_tokens": 80, "max_completion_tokens": 50}),
+            false,
+        );
+        assert_eq!(
+            deepseek,
+            json!({"model": "up-1", "messages": [], "max_tokens": 50})
+        );
+        let openrouter = translate(ProviderKind::Openrouter, req, false);
+        assert_eq!(openrouter["reasoning"], json!({"effort": "high"}));
+    }
+
+    #[test]
+    fn azure_addresses_the_deployment() {
+        let provider = |base: &str| crate::catalog::Provider {
+            id: "p".into(),
+            slug: "az".into(),
+            name: "Azure".into(),
+            kind: ProviderKind::Azure,
+            base_url: base.into(),
+            collects_data: false,
+            credentials: Vec::new(),
+        };
+        let ep = |base: &str| Endpoint {
+            id: "e".into(),
+            provider: std::sync::Arc::new(provider(base)),
+            upstream_model: "gpt 4o".into(),
+            input: crate::money::MtokPrice(0),
+            output: crate::money::MtokPrice(0),
+            cache_read: None,
+            cache_write: None,
+            request: crate::money::Nanos(0),
+            max_output_tokens: None,
+            priority: 0,
+            weight: 100,
+            markup: crate::money::Markup(0),
+        };
+        assert_eq!(
+            chat_url(&ep("https://r.openai.azure.com/openai"), "chat/completions"),
+            "https://r.openai.azure.com/openai/deployments/gpt%204o/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(
+            chat_url(
+                &ep("https://r.openai.azure.com/openai?api-version=2025-01-01-preview"),
+                "embeddings"
+            ),
+            "https://r.openai.azure.com/openai/deployments/gpt%204o/embeddings?api-version=2025-01-01-preview"
+        );
+    }
 }

@@ -129,8 +129,9 @@ pub fn test_config(db_url: &str, dir: &std::path::Path) -> Config {
     }
 }
 
-/// The test catalog: `test/fast` on the fake upstream; `test/fallback` whose cheapest endpoint is a
-/// provider nobody listens on, so every request must fall back to the fake.
+/// The test catalog: `test/fast` on the fake upstream; `test/fallback` whose first endpoint is a
+/// provider nobody listens on, so every request must fall back to the fake (until its circuit breaker
+/// opens: then the dead one is tried last).
 pub fn test_catalog(fake: SocketAddr, dead: SocketAddr) -> String {
     format!(
         r#"
@@ -190,6 +191,8 @@ provider = "fake"
 upstream_model = "fast-1"
 input_per_mtok = "0.50"
 output_per_mtok = "1.50"
+# A fallback only: never drawn before the dead provider, so every request tries that first.
+weight = 0
 
 [markup]
 default_percent = "10"
