@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: unit and integration tests (SQLite and PostgreSQL, fake upstreams over real HTTP, the
-# official openai Python SDK in its own process) and the browser tests (Playwright + Debian Chromium).
+# official openai and anthropic Python SDKs in their own processes) and the browser tests (Playwright + Debian Chromium).
 # Installs what the tests need when it is missing and starts PostgreSQL when it is not running.
 set -euo pipefail
 source "$(dirname "$0")/../deploy/lib.sh"
@@ -31,10 +31,10 @@ psql -h 127.0.0.1 -U postgres -d test -Atc "SELECT datname FROM pg_database WHER
   while read -r db; do psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" || true; done
 
 VENV="$CACHE/venv"
-if ! "$VENV/bin/python" -c "import openai" 2>/dev/null; then
-  step "installing the openai Python SDK (PyPI) into $VENV"
+if ! "$VENV/bin/python" -c "import openai, anthropic" 2>/dev/null; then
+  step "installing the openai and anthropic Python SDKs (PyPI) into $VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check openai
+  "$VENV/bin/pip" install -q --disable-pip-version-check openai anthropic
 fi
 export SWITCHYARD_PYTHON="$VENV/bin/python"
 

@@ -397,7 +397,11 @@ async fn upstream_failures_map_to_clear_errors_and_charge_nothing(db: Db) {
             502,
             "upstream_error",
         ),
-        (json!({"x_fake": {"status": 503}}), 502, "provider_overloaded"),
+        (
+            json!({"x_fake": {"status": 503}}),
+            502,
+            "provider_overloaded",
+        ),
         // Last: the provider's only key then rests for its Retry-After (1 s).
         (json!({"x_fake": {"status": 429}}), 429, "rate_limited"),
     ];
@@ -421,18 +425,26 @@ async fn upstream_failures_map_to_clear_errors_and_charge_nothing(db: Db) {
         );
     }
     // The rate-limited key rests: the provider is not asked again until its Retry-After passed.
-    let asked = app.fake_stats.requests.load(std::sync::atomic::Ordering::Relaxed);
+    let asked = app
+        .fake_stats
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed);
     let r = app.chat(chat_body(json!({}))).await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "1");
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["error"]["metadata"]["error_type"], "rate_limited", "{v}");
     assert!(
-        v["error"]["message"].as_str().expect("msg").contains("resting"),
+        v["error"]["message"]
+            .as_str()
+            .expect("msg")
+            .contains("resting"),
         "{v}"
     );
     assert_eq!(
-        app.fake_stats.requests.load(std::sync::atomic::Ordering::Relaxed),
+        app.fake_stats
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed),
         asked,
         "a resting key is not used"
     );

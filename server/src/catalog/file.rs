@@ -179,12 +179,16 @@ fn is_hundred(n: &u64) -> bool {
 fn base_url_of(p: &ProviderSpec, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     match &p.base_url {
         Some(u) => resolve(u.get_ref(), env),
-        None => p.kind.default_base_url().map(str::to_string).ok_or_else(|| {
-            format!(
-                "is required for kind {:?} (e.g. https://RESOURCE.openai.azure.com/openai)",
-                p.kind.as_str()
-            )
-        }),
+        None => p
+            .kind
+            .default_base_url()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                format!(
+                    "is required for kind {:?} (e.g. https://RESOURCE.openai.azure.com/openai)",
+                    p.kind.as_str()
+                )
+            }),
     }
 }
 
@@ -665,7 +669,8 @@ pub async fn export(store: &Store) -> anyhow::Result<String> {
         providers: Vec::new(),
         models: Vec::new(),
     };
-    for (id, slug, name, kind, base_url, enabled, website, data_policy, collects_data) in providers {
+    for (id, slug, name, kind, base_url, enabled, website, data_policy, collects_data) in providers
+    {
         let Some(kind) = ProviderKind::parse(&kind) else {
             anyhow::bail!("provider {slug} has kind {kind:?}, which this version cannot write");
         };
@@ -730,8 +735,20 @@ pub async fn export(store: &Store) -> anyhow::Result<String> {
     .fetch_all(pool)
     .await?;
     let mut by_model: HashMap<String, Vec<EndpointSpec>> = HashMap::new();
-    for (model_id, provider_id, upstream, i, o, read, write, request, max_out, priority, enabled, weight) in
-        endpoints
+    for (
+        model_id,
+        provider_id,
+        upstream,
+        i,
+        o,
+        read,
+        write,
+        request,
+        max_out,
+        priority,
+        enabled,
+        weight,
+    ) in endpoints
     {
         by_model.entry(model_id).or_default().push(EndpointSpec {
             provider: span(slugs.get(&provider_id).cloned().unwrap_or(provider_id)),

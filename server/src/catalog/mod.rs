@@ -590,8 +590,14 @@ mod tests {
             let c = p.pick_credential(|c| c.id != "b").expect("usable");
             assert_eq!(c.expect("a key").id, "a");
         }
-        assert!(matches!(p.pick_credential(|c| c.id == "rested"), Err(NoCredential)));
+        assert!(matches!(
+            p.pick_credential(|c| c.id == "rested"),
+            Err(NoCredential)
+        ));
         assert!(matches!(p.pick_credential(|_| false), Err(NoCredential)));
-        assert!(matches!(provider(&[]).pick_credential(|_| false), Ok(None)), "keyless");
+        assert!(
+            matches!(provider(&[]).pick_credential(|_| false), Ok(None)),
+            "keyless"
+        );
     }
 }

@@ -22,10 +22,8 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response {
         Json(json!({"type": "error", "error": {"type": kind, "message": message}})),
     )
         .into_response();
-    r.headers_mut().insert(
-        "request-id",
-        "req_fake0001".parse().expect("static header"),
-    );
+    r.headers_mut()
+        .insert("request-id", "req_fake0001".parse().expect("static header"));
     r
 }
 
@@ -59,7 +57,11 @@ fn cached_prefix(body: &Value) -> (u64, u64) {
     if let Some(sys) = body["system"].as_array() {
         blocks.extend(sys);
     }
-    for m in body["messages"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+    for m in body["messages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+    {
         match m["content"].as_array() {
             Some(parts) => blocks.extend(parts),
             None => blocks.push(&m["content"]),
@@ -67,7 +69,8 @@ fn cached_prefix(body: &Value) -> (u64, u64) {
     }
     let mut key = 0u64;
     for b in blocks {
-        chars_before += text_chars(b) + b["input_schema"].to_string().len() * (b["input_schema"].is_object() as usize);
+        chars_before += text_chars(b)
+            + b["input_schema"].to_string().len() * (b["input_schema"].is_object() as usize);
         if b.get("cache_control").is_some() {
             prefix = chars_before;
             key = chars_before as u64 ^ (b.to_string().len() as u64) << 20;
@@ -119,7 +122,12 @@ pub(super) async fn messages(State(f): State<Fake>, headers: HeaderMap, body: By
             );
         }
     }
-    for (i, m) in body["messages"].as_array().into_iter().flatten().enumerate() {
+    for (i, m) in body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         if !matches!(m["role"].as_str(), Some("user" | "assistant")) {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -136,21 +144,57 @@ pub(super) async fn messages(State(f): State<Fake>, headers: HeaderMap, body: By
             let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit (https://docs.anthropic.com/en/api/rate-limits); see the response headers for current usage.");
             let h = r.headers_mut();
             h.insert("retry-after", "2".parse().expect("static header"));
-            h.insert("anthropic-ratelimit-requests-limit", "50".parse().expect("static header"));
-            h.insert("anthropic-ratelimit-requests-remaining", "0".parse().expect("static header"));
-            h.insert("anthropic-ratelimit-requests-reset", "2026-01-01T00:00:02Z".parse().expect("static header"));
+            h.insert(
+                "anthropic-ratelimit-requests-limit",
+                "50".parse().expect("static header"),
+            );
+            h.insert(
+                "anthropic-ratelimit-requests-remaining",
+                "0".parse().expect("static header"),
+            );
+            h.insert(
+                "anthropic-ratelimit-requests-reset",
+                "2026-01-01T00:00:02Z".parse().expect("static header"),
+            );
             return r;
         }
-        Some(529) => return error(StatusCode::from_u16(529).expect("529"), "overloaded_error", "Overloaded"),
-        Some(400) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum"),
-        Some(401) => return error(StatusCode::UNAUTHORIZED, "authentication_error", "invalid x-api-key"),
+        Some(529) => {
+            return error(
+                StatusCode::from_u16(529).expect("529"),
+                "overloaded_error",
+                "Overloaded",
+            )
+        }
+        Some(400) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "prompt is too long: 210000 tokens > 200000 maximum",
+            )
+        }
+        Some(401) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "invalid x-api-key",
+            )
+        }
         Some(s) if s >= 500 => {
-            return error(StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "api_error", "Internal server error")
+            return error(
+                StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "api_error",
+                "Internal server error",
+            )
         }
         _ => {}
     }
     if sw.malformed {
-        return (StatusCode::OK, [("content-type", "application/json")], "{\"id\": \"msg_broken\", \"content\": [").into_response();
+        return (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            "{\"id\": \"msg_broken\", \"content\": [",
+        )
+            .into_response();
     }
 
     // What the model says.
@@ -202,7 +246,8 @@ pub(super) async fn messages(State(f): State<Fake>, headers: HeaderMap, body: By
         output += words.len() as u64;
         content.push(json!({"type": "text", "text": words.concat()}));
     }
-    let total = (text_chars(&body["system"]) + text_chars(&body["messages"])
+    let total = (text_chars(&body["system"])
+        + text_chars(&body["messages"])
         + body["tools"].to_string().len() * (!tools.is_empty() as usize)) as u64;
     let prompt = total.div_ceil(4) + 3;
     let (prefix, key) = cached_prefix(&body);

@@ -85,7 +85,12 @@ pub(super) async fn generate(
         _ => {}
     }
     if sw.malformed {
-        return (StatusCode::OK, [("content-type", "application/json")], "{\"candidates\": [").into_response();
+        return (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            "{\"candidates\": [",
+        )
+            .into_response();
     }
     let prompt = ((text_chars(&body["contents"]) + text_chars(&body["systemInstruction"])) as u64)
         .div_ceil(4)
@@ -94,14 +99,32 @@ pub(super) async fn generate(
     if sw.safety_block {
         let v = json!({"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}]},
             "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt}, "modelVersion": model, "responseId": response_id});
-        return if stream { sse(&f, vec![v], &sw) } else { Json(v).into_response() };
+        return if stream {
+            sse(&f, vec![v], &sw)
+        } else {
+            Json(v).into_response()
+        };
     }
     let config = &body["generationConfig"];
     let (n, hit_max) = length(&sw, config["maxOutputTokens"].as_u64());
-    let thoughts = if config["thinkingConfig"]["includeThoughts"] == true { 4 } else { 0 };
-    let decls = body["tools"][0]["functionDeclarations"].as_array().cloned().unwrap_or_default();
-    let mode = config.get("toolConfig").unwrap_or(&body["toolConfig"])["functionCallingConfig"]["mode"].as_str().unwrap_or("AUTO").to_string();
-    let answered = body["contents"].as_array().and_then(|c| c.last()).and_then(|c| c["parts"].as_array())
+    let thoughts = if config["thinkingConfig"]["includeThoughts"] == true {
+        4
+    } else {
+        0
+    };
+    let decls = body["tools"][0]["functionDeclarations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mode = config.get("toolConfig").unwrap_or(&body["toolConfig"])["functionCallingConfig"]
+        ["mode"]
+        .as_str()
+        .unwrap_or("AUTO")
+        .to_string();
+    let answered = body["contents"]
+        .as_array()
+        .and_then(|c| c.last())
+        .and_then(|c| c["parts"].as_array())
         .is_some_and(|p| p.iter().any(|p| p.get("functionResponse").is_some()));
     let call = match mode.as_str() {
         "NONE" => None,
@@ -114,9 +137,13 @@ pub(super) async fn generate(
         events.push(vec![json!({"text": "Thinking it over.", "thought": true})]);
     }
     let output = if let Some(d) = call {
-        let args: serde_json::Map<String, Value> = d["parametersJsonSchema"]["properties"].as_object()
-            .map(|p| p.keys().map(|k| (k.clone(), json!("Paris"))).collect()).unwrap_or_default();
-        events.push(vec![json!({"functionCall": {"name": d["name"], "args": args}})]);
+        let args: serde_json::Map<String, Value> = d["parametersJsonSchema"]["properties"]
+            .as_object()
+            .map(|p| p.keys().map(|k| (k.clone(), json!("Paris"))).collect())
+            .unwrap_or_default();
+        events.push(vec![
+            json!({"functionCall": {"name": d["name"], "args": args}}),
+        ]);
         5
     } else {
         let words: Vec<String> = (0..n).map(word).collect();
@@ -125,7 +152,11 @@ pub(super) async fn generate(
         }
         n
     };
-    let finish = if hit_max && call.is_none() { "MAX_TOKENS" } else { "STOP" };
+    let finish = if hit_max && call.is_none() {
+        "MAX_TOKENS"
+    } else {
+        "STOP"
+    };
     let usage = json!({"promptTokenCount": prompt, "candidatesTokenCount": output, "thoughtsTokenCount": thoughts,
         "totalTokenCount": prompt + output + thoughts});
     if !stream {
@@ -134,7 +165,11 @@ pub(super) async fn generate(
         let mut merged: Vec<Value> = Vec::new();
         for p in parts {
             match (merged.last_mut(), p["text"].as_str()) {
-                (Some(last), Some(t)) if last["text"].is_string() && last.get("thought").is_none() && p.get("thought").is_none() => {
+                (Some(last), Some(t))
+                    if last["text"].is_string()
+                        && last.get("thought").is_none()
+                        && p.get("thought").is_none() =>
+                {
                     let joined = format!("{}{t}", last["text"].as_str().unwrap_or_default());
                     last["text"] = json!(joined);
                 }
@@ -149,20 +184,24 @@ pub(super) async fn generate(
         return Json(v).into_response();
     }
     let last = events.len().saturating_sub(1);
-    let values: Vec<Value> = events.into_iter().enumerate().map(|(i, parts)| {
-        let mut c = json!({"content": {"parts": parts, "role": "model"}, "index": 0});
-        let mut v = json!({"modelVersion": model, "responseId": response_id});
-        if i == last {
-            c["finishReason"] = json!(finish);
-            if !sw.omit_usage {
-                v["usageMetadata"] = usage.clone();
+    let values: Vec<Value> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, parts)| {
+            let mut c = json!({"content": {"parts": parts, "role": "model"}, "index": 0});
+            let mut v = json!({"modelVersion": model, "responseId": response_id});
+            if i == last {
+                c["finishReason"] = json!(finish);
+                if !sw.omit_usage {
+                    v["usageMetadata"] = usage.clone();
+                }
+            } else {
+                v["usageMetadata"] = json!({"promptTokenCount": prompt, "totalTokenCount": prompt});
             }
-        } else {
-            v["usageMetadata"] = json!({"promptTokenCount": prompt, "totalTokenCount": prompt});
-        }
-        v["candidates"] = json!([c]);
-        v
-    }).collect();
+            v["candidates"] = json!([c]);
+            v
+        })
+        .collect();
     sse(&f, values, &sw)
 }
 

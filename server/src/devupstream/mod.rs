@@ -139,7 +139,10 @@ pub fn router(cfg: FakeConfig) -> (Router, Arc<FakeStats>) {
     };
     let r = Router::new()
         .route("/v1/chat/completions", post(chat))
-        .route("/openai/deployments/{deployment}/chat/completions", post(azure_chat))
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(azure_chat),
+        )
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1beta/models/{call}", post(gemini::generate))
         .route("/v1/models", get(models))
@@ -261,7 +264,18 @@ pub(crate) fn text_chars(v: &Value) -> usize {
         Value::Array(a) => a.iter().map(text_chars).sum(),
         Value::Object(o) => o
             .iter()
-            .filter(|(k, _)| matches!(k.as_str(), "text" | "content" | "parts" | "contents" | "messages" | "system" | "systemInstruction"))
+            .filter(|(k, _)| {
+                matches!(
+                    k.as_str(),
+                    "text"
+                        | "content"
+                        | "parts"
+                        | "contents"
+                        | "messages"
+                        | "system"
+                        | "systemInstruction"
+                )
+            })
             .map(|(_, v)| text_chars(v))
             .sum(),
         _ => 0,
@@ -362,14 +376,25 @@ async fn azure_chat(
 ) -> Response {
     f.stats.requests.fetch_add(1, Ordering::Relaxed);
     if !q.contains_key("api-version") {
-        return (StatusCode::NOT_FOUND, Json(json!({"error": {"code": "404", "message": "Resource not found"}}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"code": "404", "message": "Resource not found"}})),
+        )
+            .into_response();
     }
     if f.cfg.api_key.is_some() && !f.accepts(header(&headers, "api-key")) {
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."}}))).into_response();
     }
     let mut v: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return openai_error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}"), "invalid_request_error", None),
+        Err(e) => {
+            return openai_error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid JSON: {e}"),
+                "invalid_request_error",
+                None,
+            )
+        }
     };
     // The deployment names the model.
     v["model"] = Value::String(deployment);

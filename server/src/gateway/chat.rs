@@ -124,8 +124,8 @@ impl Billed {
     /// The generation row for an outcome; charges nothing when no output came with an error
     /// (zero-completion insurance) or when nothing was served.
     pub fn generation(&self, o: Outcome<'_>) -> Generation {
-        let errored = o.error.is_some()
-            || o.finish_reason.as_deref().map(normalise_finish) == Some("error");
+        let errored =
+            o.error.is_some() || o.finish_reason.as_deref().map(normalise_finish) == Some("error");
         let (cost, charge) = match o.pricing {
             Some(p) if !(o.usage.tokens.completion == 0 && errored) => {
                 (p.cost(o.usage.tokens), p.charge(o.usage.tokens))

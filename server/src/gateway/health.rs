@@ -26,9 +26,15 @@ const MAX_REST: Duration = Duration::from_secs(600);
 pub enum Breaker {
     Closed,
     /// Out of rotation until the instant; then one probe.
-    Open { until: Instant, cooldown: Duration },
+    Open {
+        until: Instant,
+        cooldown: Duration,
+    },
     /// One probe is out (since the instant).
-    Probing { since: Instant, cooldown: Duration },
+    Probing {
+        since: Instant,
+        cooldown: Duration,
+    },
 }
 
 #[derive(Debug)]
@@ -121,8 +127,7 @@ impl Health {
         let h = eps.entry(endpoint.to_string()).or_default();
         h.recent.push_back((now, ok));
         while h.recent.len() > WINDOW_MAX
-            || h
-                .recent
+            || h.recent
                 .front()
                 .is_some_and(|(t, _)| now.duration_since(*t) > WINDOW)
         {
@@ -141,7 +146,11 @@ impl Health {
         match h.breaker {
             Breaker::Probing { cooldown, .. } => {
                 let cooldown = (cooldown * 2).min(MAX_COOLDOWN);
-                tracing::warn!(endpoint, cooldown_ms = cooldown.as_millis() as u64, "circuit stays open: the probe failed");
+                tracing::warn!(
+                    endpoint,
+                    cooldown_ms = cooldown.as_millis() as u64,
+                    "circuit stays open: the probe failed"
+                );
                 h.breaker = Breaker::Open {
                     until: now + cooldown,
                     cooldown,
@@ -152,7 +161,13 @@ impl Health {
                 let trip = h.consecutive_failures >= BREAKER_CONSECUTIVE
                     || (h.recent.len() >= BREAKER_MIN_REQUESTS && failed * 2 >= h.recent.len());
                 if trip {
-                    tracing::warn!(endpoint, failures = failed, window = h.recent.len(), cooldown_ms = self.cooldown.as_millis() as u64, "circuit opened: the endpoint is out of rotation");
+                    tracing::warn!(
+                        endpoint,
+                        failures = failed,
+                        window = h.recent.len(),
+                        cooldown_ms = self.cooldown.as_millis() as u64,
+                        "circuit opened: the endpoint is out of rotation"
+                    );
                     h.breaker = Breaker::Open {
                         until: now + self.cooldown,
                         cooldown: self.cooldown,
@@ -226,7 +241,11 @@ mod tests {
         h.record("e", false);
         assert_eq!(h.gate("e", t), Gate::Open);
         std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(h.gate("e", t), Gate::Probe, "after the cool-down, one probe");
+        assert_eq!(
+            h.gate("e", t),
+            Gate::Probe,
+            "after the cool-down, one probe"
+        );
         assert_eq!(h.gate("e", t), Gate::Open, "and only one");
         h.record("e", false);
         match h.breaker("e") {

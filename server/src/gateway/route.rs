@@ -89,8 +89,12 @@ fn price(v: &Value, field: &str) -> Result<MtokPrice, ApiError> {
         Value::String(s) => s.clone(),
         _ => return Err(bad(field, "must be a price in USD per million tokens")),
     };
-    MtokPrice::parse_usd(&text)
-        .map_err(|e| bad(field, format!("must be a price in USD per million tokens ({e})")))
+    MtokPrice::parse_usd(&text).map_err(|e| {
+        bad(
+            field,
+            format!("must be a price in USD per million tokens ({e})"),
+        )
+    })
 }
 
 /// Parses the `provider` object (of a request, or an organisation's defaults).
@@ -172,7 +176,10 @@ pub fn parse_prefs(v: &Value) -> Result<Prefs, ApiError> {
 
 /// A model named with an optional variant: the catalog's own slug wins (an operator may list
 /// `x:free` as a model); otherwise `:floor` sorts by price and `:nitro` by throughput.
-pub fn resolve_model(catalog: &Catalog, name: &str) -> Result<(Arc<Model>, Option<Sort>), ApiError> {
+pub fn resolve_model(
+    catalog: &Catalog,
+    name: &str,
+) -> Result<(Arc<Model>, Option<Sort>), ApiError> {
     if let Some(m) = catalog.models.get(name) {
         return Ok((m.clone(), None));
     }
@@ -252,14 +259,17 @@ fn honours(model: &Model, ep: &Endpoint, param: &str) -> bool {
         p => p,
     };
     let in_catalog = model.supported_parameters.is_empty()
-        || model.supported_parameters.iter().any(|s| s == listed || s == param);
+        || model
+            .supported_parameters
+            .iter()
+            .any(|s| s == listed || s == param);
     in_catalog && crate::providers::honours(ep.provider.kind, param)
 }
 
 fn matches(ep: &Endpoint, names: &[String]) -> bool {
-    names
-        .iter()
-        .any(|n| ep.provider.slug.eq_ignore_ascii_case(n) || ep.provider.name.eq_ignore_ascii_case(n))
+    names.iter().any(|n| {
+        ep.provider.slug.eq_ignore_ascii_case(n) || ep.provider.name.eq_ignore_ascii_case(n)
+    })
 }
 
 /// The tenant's price per million prompt and completion tokens (the request fee apart).
@@ -370,7 +380,12 @@ pub fn plan(
     Ok(out)
 }
 
-fn order_endpoints(eps: &mut [Candidate], sort: Option<Sort>, order: Option<&[String]>, health: &Health) {
+fn order_endpoints(
+    eps: &mut [Candidate],
+    sort: Option<Sort>,
+    order: Option<&[String]>,
+    health: &Health,
+) {
     let price = |c: &Candidate| {
         let (p, c, _) = unit_prices(&c.pricing);
         p.saturating_add(c)
@@ -399,7 +414,13 @@ fn order_endpoints(eps: &mut [Candidate], sort: Option<Sort>, order: Option<&[St
                     } else {
                         rand::random::<f64>().max(1e-300).ln() / w
                     };
-                    (c.endpoint.priority, c.endpoint.weight == 0, -key, price(c), i)
+                    (
+                        c.endpoint.priority,
+                        c.endpoint.weight == 0,
+                        -key,
+                        price(c),
+                        i,
+                    )
                 })
                 .collect();
             keyed.sort_by(|a, b| {

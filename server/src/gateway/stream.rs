@@ -4,8 +4,8 @@
 //! is billed, once.
 
 use super::chat::{
-    normalise_finish, parse_reasoning, parse_usage, usage_json, Billed, Outcome, StreamStart, Usage,
-    GEN_HEADER,
+    normalise_finish, parse_reasoning, parse_usage, usage_json, Billed, Outcome, StreamStart,
+    Usage, GEN_HEADER,
 };
 use crate::catalog::Endpoint;
 use crate::money::{Pricing, Tokens};

@@ -212,7 +212,9 @@ pub fn request(model: &str, call: &ChatCall<'_>) -> Result<(Value, Ctx), String>
         out.insert("tool_choice".into(), c);
     }
     if let Some(budget) = super::reasoning_budget(b, call.max_tokens) {
-        let budget = budget.max(MIN_BUDGET).min(call.max_tokens.saturating_sub(1));
+        let budget = budget
+            .max(MIN_BUDGET)
+            .min(call.max_tokens.saturating_sub(1));
         if budget < MIN_BUDGET {
             return Err(format!(
                 "reasoning needs max_tokens above {MIN_BUDGET} at Anthropic (the thinking budget is part of max_tokens); got {}",
@@ -266,7 +268,11 @@ fn blocks(content: &Value, i: usize) -> Result<Vec<Value>, String> {
         Value::String(s) if s.is_empty() => return Ok(Vec::new()),
         Value::String(s) => return Ok(vec![json!({"type": "text", "text": s})]),
         Value::Array(parts) => parts,
-        _ => return Err(format!("messages[{i}].content must be a string or an array of parts")),
+        _ => {
+            return Err(format!(
+                "messages[{i}].content must be a string or an array of parts"
+            ))
+        }
     };
     let mut out = Vec::new();
     for (j, p) in parts.iter().enumerate() {
@@ -280,7 +286,9 @@ fn blocks(content: &Value, i: usize) -> Result<Vec<Value>, String> {
                 let url = p["image_url"]["url"]
                     .as_str()
                     .or_else(|| p["image_url"].as_str())
-                    .ok_or_else(|| format!("messages[{i}].content[{j}].image_url.url is required"))?;
+                    .ok_or_else(|| {
+                        format!("messages[{i}].content[{j}].image_url.url is required")
+                    })?;
                 match super::data_url(url) {
                     Some((media, data)) => json!({"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}),
                     None if url.starts_with("https://") || url.starts_with("http://") => {
@@ -292,8 +300,12 @@ fn blocks(content: &Value, i: usize) -> Result<Vec<Value>, String> {
             Some("file") => {
                 let data = p["file"]["file_data"].as_str().and_then(super::data_url);
                 match data {
-                    Some((media, data)) => json!({"type": "document", "source": {"type": "base64", "media_type": media, "data": data}}),
-                    None => return Err(format!("messages[{i}].content[{j}]: Anthropic takes files as file_data data: URLs")),
+                    Some((media, data)) => {
+                        json!({"type": "document", "source": {"type": "base64", "media_type": media, "data": data}})
+                    }
+                    None => return Err(format!(
+                        "messages[{i}].content[{j}]: Anthropic takes files as file_data data: URLs"
+                    )),
                 }
             }
             Some(other) => {
@@ -602,8 +614,12 @@ mod tests {
         )
         .expect_err("budget");
         assert!(e.contains("max_tokens above 1024"), "{e}");
-        let e = translate(json!({"messages": [{"role": "system", "content": "x"}]}), false, 10)
-            .expect_err("no turns");
+        let e = translate(
+            json!({"messages": [{"role": "system", "content": "x"}]}),
+            false,
+            10,
+        )
+        .expect_err("no turns");
         assert!(e.contains("at least one"), "{e}");
     }
 

@@ -229,7 +229,11 @@ fn parts(content: &Value, i: usize) -> Result<Vec<Value>, String> {
         Value::String(s) if s.is_empty() => return Ok(Vec::new()),
         Value::String(s) => return Ok(vec![json!({"text": s})]),
         Value::Array(a) => a,
-        _ => return Err(format!("messages[{i}].content must be a string or an array of parts")),
+        _ => {
+            return Err(format!(
+                "messages[{i}].content must be a string or an array of parts"
+            ))
+        }
     };
     let mut out = Vec::new();
     for (j, p) in items.iter().enumerate() {
@@ -312,7 +316,8 @@ fn read_candidate(v: &Value, calls_before: usize) -> Said {
             let id = f["id"]
                 .as_str()
                 .map_or_else(|| format!("call_{n}"), str::to_string);
-            said.calls.push(json!({"index": n, "id": id, "type": "function",
+            said.calls
+                .push(json!({"index": n, "id": id, "type": "function",
                 "function": {"name": f["name"], "arguments": f["args"].to_string()}}));
         } else if let Some(t) = p["text"].as_str() {
             if p["thought"] == true {
@@ -401,7 +406,8 @@ impl StreamState {
     }
 
     fn chunk(&self, delta: Value, finish: Option<(&str, &str)>) -> Value {
-        let mut choice = json!({"index": 0, "delta": delta, "finish_reason": null, "logprobs": null});
+        let mut choice =
+            json!({"index": 0, "delta": delta, "finish_reason": null, "logprobs": null});
         if let Some((f, native)) = finish {
             choice["finish_reason"] = json!(f);
             choice["native_finish_reason"] = json!(native);
@@ -426,11 +432,10 @@ impl StreamState {
             });
         }
         if self.id.is_none() {
-            self.id = Some(
-                v["responseId"]
-                    .as_str()
-                    .map_or_else(|| format!("gemini-{}", crate::store::new_id()), str::to_string),
-            );
+            self.id = Some(v["responseId"].as_str().map_or_else(
+                || format!("gemini-{}", crate::store::new_id()),
+                str::to_string,
+            ));
             self.model = v["modelVersion"].clone();
         }
         if v["usageMetadata"].is_object() {
@@ -467,8 +472,10 @@ impl StreamState {
             return false;
         }
         if let Some(u) = self.usage.take() {
-            out.push(json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model, "choices": [], "usage": usage(&u)}));
+            out.push(
+                json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model, "choices": [], "usage": usage(&u)}),
+            );
         }
         true
     }

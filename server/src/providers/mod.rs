@@ -347,7 +347,13 @@ pub fn reasoning_budget(body: &Map<String, Value>, max_tokens: u64) -> Option<u6
 }
 
 /// OpenAI's usage object from the four counts every provider reports in some shape.
-pub fn openai_usage(prompt: u64, completion: u64, cache_read: u64, cache_write: u64, reasoning: u64) -> Value {
+pub fn openai_usage(
+    prompt: u64,
+    completion: u64,
+    cache_read: u64,
+    cache_write: u64,
+    reasoning: u64,
+) -> Value {
     serde_json::json!({
         "prompt_tokens": prompt,
         "completion_tokens": completion,

@@ -1,0 +1,739 @@
+//! Adapters and routing end to end over HTTP, on SQLite and PostgreSQL: Anthropic, Gemini and Azure
+//! endpoints served by the fake (speaking each provider's wire format), failures injected on the first
+//! endpoint (500, 429, overload, hang, malformed body, a stream cut before its first token) falling back
+//! to the next with one clean answer billed once at the serving endpoint's price, streams cut after the
+//! first token ending with an error chunk, the circuit breaker opening and closing, and every routing
+//! preference.
+
+mod common;
+
+use common::{sse_events, Db, TestApp, UPSTREAM_KEY};
+use serde_json::{json, Value};
+use std::time::Duration;
+use switchyard::{catalog, crypto::Cipher, money::Nanos};
+
+/// Providers of every wire format on the one fake, and models that route between them.
+fn routing_catalog(fake: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+[[providers]]
+slug = "anth"
+name = "Fake Anthropic"
+kind = "anthropic"
+base_url = "http://{fake}/v1"
+api_key = "{UPSTREAM_KEY}"
+
+[[providers]]
+slug = "gem"
+name = "Fake Gemini"
+kind = "gemini"
+base_url = "http://{fake}/v1beta"
+api_key = "{UPSTREAM_KEY}"
+
+[[providers]]
+slug = "az"
+name = "Fake Azure"
+kind = "azure"
+base_url = "http://{fake}/openai?api-version=2024-10-21"
+api_key = "{UPSTREAM_KEY}"
+
+[[providers]]
+slug = "cheap"
+name = "Cheap Host"
+kind = "openai"
+base_url = "http://{fake}/v1"
+api_key = "{UPSTREAM_KEY}"
+collects_data = true
+
+[[providers]]
+slug = "dear"
+name = "Dear Host"
+kind = "openai"
+base_url = "http://{fake}/v1"
+api_key = "{UPSTREAM_KEY}"
+
+[[models]]
+slug = "route/claude"
+name = "Claude via two providers"
+context_length = 200000
+max_output_tokens = 4096
+[[models.endpoints]]
+provider = "anth"
+upstream_model = "claude-a"
+input_per_mtok = "3.00"
+output_per_mtok = "15.00"
+[[models.endpoints]]
+provider = "fake"
+upstream_model = "claude-backup"
+input_per_mtok = "0.50"
+output_per_mtok = "1.50"
+weight = 0
+
+[[models]]
+slug = "route/gemini"
+name = "Gemini"
+context_length = 1000000
+max_output_tokens = 8192
+[[models.endpoints]]
+provider = "gem"
+upstream_model = "gemini-a"
+input_per_mtok = "0.30"
+output_per_mtok = "2.50"
+[[models.endpoints]]
+provider = "fake"
+upstream_model = "gemini-backup"
+input_per_mtok = "0.50"
+output_per_mtok = "1.50"
+weight = 0
+
+[[models]]
+slug = "route/azure"
+name = "Azure deployment"
+context_length = 128000
+max_output_tokens = 4096
+[[models.endpoints]]
+provider = "az"
+upstream_model = "dep-1"
+input_per_mtok = "2.50"
+output_per_mtok = "10.00"
+
+[[models]]
+slug = "route/pair"
+name = "One model, two hosts"
+context_length = 32000
+max_output_tokens = 1000
+[[models.endpoints]]
+provider = "cheap"
+upstream_model = "pair-cheap"
+input_per_mtok = "1.00"
+output_per_mtok = "1.00"
+[[models.endpoints]]
+provider = "dear"
+upstream_model = "pair-dear"
+input_per_mtok = "2.00"
+output_per_mtok = "2.00"
+"#
+    )
+}
+
+async fn start(db: Db) -> TestApp {
+    let app = TestApp::start_with(db, |c| c.breaker_cooldown_ms = 400).await;
+    let cipher = Cipher::from_config(&app.cfg).expect("cipher");
+    catalog::file::apply(
+        &app.store,
+        &cipher,
+        "routing.toml",
+        &routing_catalog(app.fake),
+        &|_| None,
+    )
+    .await
+    .expect("apply routing catalog");
+    app.state
+        .catalog
+        .refresh(&app.store, &cipher)
+        .await
+        .expect("refresh");
+    app.grant("10").await;
+    app
+}
+
+/// Makes the fake answer the next `times` requests for `model` with these switches.
+async fn arm(app: &TestApp, model: &str, times: u64, switches: Value) {
+    let mut body = switches;
+    body["model"] = json!(model);
+    body["times"] = json!(times);
+    let r = app
+        .http
+        .post(format!("http://{}/_fake/arm", app.fake))
+        .json(&body)
+        .send()
+        .await
+        .expect("arm");
+    assert_eq!(r.status(), 204);
+}
+
+async fn fake_count(app: &TestApp, model: &str) -> u64 {
+    let v: Value = app
+        .http
+        .get(format!("http://{}/_fake/stats", app.fake))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    v["by_model"][model].as_u64().unwrap_or(0)
+}
+
+fn usd(v: &Value) -> i64 {
+    let f: f64 = v.to_string().trim_matches('"').parse().expect("a number");
+    Nanos::parse_usd(&format!("{f:.9}")).expect("usd").0
+}
+
+/// ceil(cost × 1.1) for a usage at a price per million tokens, independently of the server's code.
+fn charge(
+    prompt: u64,
+    completion: u64,
+    input_nanos_per_tok: u64,
+    output_nanos_per_tok: u64,
+) -> i64 {
+    let raw = (prompt * input_nanos_per_tok + completion * output_nanos_per_tok) as i128 * 11;
+    ((raw + 9) / 10) as i64
+}
+
+async fn ask(app: &TestApp, body: Value) -> (u16, Value, String) {
+    let r = app.chat(body).await;
+    let status = r.status().as_u16();
+    let gen = r
+        .headers()
+        .get("x-generation-id")
+        .map(|h| h.to_str().expect("ascii").to_string())
+        .unwrap_or_default();
+    let text = r.text().await.expect("body");
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, v, gen)
+}
+
+fn msg(model: &str, extra: Value) -> Value {
+    let mut b =
+        json!({"model": model, "messages": [{"role": "user", "content": "Hello there, adapter."}]});
+    if let (Some(o), Value::Object(e)) = (b.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    b
+}
+
+async fn every_adapter_answers_streams_and_bills_its_own_price(db: Db) {
+    let app = start(db).await;
+    // Anthropic, non-streamed: translated answer, usage, charge at Anthropic's price.
+    let (s, v, gen) = ask(
+        &app,
+        msg("route/claude", json!({"max_tokens": 64, "stop": ["never"]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["provider"], "Fake Anthropic");
+    assert_eq!(v["model"], "route/claude");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["choices"][0]["native_finish_reason"], "end_turn");
+    assert!(v["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("text")
+        .starts_with("Hello from"));
+    let (p, c) = (
+        v["usage"]["prompt_tokens"].as_u64().expect("p"),
+        v["usage"]["completion_tokens"].as_u64().expect("c"),
+    );
+    assert_eq!(c, 24);
+    assert_eq!(usd(&v["usage"]["cost"]), charge(p, c, 3000, 15000));
+    let sent = app.fake_stats.last_body.lock().clone().expect("body");
+    assert_eq!(sent["model"], "claude-a");
+    assert_eq!(sent["max_tokens"], 64);
+    assert_eq!(sent["stop_sequences"], json!(["never"]));
+    let g = app.wait_generation(&gen).await;
+    assert_eq!(g["provider_name"], "anth");
+
+    // Anthropic, streamed: chunks as they arrive, the final usage chunk with the same cost rule.
+    let r = app
+        .chat(msg(
+            "route/claude",
+            json!({"stream": true, "max_tokens": 10}),
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    let events = sse_events(&r.text().await.expect("text"));
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("chunk"))
+        .collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text.split_whitespace().count(), 10, "{text}");
+    let fin = chunks
+        .iter()
+        .find(|c| c["choices"][0]["finish_reason"].is_string())
+        .expect("finish");
+    assert_eq!(fin["choices"][0]["finish_reason"], "length");
+    assert_eq!(fin["choices"][0]["native_finish_reason"], "max_tokens");
+    let last = chunks.last().expect("usage chunk");
+    let (p, c) = (
+        last["usage"]["prompt_tokens"].as_u64().expect("p"),
+        last["usage"]["completion_tokens"].as_u64().expect("c"),
+    );
+    assert_eq!(c, 10);
+    assert_eq!(usd(&last["usage"]["cost"]), charge(p, c, 3000, 15000));
+
+    // Anthropic tools: the call comes back as tool_calls; its result goes back as tool_result.
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
+    let (s, v, _) = ask(
+        &app,
+        msg(
+            "route/claude",
+            json!({"tools": tools, "tool_choice": "required"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let call = &v["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().expect("args"))
+        .expect("json args");
+    assert_eq!(args["city"], "Paris");
+    let follow = json!({"model": "route/claude", "tools": tools, "messages": [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": null, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "18 C"}]});
+    let (s, v, _) = ask(&app, follow).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["choices"][0]["message"]["content"].is_string());
+    let sent = app.fake_stats.last_body.lock().clone().expect("body");
+    assert_eq!(sent["messages"][2]["content"][0]["type"], "tool_result");
+
+    // Anthropic prompt caching: written on first sight, read after, both counted and priced as prompt.
+    let cached = json!({"messages": [
+        {"role": "system", "content": [{"type": "text", "text": "A long shared preamble. ".repeat(40), "cache_control": {"type": "ephemeral"}}]},
+        {"role": "user", "content": "Hi"}]});
+    let (_, first, _) = ask(&app, msg("route/claude", cached.clone())).await;
+    let (_, second, _) = ask(&app, msg("route/claude", cached)).await;
+    let write = first["usage"]["prompt_tokens_details"]["cache_write_tokens"]
+        .as_u64()
+        .expect("w");
+    assert!(write > 200, "{first}");
+    assert_eq!(
+        second["usage"]["prompt_tokens_details"]["cached_tokens"],
+        write
+    );
+    assert_eq!(
+        first["usage"]["prompt_tokens"],
+        second["usage"]["prompt_tokens"]
+    );
+
+    // Gemini, non-streamed and streamed.
+    let (s, v, _) = ask(&app, msg("route/gemini", json!({"max_tokens": 12}))).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["provider"], "Fake Gemini");
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert_eq!(v["choices"][0]["native_finish_reason"], "MAX_TOKENS");
+    let (p, c) = (
+        v["usage"]["prompt_tokens"].as_u64().expect("p"),
+        v["usage"]["completion_tokens"].as_u64().expect("c"),
+    );
+    assert_eq!(c, 12);
+    assert_eq!(usd(&v["usage"]["cost"]), charge(p, c, 300, 2500));
+    let sent = app.fake_stats.last_body.lock().clone().expect("body");
+    assert_eq!(sent["generationConfig"]["maxOutputTokens"], 12);
+    let r = app.chat(msg("route/gemini", json!({"stream": true}))).await;
+    let events = sse_events(&r.text().await.expect("text"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("chunk"))
+        .collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text.split_whitespace().count(), 24);
+    assert_eq!(
+        chunks.last().expect("usage")["usage"]["completion_tokens"],
+        24
+    );
+    // A prompt Gemini blocks for safety finishes with content_filter and charges no output.
+    arm(&app, "gemini-a", 1, json!({"safety_block": true})).await;
+    let (s, v, _) = ask(&app, msg("route/gemini", json!({}))).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(v["choices"][0]["native_finish_reason"], "SAFETY");
+    assert_eq!(v["usage"]["completion_tokens"], 0);
+
+    // Azure: the deployment in the path, api-version, the api-key header.
+    let (s, v, _) = ask(&app, msg("route/azure", json!({}))).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["provider"], "Fake Azure");
+    assert_eq!(fake_count(&app, "dep-1").await, 1);
+
+    app.assert_books_balance().await;
+    app.assert_no_holds().await;
+    app.stop().await;
+}
+
+async fn failures_before_the_first_token_fall_back_and_bill_once(db: Db) {
+    let app = start(db).await;
+    // Each failure of the Anthropic endpoint falls back to the OpenAI-compatible backup, which is
+    // cheaper: the answer is billed once, at the backup's price, and both attempts are recorded.
+    let cases = [
+        (json!({"status": 500}), false, "upstream_error", 500),
+        (json!({"status": 529}), false, "provider_overloaded", 529),
+        (json!({"status": 429}), false, "rate_limited", 429),
+        (json!({"hang": true}), false, "timeout", 0),
+        (
+            json!({"malformed": true}),
+            false,
+            "invalid_upstream_response",
+            0,
+        ),
+        (json!({"status": 500}), true, "upstream_error", 500),
+        (json!({"drop_after": 0}), true, "upstream_unreachable", 0),
+    ];
+    for (i, (switches, stream, error_type, status)) in cases.into_iter().enumerate() {
+        // Two answers between failures keep the endpoint's breaker closed (one failure in three).
+        for _ in 0..2 {
+            let (s, v, _) = ask(&app, msg("route/claude", json!({"max_tokens": 2}))).await;
+            assert_eq!(
+                (s, v["provider"].as_str()),
+                (200, Some("Fake Anthropic")),
+                "before case {i}"
+            );
+        }
+        let before = app.usage_nanos().await;
+        arm(&app, "claude-a", 1, switches.clone()).await;
+        let r = app
+            .chat(msg(
+                "route/claude",
+                json!({"stream": stream, "max_tokens": 20}),
+            ))
+            .await;
+        assert_eq!(r.status(), 200, "case {i} {switches}");
+        let gen = r.headers()["x-generation-id"]
+            .to_str()
+            .expect("id")
+            .to_string();
+        let text = r.text().await.expect("body");
+        let (p, c) = if stream {
+            let events = sse_events(&text);
+            let last: Value = serde_json::from_str(&events[events.len() - 2]).expect("usage chunk");
+            assert!(
+                !text.contains("\"error\""),
+                "case {i}: a clean stream: {text}"
+            );
+            assert_eq!(last["provider"], "Fake OpenAI");
+            (
+                last["usage"]["prompt_tokens"].as_u64().expect("p"),
+                last["usage"]["completion_tokens"].as_u64().expect("c"),
+            )
+        } else {
+            let v: Value = serde_json::from_str(&text).expect("json");
+            assert_eq!(v["provider"], "Fake OpenAI", "case {i}: {v}");
+            (
+                v["usage"]["prompt_tokens"].as_u64().expect("p"),
+                v["usage"]["completion_tokens"].as_u64().expect("c"),
+            )
+        };
+        let g = app.wait_generation(&gen).await;
+        assert_eq!(g["provider_name"], "fake", "case {i}");
+        let attempts = g["provider_responses"].as_array().expect("attempts");
+        assert_eq!(attempts.len(), 2, "case {i}: {attempts:?}");
+        assert_eq!(attempts[0]["provider"], "anth");
+        assert_eq!(
+            attempts[0]["error_type"], error_type,
+            "case {i}: {attempts:?}"
+        );
+        assert_eq!(attempts[0]["status"], status, "case {i}");
+        assert_eq!(attempts[1]["status"], 200);
+        let paid = app.usage_nanos().await - before;
+        assert_eq!(
+            paid,
+            charge(p, c, 500, 1500),
+            "case {i}: billed once, at the backup's price"
+        );
+        assert_eq!(usd(&g["total_cost"]), paid);
+        if status == 429 {
+            // The rate-limited key rests: the next request goes straight to the backup.
+            let asked = fake_count(&app, "claude-a").await;
+            let (s, v, _) = ask(&app, msg("route/claude", json!({}))).await;
+            assert_eq!((s, v["provider"].as_str()), (200, Some("Fake OpenAI")));
+            assert_eq!(
+                fake_count(&app, "claude-a").await,
+                asked,
+                "a resting key is not used"
+            );
+            tokio::time::sleep(Duration::from_millis(2100)).await;
+        }
+    }
+
+    // After the first token, a failure cannot fall back: the stream ends with an error chunk and
+    // finish_reason "error", and what was produced is billed.
+    // (The chunks are spaced so that the first ones leave the fake before it cuts the connection.)
+    arm(
+        &app,
+        "claude-a",
+        1,
+        json!({"drop_after": 5, "chunk_delay_ms": 20}),
+    )
+    .await;
+    let r = app.chat(msg("route/claude", json!({"stream": true}))).await;
+    assert_eq!(r.status(), 200);
+    let gen = r.headers()["x-generation-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let events = sse_events(&r.text().await.expect("text"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("chunk"))
+        .collect();
+    let err = chunks
+        .iter()
+        .find(|c| c.get("error").is_some())
+        .expect("an error chunk");
+    assert_eq!(err["choices"][0]["finish_reason"], "error");
+    assert_eq!(err["error"]["metadata"]["error_type"], "upstream_error");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text.split_whitespace().count(), 5);
+    let g = app.wait_generation(&gen).await;
+    assert_eq!(g["provider_name"], "anth");
+    // Anthropic's output count comes at the end: what arrived is estimated (at least a token a chunk).
+    assert_eq!(g["usage_estimated"], true);
+    assert!(g["tokens_completion"].as_u64().expect("tokens") >= 5, "{g}");
+    assert!(
+        usd(&g["total_cost"]) > 0,
+        "output produced before the cut is paid for"
+    );
+
+    // A failure the client caused is not retried elsewhere: the provider's own words come back.
+    arm(&app, "claude-a", 1, json!({"status": 400})).await;
+    let (s, v, _) = ask(&app, msg("route/claude", json!({}))).await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(
+        v["error"]["metadata"]["error_type"],
+        "context_length_exceeded"
+    );
+    assert!(v["error"]["message"]
+        .as_str()
+        .expect("m")
+        .contains("prompt is too long"));
+    assert_eq!(v["error"]["metadata"]["provider_name"], "Fake Anthropic");
+
+    // Every endpoint failing: the last provider's error, nothing charged.
+    let before = app.usage_nanos().await;
+    arm(&app, "gemini-a", 1, json!({"status": 503})).await;
+    arm(&app, "gemini-backup", 1, json!({"status": 503})).await;
+    let (s, v, _) = ask(&app, msg("route/gemini", json!({}))).await;
+    assert_eq!(s, 502, "{v}");
+    assert_eq!(v["error"]["metadata"]["error_type"], "provider_overloaded");
+    assert_eq!(app.usage_nanos().await, before);
+
+    app.assert_books_balance().await;
+    app.assert_no_holds().await;
+    app.stop().await;
+}
+
+async fn the_circuit_breaker_opens_and_a_probe_closes_it(db: Db) {
+    let app = start(db).await;
+    // Three failures in a row open the Anthropic endpoint's breaker.
+    arm(&app, "claude-a", 3, json!({"status": 500})).await;
+    for _ in 0..3 {
+        let (s, v, _) = ask(&app, msg("route/claude", json!({}))).await;
+        assert_eq!((s, v["provider"].as_str()), (200, Some("Fake OpenAI")));
+    }
+    let asked = fake_count(&app, "claude-a").await;
+    assert_eq!(asked, 3);
+    // Open: requests go to the backup first, without asking the failing endpoint.
+    for _ in 0..4 {
+        let (s, v, _) = ask(&app, msg("route/claude", json!({}))).await;
+        assert_eq!((s, v["provider"].as_str()), (200, Some("Fake OpenAI")));
+    }
+    assert_eq!(fake_count(&app, "claude-a").await, asked, "out of rotation");
+    // After the cool-down one request probes it; its success closes the breaker.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let (s, v, _) = ask(&app, msg("route/claude", json!({}))).await;
+    assert_eq!((s, v["provider"].as_str()), (200, Some("Fake Anthropic")));
+    for _ in 0..3 {
+        let (_, v, _) = ask(&app, msg("route/claude", json!({}))).await;
+        assert_eq!(v["provider"], "Fake Anthropic", "closed again");
+    }
+    // A failed probe keeps it open for twice as long.
+    arm(&app, "claude-a", 4, json!({"status": 500})).await;
+    for _ in 0..3 {
+        ask(&app, msg("route/claude", json!({}))).await;
+    }
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let (_, v, _) = ask(&app, msg("route/claude", json!({}))).await;
+    assert_eq!(
+        v["provider"], "Fake OpenAI",
+        "the probe failed and fell back"
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let (_, v, _) = ask(&app, msg("route/claude", json!({}))).await;
+    assert_eq!(
+        v["provider"], "Fake OpenAI",
+        "still cooling down (800 ms now)"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (_, v, _) = ask(&app, msg("route/claude", json!({}))).await;
+    assert_eq!(v["provider"], "Fake Anthropic");
+    // With the breaker open and no other endpoint, the open one is still tried rather than refusing.
+    arm(&app, "dep-1", 3, json!({"status": 500})).await;
+    for _ in 0..3 {
+        assert_eq!(ask(&app, msg("route/azure", json!({}))).await.0, 502);
+    }
+    assert_eq!(ask(&app, msg("route/azure", json!({}))).await.0, 200);
+    app.assert_books_balance().await;
+    app.stop().await;
+}
+
+async fn routing_preferences_choose_and_filter_endpoints(db: Db) {
+    let app = start(db).await;
+    let served = |v: &Value| v["provider"].as_str().unwrap_or_default().to_string();
+    // By default the cheaper host is preferred by the inverse square of price: 1/1² against 1/2²,
+    // so about 80 % of first choices (never all: both get traffic).
+    let mut cheap = 0;
+    for _ in 0..150 {
+        let (s, v, _) = ask(&app, msg("route/pair", json!({"max_tokens": 1}))).await;
+        assert_eq!(s, 200, "{v}");
+        cheap += (served(&v) == "Cheap Host") as u32;
+    }
+    assert!(
+        (100..=140).contains(&cheap),
+        "cheap host served {cheap} of 150"
+    );
+    // order / only / ignore / :floor / sort.
+    let pick = |extra: Value| msg("route/pair", extra);
+    for (extra, want) in [
+        (json!({"provider": {"order": ["dear"]}}), "Dear Host"),
+        (
+            json!({"provider": {"order": ["Dear Host", "cheap"]}}),
+            "Dear Host",
+        ),
+        (json!({"provider": {"only": ["dear"]}}), "Dear Host"),
+        (json!({"provider": {"ignore": ["cheap"]}}), "Dear Host"),
+        (json!({"provider": {"sort": "price"}}), "Cheap Host"),
+        (
+            json!({"provider": {"data_collection": "deny"}}),
+            "Dear Host",
+        ),
+        (
+            json!({"provider": {"max_price": {"prompt": 1.5}}}),
+            "Cheap Host",
+        ),
+    ] {
+        for _ in 0..5 {
+            let (s, v, _) = ask(&app, pick(extra.clone())).await;
+            assert_eq!((s, served(&v)), (200, want.to_string()), "{extra}");
+        }
+    }
+    for _ in 0..5 {
+        let (_, v, _) = ask(&app, msg("route/pair:floor", json!({}))).await;
+        assert_eq!(served(&v), "Cheap Host");
+        assert_eq!(v["model"], "route/pair");
+    }
+    // allow_fallbacks false: the first choice only; its failure is the answer.
+    arm(&app, "pair-dear", 1, json!({"status": 500})).await;
+    let (s, v, _) = ask(
+        &app,
+        pick(json!({"provider": {"order": ["dear"], "allow_fallbacks": false}})),
+    )
+    .await;
+    assert_eq!(s, 502, "{v}");
+    arm(&app, "pair-dear", 1, json!({"status": 500})).await;
+    let (s, v, _) = ask(&app, pick(json!({"provider": {"order": ["dear"]}}))).await;
+    assert_eq!(
+        (s, served(&v)),
+        (200, "Cheap Host".to_string()),
+        "falls back by default"
+    );
+    // Nothing left after filtering: 503 naming why.
+    let (s, v, _) = ask(
+        &app,
+        pick(json!({"provider": {"max_price": {"completion": 0.5}}})),
+    )
+    .await;
+    assert_eq!(s, 503, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("max_price"),
+        "{v}"
+    );
+    // require_parameters: Anthropic does not take a seed, so only the backup serves.
+    let (s, v, _) = ask(
+        &app,
+        msg(
+            "route/claude",
+            json!({"seed": 7, "provider": {"require_parameters": true}}),
+        ),
+    )
+    .await;
+    assert_eq!((s, served(&v)), (200, "Fake OpenAI".to_string()), "{v}");
+    // Bad preferences are refused, naming the field, and charge nothing.
+    for (bad, field) in [
+        (json!({"provider": {"sort": "fastest"}}), "provider.sort"),
+        (json!({"provider": {"order": "dear"}}), "provider.order"),
+        (
+            json!({"provider": {"max_price": {"prompt": "lots"}}}),
+            "provider.max_price.prompt",
+        ),
+        (json!({"provider": {"colour": "red"}}), "provider.colour"),
+        (json!({"models": "route/pair"}), "models"),
+    ] {
+        let (s, v, _) = ask(&app, pick(bad.clone())).await;
+        assert_eq!(s, 400, "{bad}");
+        assert!(
+            v["error"]["message"].as_str().expect("m").contains(field),
+            "{v}"
+        );
+    }
+    let (s, v, _) = ask(&app, msg("route/pair:turbo", json!({}))).await;
+    assert_eq!(s, 404);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .expect("m")
+            .contains(":floor"),
+        "{v}"
+    );
+
+    // models: a fallback list across models, billed for the model that answered at its price.
+    arm(&app, "dep-1", 1, json!({"status": 503})).await;
+    let before = app.usage_nanos().await;
+    let (s, v, gen) = ask(
+        &app,
+        json!({"models": ["route/azure", "route/gemini"], "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["model"], "route/gemini");
+    let g = app.wait_generation(&gen).await;
+    assert_eq!(g["model"], "route/gemini");
+    let (p, c) = (
+        v["usage"]["prompt_tokens"].as_u64().expect("p"),
+        v["usage"]["completion_tokens"].as_u64().expect("c"),
+    );
+    assert_eq!(app.usage_nanos().await - before, charge(p, c, 300, 2500));
+    // An unknown model in the list is refused before anything is sent.
+    let (s, _, _) = ask(&app, json!({"model": "route/pair", "models": ["nope/nope"], "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(s, 404);
+
+    // An organisation's defaults apply when the request says nothing; the request's own win.
+    sqlx::query("UPDATE orgs SET provider_prefs = $1 WHERE id = $2")
+        .bind(r#"{"order": ["dear"], "allow_fallbacks": false}"#)
+        .bind(&app.org_id)
+        .execute(&app.store.pool)
+        .await
+        .expect("set defaults");
+    app.state.keys.forget_all();
+    for _ in 0..5 {
+        let (_, v, _) = ask(&app, pick(json!({}))).await;
+        assert_eq!(served(&v), "Dear Host");
+    }
+    let (_, v, _) = ask(&app, pick(json!({"provider": {"order": ["cheap"]}}))).await;
+    assert_eq!(served(&v), "Cheap Host");
+
+    app.assert_books_balance().await;
+    app.assert_no_holds().await;
+    app.stop().await;
+}
+
+both_backends!(
+    every_adapter_answers_streams_and_bills_its_own_price,
+    failures_before_the_first_token_fall_back_and_bill_once,
+    the_circuit_breaker_opens_and_a_probe_closes_it,
+    routing_preferences_choose_and_filter_endpoints,
+);
