@@ -98,6 +98,23 @@ input_per_mtok = "2.50"
 output_per_mtok = "10.00"
 
 [[models]]
+slug = "route/embed"
+name = "Embeddings"
+context_length = 8192
+output_modalities = ["embeddings"]
+[[models.endpoints]]
+provider = "anth"
+upstream_model = "not-an-embedder"
+input_per_mtok = "0.01"
+output_per_mtok = "0"
+[[models.endpoints]]
+provider = "fake"
+upstream_model = "embed-1"
+input_per_mtok = "0.10"
+output_per_mtok = "0"
+weight = 0
+
+[[models]]
 slug = "route/pair"
 name = "One model, two hosts"
 context_length = 32000
@@ -731,7 +748,199 @@ async fn routing_preferences_choose_and_filter_endpoints(db: Db) {
     app.stop().await;
 }
 
+async fn embeddings_completions_and_messages_are_billed_like_chat(db: Db) {
+    let app = start(db).await;
+    let post = |path: &str, body: Value| {
+        app.http
+            .post(app.url(path))
+            .bearer_auth(&app.key)
+            .json(&body)
+            .send()
+    };
+    // Embeddings: vectors per input, billed per input token at the serving endpoint's price; the
+    // Anthropic endpoint (no embeddings) is passed over.
+    let before = app.usage_nanos().await;
+    let r = post("/v1/embeddings", json!({"model": "route/embed", "input": ["first text to embed", "second"], "dimensions": 4})).await.expect("send");
+    assert_eq!(r.status(), 200);
+    let gen = r.headers()["x-generation-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["data"].as_array().expect("data").len(), 2);
+    assert_eq!(v["data"][0]["embedding"].as_array().expect("vec").len(), 4);
+    assert_eq!(v["model"], "route/embed");
+    let p = v["usage"]["prompt_tokens"].as_u64().expect("tokens");
+    assert!(p >= 2);
+    assert_eq!(usd(&v["usage"]["cost"]), charge(p, 0, 100, 0));
+    assert_eq!(app.usage_nanos().await - before, charge(p, 0, 100, 0));
+    let g = app.wait_generation(&gen).await;
+    assert_eq!(
+        g["provider_responses"][0]["error_type"],
+        "unsupported_parameter"
+    );
+    assert_eq!(g["provider_responses"][1]["status"], 200);
+    for bad in [
+        json!({"model": "route/embed"}),
+        json!({"model": "route/embed", "input": []}),
+        json!({"input": "x"}),
+        json!({"model": "route/embed", "input": [1, "a", {}]}),
+    ] {
+        let r = post("/v1/embeddings", bad.clone()).await.expect("send");
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+
+    // Legacy completions: text in, text_completion out, streamed too; billed like chat.
+    let before = app.usage_nanos().await;
+    let r = post(
+        "/v1/completions",
+        json!({"model": "route/gemini", "prompt": "Once upon a time", "max_tokens": 6}),
+    )
+    .await
+    .expect("send");
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["object"], "text_completion");
+    assert!(v["choices"][0]["text"]
+        .as_str()
+        .expect("text")
+        .starts_with("Hello"));
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    let (p, c) = (
+        v["usage"]["prompt_tokens"].as_u64().expect("p"),
+        v["usage"]["completion_tokens"].as_u64().expect("c"),
+    );
+    assert_eq!(app.usage_nanos().await - before, charge(p, c, 300, 2500));
+    let r = post(
+        "/v1/completions",
+        json!({"model": "route/claude", "prompt": "Once", "stream": true}),
+    )
+    .await
+    .expect("send");
+    let events = sse_events(&r.text().await.expect("text"));
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("chunk"))
+        .collect();
+    assert!(chunks.iter().all(|c| c["object"] == "text_completion"));
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["text"].as_str())
+        .collect();
+    assert_eq!(text.split_whitespace().count(), 24);
+    assert!(chunks.last().expect("usage")["usage"]["cost"].is_number());
+    let r = post("/v1/completions", json!({"model": "route/claude"}))
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+
+    // Anthropic's Messages API in front of any model: the key as x-api-key, Anthropic's shapes both ways.
+    let messages = |body: Value| {
+        app.http
+            .post(app.url("/v1/messages"))
+            .header("x-api-key", &app.key)
+            .header("anthropic-version", "2023-06-01")
+            .json(&body)
+            .send()
+    };
+    let before = app.usage_nanos().await;
+    let r = messages(
+        json!({"model": "route/gemini", "max_tokens": 50, "system": "Be brief.",
+        "messages": [{"role": "user", "content": "Hello"}]}),
+    )
+    .await
+    .expect("send");
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["type"], "message");
+    assert_eq!(v["content"][0]["type"], "text");
+    assert_eq!(v["stop_reason"], "end_turn");
+    let (i, o) = (
+        v["usage"]["input_tokens"].as_u64().expect("in"),
+        v["usage"]["output_tokens"].as_u64().expect("out"),
+    );
+    assert_eq!(o, 24);
+    assert_eq!(app.usage_nanos().await - before, charge(i, o, 300, 2500));
+    let sent = app.fake_stats.last_body.lock().clone().expect("body");
+    assert_eq!(sent["systemInstruction"]["parts"][0]["text"], "Be brief.");
+    // Tools round trip through the Anthropic upstream.
+    let r = messages(json!({"model": "route/claude", "max_tokens": 100,
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+        "tool_choice": {"type": "any"},
+        "messages": [{"role": "user", "content": "Weather?"}]})).await.expect("send");
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["stop_reason"], "tool_use", "{v}");
+    let tool = v["content"]
+        .as_array()
+        .expect("content")
+        .iter()
+        .find(|b| b["type"] == "tool_use")
+        .expect("tool_use")
+        .clone();
+    assert_eq!(tool["input"]["city"], "Paris");
+    // Streaming: Anthropic's events, ending with message_delta (stop reason, usage) and message_stop.
+    let r = messages(
+        json!({"model": "route/pair", "max_tokens": 8, "stream": true,
+        "messages": [{"role": "user", "content": "Hello"}]}),
+    )
+    .await
+    .expect("send");
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.expect("text");
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(names.first(), Some(&"message_start"));
+    assert_eq!(
+        &names[names.len() - 2..],
+        &["message_delta", "message_stop"]
+    );
+    assert!(names.contains(&"content_block_start") && names.contains(&"content_block_stop"));
+    let datas = sse_events(&text);
+    let delta: Value = serde_json::from_str(&datas[datas.len() - 2]).expect("message_delta");
+    assert_eq!(delta["delta"]["stop_reason"], "max_tokens");
+    assert_eq!(delta["usage"]["output_tokens"], 8);
+    // Errors in Anthropic's shape.
+    let r = messages(json!({"model": "nope/nope", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})).await.expect("send");
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(
+        (v["type"].as_str(), v["error"]["type"].as_str()),
+        (Some("error"), Some("not_found_error"))
+    );
+    let r =
+        messages(json!({"model": "route/claude", "messages": [{"role": "user", "content": "x"}]}))
+            .await
+            .expect("send");
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(v["error"]["message"]
+        .as_str()
+        .expect("m")
+        .contains("max_tokens"));
+    let r = app
+        .http
+        .post(app.url("/v1/messages"))
+        .header("x-api-key", "sk-sy-v1-wrong")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["type"], "authentication_error");
+
+    app.assert_books_balance().await;
+    app.assert_no_holds().await;
+    app.stop().await;
+}
+
 both_backends!(
+    embeddings_completions_and_messages_are_billed_like_chat,
     every_adapter_answers_streams_and_bills_its_own_price,
     failures_before_the_first_token_fall_back_and_bill_once,
     the_circuit_breaker_opens_and_a_probe_closes_it,

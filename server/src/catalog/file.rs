@@ -313,7 +313,7 @@ pub async fn put_endpoint(
 }
 
 /// What models may take in and put out.
-pub const MODALITIES: &[&str] = &["text", "image", "audio", "video", "file"];
+pub const MODALITIES: &[&str] = &["text", "image", "audio", "video", "file", "embeddings"];
 
 /// Parses and checks a catalog file. `env` resolves `env:NAME` values. `known_providers` are slugs that
 /// already exist in the database (an endpoint may refer to those too).

@@ -143,6 +143,7 @@ pub fn router(cfg: FakeConfig) -> (Router, Arc<FakeStats>) {
             "/openai/deployments/{deployment}/chat/completions",
             post(azure_chat),
         )
+        .route("/v1/embeddings", post(embeddings))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1beta/models/{call}", post(gemini::generate))
         .route("/v1/models", get(models))
@@ -364,6 +365,75 @@ fn refuse_key(f: &Fake, headers: &HeaderMap) -> Option<Response> {
             Some("invalid_api_key"),
         )
     })
+}
+
+/// OpenAI's embeddings: one vector per input (deterministic, from the text), `dimensions` long (8 by
+/// default), and the input's token count.
+async fn embeddings(State(f): State<Fake>, headers: HeaderMap, body: Bytes) -> Response {
+    f.stats.requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(refused) = refuse_key(&f, &headers) {
+        return refused;
+    }
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return openai_error(
+                StatusCode::BAD_REQUEST,
+                &format!("We could not parse the JSON body of your request. ({e})"),
+                "invalid_request_error",
+                None,
+            )
+        }
+    };
+    *f.stats.last_body.lock() = Some(body.clone());
+    let model = body["model"].as_str().unwrap_or("unknown").to_string();
+    let sw = f.stats.switches(&body["x_fake"], &model);
+    delay(&sw).await;
+    if let Some(s) = sw.status.filter(|s| *s >= 400) {
+        return openai_error(
+            StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "The server had an error while processing your request.",
+            "server_error",
+            None,
+        );
+    }
+    let inputs: Vec<String> = match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .collect(),
+        _ => {
+            return openai_error(
+                StatusCode::BAD_REQUEST,
+                "'input' is a required property",
+                "invalid_request_error",
+                None,
+            )
+        }
+    };
+    let dims = body["dimensions"].as_u64().unwrap_or(8).clamp(1, 4096) as usize;
+    let mut tokens = 0u64;
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            tokens += (text.chars().count() as u64).div_ceil(4).max(1);
+            let mut h: u64 = 1469598103934665603;
+            let vector: Vec<f64> = (0..dims)
+                .map(|d| {
+                    for b in text.bytes().chain([d as u8]) {
+                        h = (h ^ b as u64).wrapping_mul(1099511628211);
+                    }
+                    ((h % 2000) as f64 / 1000.0) - 1.0
+                })
+                .collect();
+            json!({"object": "embedding", "index": i, "embedding": vector})
+        })
+        .collect();
+    Json(json!({"object": "list", "data": data, "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
+    .into_response()
 }
 
 /// Azure OpenAI: the deployment in the path, `api-version` required, the key in `api-key`.

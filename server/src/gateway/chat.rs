@@ -191,9 +191,48 @@ pub async fn chat_completions(
     LimitedBody(bytes): LimitedBody,
 ) -> Result<Response, ApiError> {
     let req = request::parse(&bytes)?;
+    run(state, key, req).await
+}
+
+/// Routes, admits, dispatches and settles a chat request (from `/chat/completions`, or translated from
+/// `/completions` and `/messages`); answers in OpenAI's chat format.
+pub(super) async fn run(
+    state: AppState,
+    key: Arc<crate::keys::KeyInfo>,
+    req: ChatRequest,
+) -> Result<Response, ApiError> {
     let catalog = state.catalog.get();
-    let mut models = Vec::with_capacity(req.models.len());
-    for name in &req.models {
+    let models = resolve_models(&state, &key, &catalog, &req.models)?;
+    let prefs = req.prefs.clone().over(&key.provider_prefs);
+    let plan = plan(&state, &key, &catalog, &models, &prefs, &req.body)?;
+    let worst = plan
+        .iter()
+        .map(|c| {
+            let prompt = req.prompt_upper_bound.min(c.model.context_length);
+            c.pricing
+                .charge_bound(prompt, output_cap(&req, &c.model, &c.endpoint))
+        })
+        .max()
+        .unwrap_or(Nanos::ZERO);
+    let prompt_log = key.log_prompts.then(|| {
+        req.body
+            .get("messages")
+            .map(Value::to_string)
+            .unwrap_or_default()
+    });
+    let billed = admit(&state, &key, &plan, worst, req.prompt_estimate, prompt_log).await?;
+    dispatch(billed, req, plan).await
+}
+
+/// The models a request names, checked against the key's allow-list, then its per-minute limit.
+pub(super) fn resolve_models(
+    state: &AppState,
+    key: &crate::keys::KeyInfo,
+    catalog: &crate::catalog::Catalog,
+    names: &[String],
+) -> Result<Vec<(Arc<Model>, Option<route::Sort>)>, ApiError> {
+    let mut models = Vec::with_capacity(names.len());
+    for name in names {
         let (model, variant) = route::resolve_model(&catalog, name)?;
         if let Some(allowed) = &key.rules.allowed_models {
             if !allowed.iter().any(|m| *m == model.slug) {
@@ -224,28 +263,40 @@ pub async fn chat_completions(
             return Err(e);
         }
     }
-    // Prices are captured now: a catalog change never alters a request already admitted.
-    let prefs = req.prefs.clone().over(&key.provider_prefs);
+    Ok(models)
+}
+
+/// The endpoints to try, with prices captured now: a catalog change never alters a request already
+/// admitted.
+pub(super) fn plan(
+    state: &AppState,
+    key: &crate::keys::KeyInfo,
+    catalog: &crate::catalog::Catalog,
+    models: &[(Arc<Model>, Option<route::Sort>)],
+    prefs: &route::Prefs,
+    body: &serde_json::Map<String, Value>,
+) -> Result<Vec<route::Candidate>, ApiError> {
     let probe_timeout = crate::config::Config::ms(state.cfg.upstream_first_byte_timeout_ms * 2);
-    let plan = route::plan(
-        &catalog,
+    route::plan(
+        catalog,
         &key.org_id,
-        &models,
-        &prefs,
-        &req.body,
+        models,
+        prefs,
+        body,
         &state.health,
         probe_timeout,
-    )?;
-    let worst = plan
-        .iter()
-        .map(|c| {
-            let prompt = req.prompt_upper_bound.min(c.model.context_length);
-            c.pricing
-                .charge_bound(prompt, output_cap(&req, &c.model, &c.endpoint))
-        })
-        .max()
-        .unwrap_or(Nanos::ZERO);
+    )
+}
 
+/// Reserves the request's worst case against the organisation's credit (and the key's limit).
+pub(super) async fn admit(
+    state: &AppState,
+    key: &crate::keys::KeyInfo,
+    plan: &[route::Candidate],
+    worst: Nanos,
+    prompt_estimate: u64,
+    prompt_log: Option<String>,
+) -> Result<Billed, ApiError> {
     let hold = state
         .gate
         .admit(
@@ -258,7 +309,7 @@ pub async fn chat_completions(
         )
         .await
         .map_err(|r| refusal_error(r, worst))?;
-    let billed = Billed {
+    Ok(Billed {
         state: state.clone(),
         key_id: key.id.clone(),
         org_id: key.org_id.clone(),
@@ -267,18 +318,12 @@ pub async fn chat_completions(
         started: Instant::now(),
         created_at: crate::store::now_ms(),
         hold,
-        prompt_estimate: req.prompt_estimate,
+        prompt_estimate,
         attempts: Vec::new(),
         settled: false,
-        prompt_log: key.log_prompts.then(|| {
-            req.body
-                .get("messages")
-                .map(Value::to_string)
-                .unwrap_or_default()
-        }),
+        prompt_log,
         answer_log: String::new(),
-    };
-    dispatch(billed, req, plan).await
+    })
 }
 
 /// The most output tokens this request can produce at this endpoint.
@@ -336,33 +381,8 @@ async fn dispatch(
         let ep = &cand.endpoint;
         let mut tried_here = false;
         loop {
-            let cred = match ep.provider.pick_credential(|c| {
-                !failed_keys.contains(&c.id) && state.health.resting(&c.id).is_none()
-            }) {
-                Ok(c) => c,
-                Err(NoCredential) => {
-                    let rest = ep
-                        .provider
-                        .credentials
-                        .iter()
-                        .filter_map(|c| state.health.resting(&c.id))
-                        .min();
-                    if let (false, Some(secs)) = (tried_here, rest) {
-                        // Every key rests after a rate limit: the upstream is not asked.
-                        let f = UpstreamFailure {
-                            kind: FailureKind::Status(429),
-                            provider: ep.provider.name.clone(),
-                            message: format!("every key of this provider is resting after a rate limit; free again in {secs} s"),
-                            raw: None,
-                            retry_after: Some(secs),
-                        };
-                        billed
-                            .attempts
-                            .push(attempt(ep, None, 429, Some(&f), Instant::now()));
-                        last = Some(f);
-                    }
-                    break;
-                }
+            let Some(cred) = pick_key(&mut billed, ep, &failed_keys, tried_here, &mut last) else {
+                break;
             };
             tried_here = true;
             let attempt_started = Instant::now();
@@ -402,34 +422,122 @@ async fn dispatch(
                 }
                 Err(f) => f,
             };
-            let status = match f.kind {
-                FailureKind::Status(s) => s,
-                _ => 0,
-            };
-            billed
-                .attempts
-                .push(attempt(ep, cred, status, Some(&f), attempt_started));
-            if f.counts_against_health() {
-                state.health.record(&ep.id, false);
-            }
-            let key_problem = matches!(f.kind, FailureKind::Status(401 | 403 | 429));
-            if let Some(c) = cred.filter(|_| key_problem) {
-                failed_keys.push(c.id.clone());
-                if f.kind == FailureKind::Status(429) {
-                    state.health.rest(&c.id, f.retry_after);
-                }
-            }
-            tracing::warn!(generation = %billed.gen_id, provider = %ep.provider.slug, credential = cred.map(|c| c.label.as_str()), error_type = f.error_type(), message = %f.message, "upstream attempt failed");
-            let retry = f.retryable();
-            last = Some(f);
-            if !retry {
-                break 'endpoints;
-            }
-            if !key_problem {
-                break;
+            match failed(
+                &mut billed,
+                ep,
+                cred,
+                f,
+                attempt_started,
+                &mut failed_keys,
+                &mut last,
+            ) {
+                Next::SameEndpoint => {}
+                Next::NextEndpoint => break,
+                Next::Stop => break 'endpoints,
             }
         }
     }
+    Ok(unanswered(billed, last, req.stream).await)
+}
+
+/// A key of the endpoint's provider for the next attempt: `Some(None)` for a keyless server; `None`
+/// when every key failed in this request or is resting (then, if no key was tried here, a resting
+/// key's 429 is recorded as the attempt, without asking the upstream).
+pub(super) fn pick_key<'a>(
+    billed: &mut Billed,
+    ep: &'a Endpoint,
+    failed_keys: &[String],
+    tried_here: bool,
+    last: &mut Option<UpstreamFailure>,
+) -> Option<Option<&'a Credential>> {
+    let health = &billed.state.health;
+    match ep
+        .provider
+        .pick_credential(|c| !failed_keys.contains(&c.id) && health.resting(&c.id).is_none())
+    {
+        Ok(c) => Some(c),
+        Err(NoCredential) => {
+            let rest = ep
+                .provider
+                .credentials
+                .iter()
+                .filter_map(|c| health.resting(&c.id))
+                .min();
+            if let (false, Some(secs)) = (tried_here, rest) {
+                let f = UpstreamFailure {
+                    kind: FailureKind::Status(429),
+                    provider: ep.provider.name.clone(),
+                    message: format!("every key of this provider is resting after a rate limit; free again in {secs} s"),
+                    raw: None,
+                    retry_after: Some(secs),
+                };
+                billed
+                    .attempts
+                    .push(attempt(ep, None, 429, Some(&f), Instant::now()));
+                *last = Some(f);
+            }
+            None
+        }
+    }
+}
+
+/// Where a request goes after a failed attempt.
+pub(super) enum Next {
+    /// Another key of the same endpoint (the key was refused or rate limited).
+    SameEndpoint,
+    NextEndpoint,
+    /// The failure is the client's: answer it.
+    Stop,
+}
+
+/// Records a failed attempt (the generation's attempts, the endpoint's health, a rate-limited key's
+/// rest) and says where to go next.
+pub(super) fn failed(
+    billed: &mut Billed,
+    ep: &Endpoint,
+    cred: Option<&Credential>,
+    f: UpstreamFailure,
+    started: Instant,
+    failed_keys: &mut Vec<String>,
+    last: &mut Option<UpstreamFailure>,
+) -> Next {
+    let status = match f.kind {
+        FailureKind::Status(s) => s,
+        _ => 0,
+    };
+    billed
+        .attempts
+        .push(attempt(ep, cred, status, Some(&f), started));
+    let health = &billed.state.health;
+    if f.counts_against_health() {
+        health.record(&ep.id, false);
+    }
+    let key_problem = matches!(f.kind, FailureKind::Status(401 | 403 | 429));
+    if let Some(c) = cred.filter(|_| key_problem) {
+        failed_keys.push(c.id.clone());
+        if f.kind == FailureKind::Status(429) {
+            health.rest(&c.id, f.retry_after);
+        }
+    }
+    tracing::warn!(generation = %billed.gen_id, provider = %ep.provider.slug, credential = cred.map(|c| c.label.as_str()), error_type = f.error_type(), message = %f.message, "upstream attempt failed");
+    let next = if !f.retryable() {
+        Next::Stop
+    } else if key_problem {
+        Next::SameEndpoint
+    } else {
+        Next::NextEndpoint
+    };
+    *last = Some(f);
+    next
+}
+
+/// No endpoint answered: the last failure (or why none could be tried) goes to the client, recorded
+/// and charged nothing.
+pub(super) async fn unanswered(
+    mut billed: Billed,
+    last: Option<UpstreamFailure>,
+    streamed: bool,
+) -> Response {
     let err = match last {
         Some(f) => f.to_api_error(),
         None => ApiError::new(
@@ -446,7 +554,7 @@ async fn dispatch(
         upstream_id: None,
         finish_reason: None,
         ttft_ms: None,
-        streamed: req.stream,
+        streamed,
         cancelled: false,
         status: err.status.as_u16(),
         error: Some(err.message.clone()),
@@ -457,10 +565,10 @@ async fn dispatch(
     if let Ok(v) = HeaderValue::from_str(&billed.gen_id) {
         res.headers_mut().insert(GEN_HEADER, v);
     }
-    Ok(res)
+    res
 }
 
-fn attempt(
+pub(super) fn attempt(
     ep: &Endpoint,
     cred: Option<&Credential>,
     status: u16,

@@ -2,6 +2,8 @@
 //! parse -> authenticate -> route -> admit credits -> dispatch -> stream -> settle.
 
 mod chat;
+mod compat;
+mod embeddings;
 pub mod health;
 pub(crate) mod info;
 mod request;
@@ -25,6 +27,9 @@ use std::sync::Arc;
 pub fn router() -> Router<AppState> {
     let api = Router::new()
         .route("/chat/completions", post(chat::chat_completions))
+        .route("/completions", post(compat::completions))
+        .route("/messages", post(compat::messages))
+        .route("/embeddings", post(embeddings::embeddings))
         .route("/models", get(info::models))
         .route(
             "/models/{author}/{slug}/endpoints",
@@ -88,22 +93,33 @@ impl FromRequestParts<AppState> for ManagementAuth {
 
 /// A live key from the bearer header: present, known, not revoked, disabled or expired.
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Arc<KeyInfo>, ApiError> {
-    let header = parts
+    // Anthropic's SDKs send the key as `x-api-key`; everyone else as a bearer token.
+    let x_api_key = parts
         .headers
-        .get(header::AUTHORIZATION)
+        .get("x-api-key")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::unauthorized(
+        .map(str::trim);
+    let secret = match (
+        parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+        x_api_key,
+    ) {
+        (Some(h), _) => h
+            .strip_prefix("Bearer ")
+            .or_else(|| h.strip_prefix("bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer <API key>`")
+            })?,
+        (None, Some(k)) => k,
+        (None, None) => {
+            return Err(ApiError::unauthorized(
                 "missing API key: send the header `Authorization: Bearer sk-sy-v1-…`",
-            )
-        })?;
-    let secret = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .map(str::trim)
-        .ok_or_else(|| {
-            ApiError::unauthorized("the Authorization header must be `Bearer <API key>`")
-        })?;
+            ))
+        }
+    };
     if !secret.starts_with(KEY_PREFIX) || secret.len() > 200 {
         return Err(ApiError::unauthorized("invalid API key"));
     }

@@ -303,9 +303,11 @@ fn blocks(content: &Value, i: usize) -> Result<Vec<Value>, String> {
                     Some((media, data)) => {
                         json!({"type": "document", "source": {"type": "base64", "media_type": media, "data": data}})
                     }
-                    None => return Err(format!(
+                    None => {
+                        return Err(format!(
                         "messages[{i}].content[{j}]: Anthropic takes files as file_data data: URLs"
-                    )),
+                    ))
+                    }
                 }
             }
             Some(other) => {
