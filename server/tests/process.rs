@@ -41,6 +41,14 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 /// Starts a fake upstream (streaming a chunk every `chunk_delay_ms`) and sets up a platform on it through
 /// the CLI, as an operator would; returns the API key.
 async fn operator_setup(db: &TestDb, chunk_delay_ms: u64) -> String {
+    operator_setup_with_fake(db, chunk_delay_ms).await.0
+}
+
+/// The operator's set-up, and where the fake upstream listens.
+async fn operator_setup_with_fake(
+    db: &TestDb,
+    chunk_delay_ms: u64,
+) -> (String, std::net::SocketAddr) {
     let (fake, _) = devupstream::spawn(
         "127.0.0.1:0".parse().expect("a"),
         devupstream::FakeConfig {
@@ -95,7 +103,7 @@ async fn operator_setup(db: &TestDb, chunk_delay_ms: u64) -> String {
         secret.starts_with("sk-sy-v1-") && secret.len() == 9 + 64,
         "{secret:?}"
     );
-    secret
+    (secret, fake)
 }
 
 struct Server {
@@ -493,24 +501,14 @@ async fn the_openai_python_sdk_works_and_cost_matches_credits(db: Db) {
     let tdb = TestDb::new(db).await;
     let key = operator_setup(&tdb, 5).await;
     let mut server = start_server(&tdb, &[]);
-    let python = std::env::var("SWITCHYARD_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/openai_sdk_check.py");
-    let out = tokio::process::Command::new(&python)
-        .arg(&script)
-        .env("SWITCHYARD_BASE_URL", format!("{}/api/v1", server.base))
-        .env("SWITCHYARD_API_KEY", &key)
-        .output()
-        .await
-        .expect("run python (the test command installs the openai package; SWITCHYARD_PYTHON picks the interpreter)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "openai SDK check failed:\n{stdout}\n{stderr}"
-    );
-    let report: Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("{}")).expect("a JSON report");
-    assert_eq!(report["ok"], true, "{report}");
+    let report = python_check(
+        "openai_sdk_check.py",
+        &[
+            ("SWITCHYARD_BASE_URL", format!("{}/api/v1", server.base)),
+            ("SWITCHYARD_API_KEY", key.clone()),
+        ],
+    )
+    .await;
     assert!(report["non_stream_cost"].as_f64().expect("cost") > 0.0);
     assert!(report["stream_cost"].as_f64().expect("cost") > 0.0);
     let child = &mut server.child;
@@ -518,7 +516,76 @@ async fn the_openai_python_sdk_works_and_cost_matches_credits(db: Db) {
     assert!(child.wait().expect("wait").success());
 }
 
+/// Runs a Python script of `e2e/` against the server; its last line is a JSON report.
+async fn python_check(script: &str, env: &[(&str, String)]) -> Value {
+    let python = std::env::var("SWITCHYARD_PYTHON").unwrap_or_else(|_| "python3".into());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../e2e")
+        .join(script);
+    let mut cmd = tokio::process::Command::new(&python);
+    cmd.arg(&path);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.expect(
+        "run python (the test command installs the openai and anthropic packages; SWITCHYARD_PYTHON picks the interpreter)",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    let report: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("{}")).expect("a JSON report");
+    assert_eq!(report["ok"], true, "{report}");
+    report
+}
+
+async fn the_sdks_call_tools_and_the_messages_api(db: Db) {
+    let tdb = TestDb::new(db).await;
+    let (key, fake) = operator_setup_with_fake(&tdb, 2).await;
+    let file = write(
+        tdb.dir(),
+        "anthropic.toml",
+        &format!(
+            r#"
+[[providers]]
+slug = "anth"
+name = "Fake Anthropic"
+kind = "anthropic"
+base_url = "http://{fake}/v1"
+api_key = "env:FAKE_UPSTREAM_KEY"
+
+[[models]]
+slug = "sdk/claude"
+name = "Claude through the fake"
+context_length = 200000
+max_output_tokens = 4096
+[[models.endpoints]]
+provider = "anth"
+upstream_model = "claude-sdk"
+input_per_mtok = "3"
+output_per_mtok = "15"
+"#
+        ),
+    );
+    let (ok, out, err) = cli(&tdb, &["catalog", "apply", &file]);
+    assert!(ok, "{out}{err}");
+    let mut server = start_server(&tdb, &[]);
+    let report = python_check(
+        "sdk_tools_and_messages_check.py",
+        &[
+            ("SWITCHYARD_BASE_URL", server.base.clone()),
+            ("SWITCHYARD_API_KEY", key.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(report["tool_args"]["city"], "Paris", "{report}");
+    let child = &mut server.child;
+    signal(child, "-TERM");
+    assert!(child.wait().expect("wait").success());
+}
+
 both_backends!(
+    the_sdks_call_tools_and_the_messages_api,
     cli_sets_up_a_platform_that_serves_requests,
     sigterm_drains_streams_and_flushes_usage,
     a_hard_kill_loses_at_most_the_requests_in_flight,
