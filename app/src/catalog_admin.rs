@@ -70,6 +70,8 @@ pub struct ProviderRow {
     pub enabled: bool,
     pub website: String,
     pub data_policy: String,
+    /// It keeps or trains on prompts (requests with `data_collection: "deny"` avoid it).
+    pub collects_data: bool,
     /// The provider's own markup, when it has one.
     pub markup_percent: Option<String>,
     pub endpoints: u32,
@@ -120,6 +122,8 @@ pub struct AdminEndpoint {
     pub max_output_tokens: String,
     /// Lower is tried first.
     pub priority: i64,
+    /// Share among endpoints of equal priority (before cheaper ones are preferred); 0: fallback only.
+    pub weight: u64,
     /// "9.09 %", or "—" when nothing is charged.
     pub margin: String,
     /// Where its price comes from: "default markup 10 %", "provider markup 20 %", "sale price".
@@ -184,6 +188,7 @@ pub enum CatalogOp {
         website: String,
         data_policy: String,
         markup_percent: String,
+        collects_data: bool,
     },
     SetProviderEnabled {
         id: String,
@@ -237,6 +242,7 @@ pub enum CatalogOp {
         request_price: String,
         max_output_tokens: String,
         priority: String,
+        weight: String,
         enabled: bool,
     },
     SetDefaultMarkup {
@@ -256,6 +262,23 @@ pub enum CatalogOp {
         provider_id: String,
     },
 }
+
+/// The kinds of provider the admin can add: (value, label), as the server's `ProviderKind`.
+pub const PROVIDER_KINDS: &[(&str, &str)] = &[
+    ("openai", "OpenAI-compatible"),
+    ("anthropic", "Anthropic (Messages API)"),
+    ("gemini", "Google Gemini"),
+    ("azure", "Azure OpenAI"),
+    ("deepseek", "DeepSeek"),
+    ("groq", "Groq"),
+    ("together", "Together AI"),
+    ("mistral", "Mistral"),
+    ("xai", "xAI"),
+    ("fireworks", "Fireworks"),
+    ("openrouter", "OpenRouter"),
+    ("vllm", "vLLM"),
+    ("ollama", "Ollama"),
+];
 
 #[server(prefix = "/_app", endpoint = "admin_catalog")]
 pub async fn load_catalog_admin() -> Result<CatalogAdmin, ServerFnError> {
@@ -281,6 +304,7 @@ pub async fn save_provider(
     website: String,
     data_policy: String,
     markup_percent: String,
+    collects_data: Option<String>,
 ) -> Result<Outcome, ServerFnError> {
     run(CatalogOp::SaveProvider {
         id: id.filter(|i| !i.is_empty()),
@@ -292,6 +316,7 @@ pub async fn save_provider(
         website,
         data_policy,
         markup_percent,
+        collects_data: collects_data.is_some(),
     })
     .await
 }
@@ -426,6 +451,7 @@ pub async fn save_endpoint(
     request_price: String,
     max_output_tokens: String,
     priority: String,
+    weight: String,
     enabled: Option<String>,
 ) -> Result<Outcome, ServerFnError> {
     run(CatalogOp::SaveEndpoint {
@@ -438,6 +464,7 @@ pub async fn save_endpoint(
         request_price,
         max_output_tokens,
         priority,
+        weight,
         enabled: enabled.is_some(),
     })
     .await
@@ -677,6 +704,11 @@ fn ProviderForm(
     existing: Option<ProviderRow>,
 ) -> impl IntoView {
     let p = existing.clone();
+    let kind_now = p
+        .as_ref()
+        .map(|p| p.kind.clone())
+        .unwrap_or_else(|| "openai".into());
+    let collects = p.as_ref().is_some_and(|p| p.collects_data);
     let v = move |f: fn(&ProviderRow) -> String| p.as_ref().map(f).unwrap_or_default();
     let editing = existing.is_some();
     let form = NodeRef::new();
@@ -689,12 +721,15 @@ fn ProviderForm(
             <div class="form-grid">
                 <label>"Slug" <input name="slug" required pattern="[a-z0-9][a-z0-9\\-]*" placeholder="e.g. openai" value=v(|p| p.slug.clone())/></label>
                 <label>"Name" <input name="name" required placeholder="e.g. OpenAI" value=v(|p| p.name.clone())/></label>
-                <label>"Kind (wire protocol)"
+                <label>"Kind (wire protocol or service)"
                     <select name="kind">
-                        <option value="openai">"OpenAI-compatible"</option>
+                        {PROVIDER_KINDS.iter().map(|(value, label)| {
+                            let selected = kind_now == *value;
+                            view! { <option value=*value selected=selected>{*label}</option> }
+                        }).collect_view()}
                     </select>
                 </label>
-                <label class="wide">"Base URL" <input name="base_url" required type="url" placeholder="https://api.openai.com/v1" value=v(|p| p.base_url.clone())/></label>
+                <label class="wide">"Base URL (blank: the service's own; Azure: https://RESOURCE.openai.azure.com/openai)" <input name="base_url" type="url" placeholder="https://api.openai.com/v1" value=v(|p| p.base_url.clone())/></label>
                 {if editing {
                     view! { <input type="hidden" name="api_key" value=""/> }.into_any()
                 } else {
@@ -704,6 +739,7 @@ fn ProviderForm(
                 <label>"Website" <input name="website" type="url" placeholder="https://…" value=v(|p| p.website.clone())/></label>
                 <label>"Markup (%; blank: default)" <input name="markup_percent" inputmode="decimal" value=v(|p| p.markup_percent.clone().unwrap_or_default())/></label>
                 <label class="wide">"Data policy notes" <input name="data_policy" placeholder="e.g. no training on API data; 30-day retention" value=v(|p| p.data_policy.clone())/></label>
+                <label class="check wide"><input type="checkbox" name="collects_data" value="1" checked=collects/>"Keeps or trains on prompts (requests that deny data collection avoid it)"</label>
             </div>
             <button type="submit" class="button">{if editing { "Save provider" } else { "Add provider" }}</button>
         </ActionForm>
@@ -795,7 +831,7 @@ fn ModelCard(
                                 {e.extras.clone().into_iter().map(|x| view! { <div class="muted small extra-price">{x}</div> }).collect_view()}
                             </td>
                             <td class="num margin">{e.margin.clone()}</td>
-                            <td>{if e.enabled { "yes" } else { "no" }}{(e.priority != 0).then(|| view! { <div class="muted small">{format!("priority {}", e.priority)}</div> })}</td>
+                            <td>{if e.enabled { "yes" } else { "no" }}{(e.priority != 0).then(|| view! { <div class="muted small">{format!("priority {}", e.priority)}</div> })}{(e.weight != 100).then(|| view! { <div class="muted small">{if e.weight == 0 { "fallback only".to_string() } else { format!("weight {}", e.weight) }}</div> })}</td>
                             <td class="health" class:degraded=e.degraded>
                                 {e.degraded.then(|| view! { <span class="status expired">"degraded"</span> })}
                                 {e.health.clone().into_iter().map(|h| view! {
@@ -824,6 +860,7 @@ fn ModelCard(
                             <label>"Cost per request (USD)" <input name="request_price" inputmode="decimal" placeholder="0" value=e.request_price.clone()/></label>
                             <label>"Max output tokens (blank: the model's)" <input name="max_output_tokens" inputmode="numeric" value=e.max_output_tokens.clone()/></label>
                             <label>"Priority (lower is tried first)" <input name="priority" inputmode="numeric" value=e.priority.to_string()/></label>
+                            <label>"Weight among equal priority (0: fallback only)" <input name="weight" inputmode="numeric" value=e.weight.to_string()/></label>
                         </div>
                         <div class="checks-row">
                             <label class="check"><input type="checkbox" name="enabled" value="1" checked=e.enabled/>"Serve traffic"</label>

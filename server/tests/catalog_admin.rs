@@ -37,6 +37,7 @@ fn provider(slug: &str, base: &str, key: &str) -> CatalogOp {
         website: "https://example.com".into(),
         data_policy: "no training on API data".into(),
         markup_percent: String::new(),
+        collects_data: false,
     }
 }
 
@@ -219,6 +220,7 @@ async fn providers_keys_are_encrypted_tested_and_listed(db: Db) {
         website: String::new(),
         data_policy: String::new(),
         markup_percent: "20".into(),
+        collects_data: false,
     };
     change(&app.state, &root, edit).await.expect("edit");
     assert!(test_provider(&app.state, &id).await.is_ok());
@@ -252,6 +254,7 @@ async fn providers_keys_are_encrypted_tested_and_listed(db: Db) {
             website: String::new(),
             data_policy: String::new(),
             markup_percent: String::new(),
+            collects_data: false,
         },
         CatalogOp::SetDefaultMarkup {
             percent: "-5".into(),
@@ -326,6 +329,7 @@ fn price_as(id: &str, upstream: &str, input: &str, output: &str, enabled: bool) 
         request_price: String::new(),
         max_output_tokens: String::new(),
         priority: String::new(),
+        weight: String::new(),
         enabled,
     }
 }
@@ -402,6 +406,7 @@ async fn imported_models_are_priced_by_the_rules_and_in_flight_requests_keep_the
             website: String::new(),
             data_policy: String::new(),
             markup_percent: "20".into(),
+            collects_data: false,
         },
     )
     .await
@@ -554,7 +559,7 @@ async fn disabled_endpoints_and_providers_get_no_traffic(db: Db) {
     app.grant("10").await;
     let root = admin(&app).await;
     let base = format!("http://{}/v1", app.fake);
-    // test/fast is served by "fake" at $0.50/$1.50; a second, cheaper provider comes first.
+    // test/fast is served by "fake" at $0.50/$1.50; a second provider comes first.
     change(&app.state, &root, provider("cheap", &base, UPSTREAM_KEY))
         .await
         .expect("add");
@@ -583,7 +588,11 @@ async fn disabled_endpoints_and_providers_get_no_traffic(db: Db) {
         .execute(&app.store.writer)
         .await
         .expect("move");
-    let on = price_as(&ep, "fast-1", "0.10", "0.20", true);
+    // A lower priority puts it first every time (among equals the cheaper is only likelier).
+    let mut on = price_as(&ep, "fast-1", "0.10", "0.20", true);
+    if let CatalogOp::SaveEndpoint { priority, .. } = &mut on {
+        *priority = "-1".into();
+    }
     change(&app.state, &root, on.clone()).await.expect("on");
     for _ in 0..3 {
         let (s, v) = call(&app, "test/fast").await;
@@ -1284,7 +1293,113 @@ async fn export_round_trips_and_openrouter_imports_preview_before_applying(db: D
     app.stop().await;
 }
 
+async fn every_kind_of_provider_is_added_listed_and_tested(db: Db) {
+    let app = TestApp::start(db).await;
+    let root = admin(&app).await;
+    let with_kind = |slug: &str, kind: &str, base: &str| {
+        let mut op = provider(slug, base, UPSTREAM_KEY);
+        if let CatalogOp::SaveProvider {
+            kind: k,
+            collects_data,
+            ..
+        } = &mut op
+        {
+            *k = kind.into();
+            *collects_data = kind == "gemini";
+        }
+        op
+    };
+    let fake = app.fake;
+    for (slug, kind, base, models) in [
+        (
+            "anth",
+            "anthropic",
+            format!("http://{fake}/v1"),
+            vec!["claude-a", "claude-b"],
+        ),
+        (
+            "gem",
+            "gemini",
+            format!("http://{fake}/v1beta"),
+            vec!["gemini-a", "embedding-a"],
+        ),
+        (
+            "az",
+            "azure",
+            format!("http://{fake}/openai?api-version=2024-10-21"),
+            vec!["dep-1"],
+        ),
+    ] {
+        change(&app.state, &root, with_kind(slug, kind, &base))
+            .await
+            .expect(kind);
+        let id = provider_id(&app, slug).await;
+        let listed = provider_models(&app.state, &id).await.expect("listed");
+        let ids: Vec<&str> = listed.models.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, models, "{kind}");
+        let ok = test_provider(&app.state, &id).await.expect("reachable");
+        assert!(ok.contains("answered"), "{ok}");
+    }
+    let p = page(&app.state).await.expect("page");
+    let gem = p.providers.iter().find(|p| p.slug == "gem").expect("gem");
+    assert!(gem.collects_data && gem.kind == "gemini");
+    // A blank base URL is the service's own; Azure has none; unknown kinds are named.
+    change(&app.state, &root, with_kind("groq", "groq", ""))
+        .await
+        .expect("groq");
+    let (url,): (String,) = sqlx::query_as("SELECT base_url FROM providers WHERE slug = 'groq'")
+        .fetch_one(&app.store.pool)
+        .await
+        .expect("row");
+    assert_eq!(url, "https://api.groq.com/openai/v1");
+    let e = change(&app.state, &root, with_kind("az2", "azure", ""))
+        .await
+        .expect_err("azure needs a URL");
+    assert!(e.contains("base URL"), "{e}");
+    let e = change(
+        &app.state,
+        &root,
+        with_kind("x", "bogus", "http://x.test/v1"),
+    )
+    .await
+    .expect_err("kind");
+    assert!(e.contains("anthropic") && e.contains("gemini"), "{e}");
+    // An endpoint's weight: 0 keeps it as a fallback; out of range is refused; the export keeps it.
+    let (eid,): (String,) = sqlx::query_as(
+        "SELECT e.id FROM endpoints e JOIN models m ON m.id = e.model_id WHERE m.slug = 'test/fast'",
+    )
+    .fetch_one(&app.store.pool)
+    .await
+    .expect("endpoint");
+    let mut op = price_as(&eid, "fast-1", "0.50", "1.50", true);
+    if let CatalogOp::SaveEndpoint { weight, .. } = &mut op {
+        *weight = "-3".into();
+    }
+    let e = change(&app.state, &root, op.clone())
+        .await
+        .expect_err("weight");
+    assert!(e.contains("weight"), "{e}");
+    if let CatalogOp::SaveEndpoint { weight, .. } = &mut op {
+        *weight = "0".into();
+    }
+    change(&app.state, &root, op).await.expect("weight 0");
+    let p = page(&app.state).await.expect("page");
+    let m = p
+        .models
+        .iter()
+        .find(|m| m.slug == "test/fast")
+        .expect("model");
+    assert_eq!(m.endpoints[0].weight, 0);
+    let exported = switchyard::catalog::file::export(&app.store)
+        .await
+        .expect("export");
+    assert!(exported.contains("weight = 0"), "{exported}");
+    assert!(exported.contains("collects_data = true"), "{exported}");
+    app.stop().await;
+}
+
 both_backends!(
+    every_kind_of_provider_is_added_listed_and_tested,
     key_pools_share_traffic_by_weight_and_a_refused_key_fails_over,
     cache_request_and_organisation_prices_are_charged_exactly,
     models_describe_themselves_and_priority_orders_endpoints,

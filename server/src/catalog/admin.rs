@@ -119,12 +119,13 @@ struct EndpointRecord {
     request_nanos: i64,
     max_output_tokens: Option<i64>,
     priority: i64,
+    weight: i64,
     enabled: i64,
 }
 
 const ENDPOINT_COLS: &str = "e.id, e.model_id, m.slug AS model_slug, e.provider_id, e.upstream_model, \
     e.input_per_mtok_nanos, e.output_per_mtok_nanos, e.cache_read_per_mtok_nanos, e.cache_write_per_mtok_nanos, \
-    e.request_nanos, e.max_output_tokens, e.priority, e.enabled";
+    e.request_nanos, e.max_output_tokens, e.priority, e.weight, e.enabled";
 
 /// Every provider's keys as the page shows them (never the key itself).
 async fn credentials(
@@ -224,9 +225,10 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
         Option<String>,
         Option<String>,
         i64,
+        i64,
     );
     let providers: Vec<P> = sqlx::query_as(
-        "SELECT p.id, p.slug, p.name, p.kind, p.base_url, p.enabled, p.website, p.data_policy, \
+        "SELECT p.id, p.slug, p.name, p.kind, p.base_url, p.enabled, p.website, p.data_policy, p.collects_data, \
                 (SELECT COUNT(*) FROM endpoints e WHERE e.provider_id = p.id) \
          FROM providers p ORDER BY p.name",
     )
@@ -238,7 +240,7 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
     let providers: Vec<ProviderRow> = providers
         .into_iter()
         .map(
-            |(id, slug, name, kind, base_url, enabled, website, policy, n)| {
+            |(id, slug, name, kind, base_url, enabled, website, policy, collects, n)| {
                 provider_names.insert(id.clone(), name.clone());
                 ProviderRow {
                     markup_percent: rules.get(&format!("provider:{id}")).map(|&p| percent(p)),
@@ -251,6 +253,7 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
                     enabled: enabled != 0,
                     website: website.unwrap_or_default(),
                     data_policy: policy.unwrap_or_default(),
+                    collects_data: collects != 0,
                     endpoints: n as u32,
                     degraded: false,
                 }
@@ -368,6 +371,7 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
                             .map(|v| v.to_string())
                             .unwrap_or_default(),
                         priority: e.priority,
+                        weight: e.weight.max(0) as u64,
                         health: views,
                         degraded: is_degraded,
                         id: eid,
@@ -542,17 +546,18 @@ async fn provider_json(tx: &mut Tx, id: &str) -> Result<Option<Value>, sqlx::Err
         i64,
         Option<String>,
         Option<String>,
+        i64,
     );
     let r: Option<R> = sqlx::query_as(
-        "SELECT slug, name, kind, base_url, enabled, website, data_policy FROM providers WHERE id = $1",
+        "SELECT slug, name, kind, base_url, enabled, website, data_policy, collects_data FROM providers WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?;
     let markup = markup_of(tx, &format!("provider:{id}")).await?;
-    Ok(r.map(|(slug, name, kind, base_url, enabled, website, policy)| {
+    Ok(r.map(|(slug, name, kind, base_url, enabled, website, policy, collects)| {
         json!({"slug": slug, "name": name, "kind": kind, "base_url": base_url, "enabled": enabled != 0,
-               "website": website, "data_policy": policy, "markup": markup})
+               "website": website, "data_policy": policy, "collects_data": collects != 0, "markup": markup})
     }))
 }
 
@@ -633,7 +638,7 @@ async fn endpoint_json(tx: &mut Tx, id: &str) -> Result<Option<Value>, sqlx::Err
                "cost_input": mtok(e.input_per_mtok_nanos), "cost_output": mtok(e.output_per_mtok_nanos),
                "cache_read": e.cache_read_per_mtok_nanos.map(mtok), "cache_write": e.cache_write_per_mtok_nanos.map(mtok),
                "per_request": (e.request_nanos > 0).then(|| Nanos(e.request_nanos).to_usd_string()),
-               "max_output_tokens": e.max_output_tokens, "priority": e.priority, "enabled": e.enabled != 0})
+               "max_output_tokens": e.max_output_tokens, "priority": e.priority, "weight": e.weight, "enabled": e.enabled != 0})
     }))
 }
 
@@ -821,6 +826,7 @@ async fn apply(
             website,
             data_policy,
             markup_percent,
+            collects_data,
         } => {
             let slug = check_slug(&slug)?;
             let name = name.trim().to_string();
@@ -860,7 +866,7 @@ async fn apply(
                     }
                     sqlx::query(
                         "UPDATE providers SET slug = $1, name = $2, kind = $3, base_url = $4, \
-                         website = $5, data_policy = $6, updated_at = $7 WHERE id = $8",
+                         website = $5, data_policy = $6, updated_at = $7, collects_data = $9 WHERE id = $8",
                     )
                     .bind(&slug)
                     .bind(&name)
@@ -870,6 +876,7 @@ async fn apply(
                     .bind(opt(&data_policy))
                     .bind(now)
                     .bind(&id)
+                    .bind(collects_data as i64)
                     .execute(&mut **tx)
                     .await
                     .map_err(internal)?;
@@ -882,7 +889,7 @@ async fn apply(
                     let id = new_id();
                     sqlx::query(
                         "INSERT INTO providers (id, slug, name, kind, base_url, website, \
-                         data_policy, enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
+                         data_policy, enabled, created_at, updated_at, collects_data) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9)",
                     )
                     .bind(&id)
                     .bind(&slug)
@@ -892,6 +899,7 @@ async fn apply(
                     .bind(opt(&website))
                     .bind(opt(&data_policy))
                     .bind(now)
+                    .bind(collects_data as i64)
                     .execute(&mut **tx)
                     .await
                     .map_err(internal)?;
@@ -1338,6 +1346,7 @@ async fn apply(
             request_price,
             max_output_tokens,
             priority,
+            weight,
             enabled,
         } => {
             let before = endpoint_json(tx, &id)
@@ -1372,10 +1381,18 @@ async fn apply(
                     .filter(|p: &i64| p.abs() <= 1_000_000)
                     .ok_or("priority: a whole number; lower is tried first")?,
             };
+            let weight: i64 = match weight.trim() {
+                "" => 100,
+                v => v
+                    .parse()
+                    .ok()
+                    .filter(|w: &i64| (0..=1_000_000).contains(w))
+                    .ok_or("weight: a whole number from 0 (fallback only) to 1000000")?,
+            };
             sqlx::query(
                 "UPDATE endpoints SET upstream_model = $1, input_per_mtok_nanos = $2, output_per_mtok_nanos = $3, \
                  enabled = $4, updated_at = $5, cache_read_per_mtok_nanos = $6, cache_write_per_mtok_nanos = $7, \
-                 request_nanos = $8, max_output_tokens = $9, priority = $10 WHERE id = $11",
+                 request_nanos = $8, max_output_tokens = $9, priority = $10, weight = $12 WHERE id = $11",
             )
             .bind(upstream)
             .bind(input.0)
@@ -1388,6 +1405,7 @@ async fn apply(
             .bind(max_out)
             .bind(priority)
             .bind(&id)
+            .bind(weight)
             .execute(&mut **tx)
             .await
             .map_err(|e| {
@@ -1439,17 +1457,25 @@ fn display_name(id: &str) -> String {
 }
 
 /// A provider's name, base URL and its enabled keys (label, key), in label order.
+/// How to reach a provider: its name, kind, base URL and enabled keys (label, key).
+struct Access {
+    name: String,
+    kind: super::ProviderKind,
+    base: String,
+}
+
 async fn provider_access(
     state: &AppState,
     id: &str,
-) -> Result<(String, String, Vec<(String, String)>), String> {
-    let row: Option<(String, String)> =
-        sqlx::query_as("SELECT name, base_url FROM providers WHERE id = $1")
+) -> Result<(Access, Vec<(String, String)>), String> {
+    let row: Option<(String, String, String)> =
+        sqlx::query_as("SELECT name, kind, base_url FROM providers WHERE id = $1")
             .bind(id)
             .fetch_optional(&state.store.pool)
             .await
             .map_err(internal)?;
-    let (name, base) = row.ok_or("no such provider")?;
+    let (name, kind, base) = row.ok_or("no such provider")?;
+    let kind = super::ProviderKind::parse(&kind).unwrap_or(super::ProviderKind::Openai);
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT label, secret_enc FROM provider_credentials WHERE provider_id = $1 AND enabled = 1 ORDER BY label",
     )
@@ -1464,7 +1490,7 @@ async fn provider_access(
         })?;
         keys.push((label, key));
     }
-    Ok((name, base, keys))
+    Ok((Access { name, kind, base }, keys))
 }
 
 /// An error with its causes ("error sending request: connection refused").
@@ -1481,22 +1507,46 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// `GET {base}/models` with the provider's first enabled key.
 async fn fetch_models(state: &AppState, id: &str) -> Result<Vec<UpstreamModel>, String> {
-    let (name, base, keys) = provider_access(state, id).await?;
-    list_upstream(state, &name, &base, keys.first().map(|(_, k)| k.as_str())).await
+    let (access, keys) = provider_access(state, id).await?;
+    list_upstream(state, &access, keys.first().map(|(_, k)| k.as_str())).await
 }
 
+/// The provider's model list, asked the way its kind takes it: OpenAI's and Anthropic's `GET /models`
+/// (`{"data": [{"id"}]}`), Azure's with its `api-version`, Google's (`{"models": [{"name"}]}`).
 async fn list_upstream(
     state: &AppState,
-    name: &str,
-    base: &str,
+    access: &Access,
     key: Option<&str>,
 ) -> Result<Vec<UpstreamModel>, String> {
+    use super::ProviderKind as K;
+    let (name, base) = (access.name.as_str(), access.base.as_str());
+    let url = match access.kind {
+        K::Azure => {
+            let (root, query) = base.split_once('?').unwrap_or((base, ""));
+            let version = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("api-version="))
+                .unwrap_or(crate::providers::openai::AZURE_API_VERSION);
+            format!(
+                "{}/models?api-version={version}",
+                root.trim_end_matches('/')
+            )
+        }
+        _ => format!("{base}/models"),
+    };
     let mut req = state
         .http
-        .get(format!("{base}/models"))
+        .get(url)
         .timeout(std::time::Duration::from_secs(10));
     if let Some(k) = &key {
-        req = req.bearer_auth(k);
+        req = match access.kind {
+            K::Anthropic => req
+                .header("x-api-key", *k)
+                .header("anthropic-version", crate::providers::anthropic::VERSION),
+            K::Gemini => req.header("x-goog-api-key", *k),
+            K::Azure => req.header("api-key", *k),
+            _ => req.bearer_auth(k),
+        };
     }
     let r = req
         .send()
@@ -1510,7 +1560,7 @@ async fn list_upstream(
             .unwrap_or("no error message");
         return Err(format!("{name} answered {status}: {msg}"));
     }
-    let Some(list) = body["data"].as_array() else {
+    let Some(list) = body["data"].as_array().or(body["models"].as_array()) else {
         return Err(format!(
             "{name} answered, but not with a model list ({{\"data\": [...]}})"
         ));
@@ -1518,11 +1568,15 @@ async fn list_upstream(
     Ok(list
         .iter()
         .filter_map(|m| {
-            m["id"].as_str().map(|id| UpstreamModel {
+            let id = m["id"]
+                .as_str()
+                .or_else(|| m["name"].as_str().map(|n| n.trim_start_matches("models/")))?;
+            Some(UpstreamModel {
                 id: id.to_string(),
                 context_length: m["context_length"]
                     .as_u64()
-                    .or(m["context_window"].as_u64()),
+                    .or(m["context_window"].as_u64())
+                    .or(m["inputTokenLimit"].as_u64()),
                 imported: false,
             })
         })
@@ -1555,7 +1609,8 @@ pub async fn provider_models(state: &AppState, id: &str) -> Result<UpstreamList,
 
 /// Calls the provider's model list with each enabled key and reports how each went and how long it took.
 pub async fn test_provider(state: &AppState, id: &str) -> Result<String, String> {
-    let (name, base, keys) = provider_access(state, id).await?;
+    let (access, keys) = provider_access(state, id).await?;
+    let (name, base) = (&access.name, &access.base);
     let mut tries: Vec<(Option<String>, Option<String>)> = keys
         .into_iter()
         .map(|(label, key)| (Some(label), Some(key)))
@@ -1570,7 +1625,7 @@ pub async fn test_provider(state: &AppState, id: &str) -> Result<String, String>
         let who = label
             .as_ref()
             .map_or(String::new(), |l| format!("key {l}: "));
-        match list_upstream(state, &name, &base, key.as_deref()).await {
+        match list_upstream(state, &access, key.as_deref()).await {
             Ok(models) => lines.push(format!(
                 "{who}{name} answered in {} ms at {base}, listing {} model{}",
                 started.elapsed().as_millis(),

@@ -205,6 +205,30 @@ pub(super) async fn generate(
     sse(&f, values, &sw)
 }
 
+/// Google's model list.
+pub(super) async fn models(
+    State(f): State<Fake>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let key = super::header(&headers, "x-goog-api-key").or(q.get("key").map(String::as_str));
+    if f.cfg.api_key.is_some() && !f.accepts(key) {
+        return error(
+            400,
+            "INVALID_ARGUMENT",
+            "API key not valid. Please pass a valid API key.",
+            Value::Null,
+        );
+    }
+    Json(json!({"models": [
+        {"name": "models/gemini-a", "displayName": "Gemini A", "inputTokenLimit": 1048576, "outputTokenLimit": 65536,
+         "supportedGenerationMethods": ["generateContent", "countTokens"]},
+        {"name": "models/embedding-a", "displayName": "Embedding A", "inputTokenLimit": 2048, "outputTokenLimit": 1,
+         "supportedGenerationMethods": ["embedContent"]},
+    ]}))
+    .into_response()
+}
+
 /// Server-sent events as Google sends them (`data: {...}` and CRLF line ends).
 fn sse(f: &Fake, values: Vec<Value>, sw: &super::Switches) -> Response {
     let delay_each = Duration::from_millis(sw.chunk_delay_ms.unwrap_or(f.cfg.chunk_delay_ms));

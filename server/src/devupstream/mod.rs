@@ -146,6 +146,8 @@ pub fn router(cfg: FakeConfig) -> (Router, Arc<FakeStats>) {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1beta/models/{call}", post(gemini::generate))
+        .route("/v1beta/models", get(gemini::models))
+        .route("/openai/models", get(azure_models))
         .route("/v1/models", get(models))
         .route("/_fake/stats", get(stats_json))
         .route("/_fake/arm", post(arm))
@@ -173,6 +175,17 @@ pub async fn spawn(
 }
 
 async fn models(State(f): State<Fake>, headers: HeaderMap) -> Response {
+    if let Some(sent) = header(&headers, "x-api-key") {
+        // Anthropic's list.
+        if f.cfg.api_key.is_some() && !f.accepts(Some(sent)) {
+            return (StatusCode::UNAUTHORIZED, Json(json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}))).into_response();
+        }
+        return Json(json!({"data": [
+            {"type": "model", "id": "claude-a", "display_name": "Claude A", "created_at": "2025-05-14T00:00:00Z"},
+            {"type": "model", "id": "claude-b", "display_name": "Claude B", "created_at": "2025-05-14T00:00:00Z"},
+        ], "has_more": false, "first_id": "claude-a", "last_id": "claude-b"}))
+        .into_response();
+    }
     if let Some(refused) = refuse_key(&f, &headers) {
         return refused;
     }
@@ -434,6 +447,25 @@ async fn embeddings(State(f): State<Fake>, headers: HeaderMap, body: Bytes) -> R
     Json(json!({"object": "list", "data": data, "model": model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
     .into_response()
+}
+
+/// Azure's model list (`api-version` required, the key in `api-key`).
+async fn azure_models(
+    State(f): State<Fake>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if !q.contains_key("api-version") {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"code": "404", "message": "Resource not found"}})),
+        )
+            .into_response();
+    }
+    if f.cfg.api_key.is_some() && !f.accepts(header(&headers, "api-key")) {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key."}}))).into_response();
+    }
+    Json(json!({"data": [{"id": "dep-1", "object": "model", "created_at": 1700000000}], "object": "list"})).into_response()
 }
 
 /// Azure OpenAI: the deployment in the path, `api-version` required, the key in `api-key`.
