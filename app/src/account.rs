@@ -240,6 +240,12 @@ pub mod backend {
             on: bool,
             retention_days: &'a str,
         ) -> Res<'a, String>;
+        /// Sets the organisation's default routing preferences (owners and admins); returns what changed.
+        fn set_routing_defaults<'a>(
+            &'a self,
+            who: &'a Who,
+            d: &'a crate::orgs::RoutingDefaults,
+        ) -> Res<'a, String>;
     }
 
     #[derive(Clone)]

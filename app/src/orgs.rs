@@ -37,6 +37,109 @@ pub struct OrgPageData {
     /// Prompts and answers are kept in the activity log, for this many days.
     pub prompt_logging: bool,
     pub log_retention_days: i64,
+    /// How requests are routed when they do not say.
+    pub routing: RoutingDefaults,
+    /// The platform's providers (slug, name), to choose from.
+    pub providers: Vec<(String, String)>,
+}
+
+/// The organisation's default routing preferences (a request's own `provider` object wins, field by field).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingDefaults {
+    /// Provider slugs tried first, comma-separated.
+    pub order: String,
+    /// Provider slugs never used, comma-separated.
+    pub ignore: String,
+    /// "", "price", "latency" or "throughput".
+    pub sort: String,
+    /// Only providers that keep no prompts.
+    pub deny_data_collection: bool,
+    /// With an order: only the listed providers.
+    pub only_ordered: bool,
+}
+
+#[server(prefix = "/_app", endpoint = "org_routing")]
+pub async fn save_routing_defaults(
+    order: String,
+    ignore: String,
+    sort: String,
+    #[server(default)] deny_data_collection: String,
+    #[server(default)] only_ordered: String,
+) -> Result<Outcome, ServerFnError> {
+    let (b, who) = crate::account::signed_in().await?;
+    let d = RoutingDefaults {
+        order,
+        ignore,
+        sort,
+        deny_data_collection: !deny_data_collection.is_empty(),
+        only_ordered: !only_ordered.is_empty(),
+    };
+    Ok(b.0.set_routing_defaults(&who, &d).await.into())
+}
+
+/// The organisation page's routing defaults (owners and admins change them).
+#[component]
+fn Routing(
+    d: RoutingDefaults,
+    providers: Vec<(String, String)>,
+    manages: bool,
+    action: ServerAction<SaveRoutingDefaults>,
+) -> impl IntoView {
+    let summary = {
+        let mut parts = Vec::new();
+        if !d.order.is_empty() {
+            parts.push(format!("{} first{}", d.order, if d.only_ordered { " (and only)" } else { "" }));
+        }
+        if !d.ignore.is_empty() {
+            parts.push(format!("never {}", d.ignore));
+        }
+        if !d.sort.is_empty() {
+            parts.push(format!("fastest-{} first", d.sort).replace("fastest-price", "cheapest"));
+        }
+        if d.deny_data_collection {
+            parts.push("only providers that keep no prompts".into());
+        }
+        if parts.is_empty() {
+            "Platform default: healthy providers first, cheaper ones preferred.".to_string()
+        } else {
+            format!("Requests that do not say otherwise: {}.", parts.join("; "))
+        }
+    };
+    let known = providers
+        .iter()
+        .map(|(slug, name)| format!("{slug} ({name})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sort_is = move |v: &str| d.sort == v;
+    view! {
+        <section class="panel routing-defaults">
+            <h2>"Routing defaults"</h2>
+            <p class="muted">{summary}</p>
+            {manages.then(|| view! {
+                <ActionForm action=action attr:class="form">
+                    <div class="form-grid">
+                        <label>"Try these providers first" <input name="order" placeholder="e.g. anthropic, openai" value=d.order.clone()/></label>
+                        <label>"Never use" <input name="ignore" placeholder="e.g. together" value=d.ignore.clone()/></label>
+                        <label>"Order the rest by"
+                            <select name="sort">
+                                <option value="" selected=sort_is("")>"platform default (health, then price)"</option>
+                                <option value="price" selected=sort_is("price")>"price (cheapest first)"</option>
+                                <option value="latency" selected=sort_is("latency")>"latency (quickest first)"</option>
+                                <option value="throughput" selected=sort_is("throughput")>"throughput (fastest first)"</option>
+                            </select>
+                        </label>
+                    </div>
+                    <p class="muted small">{format!("Providers: {known}.")}</p>
+                    <div class="checks-row">
+                        <label class="check"><input type="checkbox" name="only_ordered" value="on" checked=d.only_ordered/>" Only the providers listed first (no fallbacks)"</label>
+                        <label class="check"><input type="checkbox" name="deny_data_collection" value="on" checked=d.deny_data_collection/>" Only providers that keep no prompts"</label>
+                        <button type="submit" class="button">"Save routing"</button>
+                    </div>
+                </ActionForm>
+                {move || outcome_line(action.value().get())}
+            })}
+        </section>
+    }
 }
 
 /// An invitation as its link shows it.
@@ -182,10 +285,12 @@ pub fn OrgPage() -> impl IntoView {
     let remove = ServerAction::<RemoveMember>::new();
     let create = ServerAction::<CreateOrg>::new();
     let logging = ServerAction::<crate::usage_ui::SavePromptLogging>::new();
+    let routing = ServerAction::<SaveRoutingDefaults>::new();
     let data = Resource::new(
         move || {
             (
                 logging.version().get(),
+                routing.version().get(),
                 rename.version().get(),
                 invite.version().get(),
                 revoke.version().get(),
@@ -229,6 +334,7 @@ pub fn OrgPage() -> impl IntoView {
                                 </section>
                             })}
                             <crate::usage_ui::PromptLogging on=d.prompt_logging days=d.log_retention_days manages=manages action=logging/>
+                            <Routing d=d.routing.clone() providers=d.providers.clone() manages=manages action=routing/>
                             <section class="panel">
                                 <h2>"Members"</h2>
                                 {move || outcome_line(set_role.value().get())}

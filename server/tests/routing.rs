@@ -728,20 +728,47 @@ async fn routing_preferences_choose_and_filter_endpoints(db: Db) {
     let (s, _, _) = ask(&app, json!({"model": "route/pair", "models": ["nope/nope"], "messages": [{"role": "user", "content": "hi"}]})).await;
     assert_eq!(s, 404);
 
-    // An organisation's defaults apply when the request says nothing; the request's own win.
-    sqlx::query("UPDATE orgs SET provider_prefs = $1 WHERE id = $2")
-        .bind(r#"{"order": ["dear"], "allow_fallbacks": false}"#)
-        .bind(&app.org_id)
-        .execute(&app.store.pool)
+    // An organisation's defaults (set by its owner on the organisation page) apply when the request
+    // says nothing; the request's own win.
+    let (owner,): (String,) = sqlx::query_as("SELECT id FROM users WHERE email = 'owner@acme.test'")
+        .fetch_one(&app.store.pool)
         .await
-        .expect("set defaults");
-    app.state.keys.forget_all();
+        .expect("owner");
+    let owner = common::actor(&app.store, &owner).await;
+    let defaults = |order: &str, only: bool| switchyard_app::orgs::RoutingDefaults {
+        order: order.into(),
+        ignore: String::new(),
+        sort: String::new(),
+        deny_data_collection: false,
+        only_ordered: only,
+    };
+    let set = |d| {
+        let (state, owner) = (app.state.clone(), owner.clone());
+        async move { switchyard::web::org_pages::set_routing_defaults(&state, &owner, &d).await }
+    };
+    let e = set(defaults("nobody", false)).await.expect_err("unknown provider");
+    assert!(e.contains("nobody") && e.contains("dear"), "{e}");
+    set(defaults("Dear Host", true)).await.expect("saved");
+    let (stored,): (Option<String>,) = sqlx::query_as("SELECT provider_prefs FROM orgs WHERE id = $1")
+        .bind(&app.org_id)
+        .fetch_one(&app.store.pool)
+        .await
+        .expect("row");
+    let stored: Value = serde_json::from_str(&stored.expect("stored")).expect("json");
+    assert_eq!(stored, json!({"order": ["dear"], "allow_fallbacks": false}));
     for _ in 0..5 {
         let (_, v, _) = ask(&app, pick(json!({}))).await;
         assert_eq!(served(&v), "Dear Host");
     }
     let (_, v, _) = ask(&app, pick(json!({"provider": {"order": ["cheap"]}}))).await;
     assert_eq!(served(&v), "Cheap Host");
+    set(defaults("", false)).await.expect("cleared");
+    let (stored,): (Option<String>,) = sqlx::query_as("SELECT provider_prefs FROM orgs WHERE id = $1")
+        .bind(&app.org_id)
+        .fetch_one(&app.store.pool)
+        .await
+        .expect("row");
+    assert_eq!(stored, None);
 
     app.assert_books_balance().await;
     app.assert_no_holds().await;

@@ -770,6 +770,17 @@ impl Dashboard for Accounts {
         })
     }
 
+    fn set_routing_defaults<'a>(
+        &'a self,
+        who: &'a Who,
+        d: &'a switchyard_app::orgs::RoutingDefaults,
+    ) -> Res<'a, String> {
+        Box::pin(async move {
+            let actor = resolve(self.store(), who).await?;
+            super::org_pages::set_routing_defaults(&self.state, &actor, d).await
+        })
+    }
+
     fn admin_overview<'a>(&'a self, who: &'a Who) -> Res<'a, AdminData> {
         Box::pin(async move {
             let user_id = platform_admin(self.store(), who).await?;

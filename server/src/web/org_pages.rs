@@ -3,7 +3,8 @@
 use super::dashboard::internal;
 use crate::accounts::orgs::{self, Actor};
 use crate::store::now_ms;
-use switchyard_app::orgs::{InvitationRow, MemberView, OrgPageData};
+use serde_json::{json, Map, Value};
+use switchyard_app::orgs::{InvitationRow, MemberView, OrgPageData, RoutingDefaults};
 
 /// How long logged prompts are kept when the organisation did not say.
 pub const DEFAULT_PROMPT_RETENTION_DAYS: i64 = 30;
@@ -46,6 +47,92 @@ pub async fn set_prompt_logging(
     })
 }
 
+/// Sets the organisation's default routing (the `provider` object its requests get when they do not
+/// say); owners and admins only. Providers are named by slug and must exist.
+pub async fn set_routing_defaults(
+    state: &crate::state::AppState,
+    actor: &Actor,
+    d: &RoutingDefaults,
+) -> Result<String, String> {
+    if !actor.role.manages() {
+        return Err("only the organisation's owners and admins can change routing".into());
+    }
+    let known: Vec<(String, String)> = sqlx::query_as("SELECT slug, name FROM providers ORDER BY slug")
+        .fetch_all(&state.store.pool)
+        .await
+        .map_err(internal)?;
+    let list = |field: &str, text: &str| -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        for name in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let found = known
+                .iter()
+                .find(|(slug, n)| slug.eq_ignore_ascii_case(name) || n.eq_ignore_ascii_case(name))
+                .ok_or_else(|| {
+                    format!(
+                        "{field}: no provider called {name:?}; the providers are {}",
+                        known.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>().join(", ")
+                    )
+                })?;
+            out.push(found.0.clone());
+        }
+        Ok(out)
+    };
+    let order = list("Try first", &d.order)?;
+    let ignore = list("Never use", &d.ignore)?;
+    let mut prefs = Map::new();
+    if !order.is_empty() {
+        prefs.insert("order".into(), json!(order));
+        if d.only_ordered {
+            prefs.insert("allow_fallbacks".into(), json!(false));
+        }
+    } else if d.only_ordered {
+        return Err("List the providers to try first to use only them".into());
+    }
+    if !ignore.is_empty() {
+        prefs.insert("ignore".into(), json!(ignore));
+    }
+    if !d.sort.trim().is_empty() {
+        prefs.insert("sort".into(), json!(d.sort.trim()));
+    }
+    if d.deny_data_collection {
+        prefs.insert("data_collection".into(), json!("deny"));
+    }
+    let prefs = Value::Object(prefs);
+    crate::gateway::route::parse_prefs(&prefs).map_err(|e| e.message)?;
+    let stored = (prefs != json!({})).then(|| prefs.to_string());
+    sqlx::query("UPDATE orgs SET provider_prefs = $1 WHERE id = $2")
+        .bind(&stored)
+        .bind(&actor.org_id)
+        .execute(&state.store.writer)
+        .await
+        .map_err(internal)?;
+    state.keys.forget_all();
+    tracing::info!(org = %actor.org_id, user = %actor.user_id, prefs = %prefs, "routing defaults changed");
+    Ok(match stored {
+        Some(_) => "Routing defaults saved: they apply to requests that do not say otherwise".into(),
+        None => "Routing defaults cleared: requests use the platform's default routing".into(),
+    })
+}
+
+/// The stored defaults as the form shows them.
+fn routing_view(stored: Option<&str>) -> RoutingDefaults {
+    let v: Value = stored
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Null);
+    let join = |k: &str| {
+        v[k].as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    RoutingDefaults {
+        order: join("order"),
+        ignore: join("ignore"),
+        sort: v["sort"].as_str().unwrap_or_default().to_string(),
+        deny_data_collection: v["data_collection"] == "deny",
+        only_ordered: v["allow_fallbacks"] == false,
+    }
+}
+
 pub async fn page(store: &crate::store::Store, actor: &Actor) -> Result<OrgPageData, String> {
     let (name,): (String,) = sqlx::query_as("SELECT name FROM orgs WHERE id = $1")
         .bind(&actor.org_id)
@@ -83,13 +170,21 @@ pub async fn page(store: &crate::store::Store, actor: &Actor) -> Result<OrgPageD
     } else {
         Vec::new()
     };
-    let (logging, retention): (i64, Option<i64>) =
-        sqlx::query_as("SELECT prompt_logging, log_retention_days FROM orgs WHERE id = $1")
-            .bind(&actor.org_id)
-            .fetch_one(&store.pool)
+    let (logging, retention, prefs): (i64, Option<i64>, Option<String>) = sqlx::query_as(
+        "SELECT prompt_logging, log_retention_days, provider_prefs FROM orgs WHERE id = $1",
+    )
+    .bind(&actor.org_id)
+    .fetch_one(&store.pool)
+    .await
+    .map_err(internal)?;
+    let providers: Vec<(String, String)> =
+        sqlx::query_as("SELECT slug, name FROM providers WHERE enabled = 1 ORDER BY slug")
+            .fetch_all(&store.pool)
             .await
             .map_err(internal)?;
     Ok(OrgPageData {
+        routing: routing_view(prefs.as_deref()),
+        providers,
         prompt_logging: logging != 0,
         log_retention_days: retention.unwrap_or(DEFAULT_PROMPT_RETENTION_DAYS),
         org_id: actor.org_id.clone(),
