@@ -512,6 +512,19 @@ test('an owner invites a teammate who signs up from the link and sees only their
     await page.click('button:has-text("Send invitation")');
     await page.waitForSelector(`tr.invite-row[data-email="${email}"]`);
     assert.match(await page.locator('p.notice').first().innerText(), /Invitation sent/);
+
+    // Routing defaults: an unknown provider is refused by name; a known one is saved and summarised.
+    const routing = page.locator('section.routing-defaults');
+    await routing.locator('input[name=order]').fill('nowhere');
+    await routing.locator('button:has-text("Save routing")').click();
+    await routing.locator('p.error').waitFor();
+    assert.match(await routing.locator('p.error').innerText(), /no provider called "nowhere"; the providers are .*dev/);
+    await routing.locator('input[name=order]').fill('dev');
+    await routing.locator('select[name=sort]').selectOption('price');
+    await routing.locator('button:has-text("Save routing")').click();
+    await routing.locator('p.notice').waitFor();
+    await page.waitForFunction(() => document.querySelector('section.routing-defaults p.muted')?.innerText.includes('dev first'));
+    assert.match(await routing.locator('p.muted').first().innerText(), /dev first; cheapest first/);
     await page.screenshot({ path: path.join(shots, 'org.png'), fullPage: true });
 
     const link = await linkFromOutbox(page, email, 'invite');
@@ -803,6 +816,19 @@ test('an admin adds a provider, imports two of its models, prices them, and a te
     const row = page.locator('tr.provider-row[data-slug="e2e-upstream"]');
     assert.match(await row.innerText(), /••••k3y9/);
     assert.ok(!(await page.content()).includes(upstreamKey), 'the key is not on the page');
+
+    // The same upstream also speaks Anthropic's protocol: a provider of that kind lists its models.
+    if (!(await page.locator('details.add-provider').evaluate((d) => d.open))) await page.click('details.add-provider > summary');
+    await form.locator('input[name=slug]').fill('e2e-claude');
+    await form.locator('input[name=name]').fill('E2E Claude');
+    await form.locator('select[name=kind]').selectOption('anthropic');
+    await form.locator('input[name=base_url]').fill(`http://127.0.0.1:${port}/v1`);
+    await form.locator('input[name=api_key]').fill(upstreamKey);
+    await form.locator('button[type=submit]').click();
+    const claudeRow = page.locator('tr.provider-row[data-slug="e2e-claude"]');
+    await claudeRow.waitFor();
+    await claudeRow.locator('button:has-text("Test connection")').click();
+    await page.waitForFunction(() => /E2E Claude answered in \d+ ms .* listing 2 models/.test(document.querySelector('.test-result')?.innerText || ''));
 
     // A second key in the provider's pool, with twice the share of requests.
     await page.click('details.edit-provider[data-slug="e2e-upstream"] > summary');

@@ -88,7 +88,11 @@ fn Routing(
     let summary = {
         let mut parts = Vec::new();
         if !d.order.is_empty() {
-            parts.push(format!("{} first{}", d.order, if d.only_ordered { " (and only)" } else { "" }));
+            parts.push(format!(
+                "{} first{}",
+                d.order,
+                if d.only_ordered { " (and only)" } else { "" }
+            ));
         }
         if !d.ignore.is_empty() {
             parts.push(format!("never {}", d.ignore));

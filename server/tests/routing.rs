@@ -730,10 +730,11 @@ async fn routing_preferences_choose_and_filter_endpoints(db: Db) {
 
     // An organisation's defaults (set by its owner on the organisation page) apply when the request
     // says nothing; the request's own win.
-    let (owner,): (String,) = sqlx::query_as("SELECT id FROM users WHERE email = 'owner@acme.test'")
-        .fetch_one(&app.store.pool)
-        .await
-        .expect("owner");
+    let (owner,): (String,) =
+        sqlx::query_as("SELECT id FROM users WHERE email = 'owner@acme.test'")
+            .fetch_one(&app.store.pool)
+            .await
+            .expect("owner");
     let owner = common::actor(&app.store, &owner).await;
     let defaults = |order: &str, only: bool| switchyard_app::orgs::RoutingDefaults {
         order: order.into(),
@@ -746,14 +747,17 @@ async fn routing_preferences_choose_and_filter_endpoints(db: Db) {
         let (state, owner) = (app.state.clone(), owner.clone());
         async move { switchyard::web::org_pages::set_routing_defaults(&state, &owner, &d).await }
     };
-    let e = set(defaults("nobody", false)).await.expect_err("unknown provider");
+    let e = set(defaults("nobody", false))
+        .await
+        .expect_err("unknown provider");
     assert!(e.contains("nobody") && e.contains("dear"), "{e}");
     set(defaults("Dear Host", true)).await.expect("saved");
-    let (stored,): (Option<String>,) = sqlx::query_as("SELECT provider_prefs FROM orgs WHERE id = $1")
-        .bind(&app.org_id)
-        .fetch_one(&app.store.pool)
-        .await
-        .expect("row");
+    let (stored,): (Option<String>,) =
+        sqlx::query_as("SELECT provider_prefs FROM orgs WHERE id = $1")
+            .bind(&app.org_id)
+            .fetch_one(&app.store.pool)
+            .await
+            .expect("row");
     let stored: Value = serde_json::from_str(&stored.expect("stored")).expect("json");
     assert_eq!(stored, json!({"order": ["dear"], "allow_fallbacks": false}));
     for _ in 0..5 {
@@ -763,11 +767,12 @@ async fn routing_preferences_choose_and_filter_endpoints(db: Db) {
     let (_, v, _) = ask(&app, pick(json!({"provider": {"order": ["cheap"]}}))).await;
     assert_eq!(served(&v), "Cheap Host");
     set(defaults("", false)).await.expect("cleared");
-    let (stored,): (Option<String>,) = sqlx::query_as("SELECT provider_prefs FROM orgs WHERE id = $1")
-        .bind(&app.org_id)
-        .fetch_one(&app.store.pool)
-        .await
-        .expect("row");
+    let (stored,): (Option<String>,) =
+        sqlx::query_as("SELECT provider_prefs FROM orgs WHERE id = $1")
+            .bind(&app.org_id)
+            .fetch_one(&app.store.pool)
+            .await
+            .expect("row");
     assert_eq!(stored, None);
 
     app.assert_books_balance().await;

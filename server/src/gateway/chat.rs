@@ -371,10 +371,7 @@ async fn dispatch(
     plan: Vec<route::Candidate>,
 ) -> Result<Response, ApiError> {
     let state = billed.state.clone();
-    let t = Timeouts {
-        first_byte: crate::config::Config::ms(state.cfg.upstream_first_byte_timeout_ms),
-        idle: crate::config::Config::ms(state.cfg.upstream_idle_timeout_ms),
-    };
+    let t = Timeouts::from_config(&state.cfg);
     let mut last: Option<UpstreamFailure> = None;
     let mut failed_keys: Vec<String> = Vec::new();
     'endpoints: for cand in &plan {

@@ -192,11 +192,7 @@ fn parts_of(blocks: &[Value], at: &str) -> Result<Vec<Value>, ApiError> {
 
 /// A Messages API request as an OpenAI chat request.
 pub fn to_chat(bytes: &[u8]) -> Result<Value, ApiError> {
-    let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
-    let Value::Object(b) = v else {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
-    };
+    let b = request::json_object(bytes)?;
     let max = b
         .get("max_tokens")
         .and_then(Value::as_u64)
@@ -517,11 +513,7 @@ pub async fn completions(
     ApiKeyAuth(key): ApiKeyAuth,
     LimitedBody(bytes): LimitedBody,
 ) -> Result<Response, ApiError> {
-    let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
-    let Value::Object(mut b) = v else {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
-    };
+    let mut b = request::json_object(&bytes)?;
     let prompt = match b.remove("prompt") {
         Some(Value::String(s)) => s,
         Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {

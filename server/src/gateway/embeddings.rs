@@ -50,11 +50,7 @@ pub async fn embeddings(
     ApiKeyAuth(key): ApiKeyAuth,
     LimitedBody(bytes): LimitedBody,
 ) -> Result<Response, ApiError> {
-    let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
-    let Value::Object(mut body) = v else {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
-    };
+    let mut body = super::request::json_object(&bytes)?;
     let model = match body.get("model") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
         _ => {
@@ -85,10 +81,7 @@ pub async fn embeddings(
         .max()
         .unwrap_or(Nanos::ZERO);
     let mut billed = chat::admit(&state, &key, &plan, worst, estimate, None).await?;
-    let t = Timeouts {
-        first_byte: crate::config::Config::ms(state.cfg.upstream_first_byte_timeout_ms),
-        idle: crate::config::Config::ms(state.cfg.upstream_idle_timeout_ms),
-    };
+    let t = Timeouts::from_config(&state.cfg);
     let mut last: Option<UpstreamFailure> = None;
     let mut failed_keys: Vec<String> = Vec::new();
     'endpoints: for cand in &plan {

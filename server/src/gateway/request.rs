@@ -20,12 +20,18 @@ pub struct ChatRequest {
     pub prompt_estimate: u64,
 }
 
-pub fn parse(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
+/// A request body that must be a JSON object.
+pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
-    let Value::Object(mut body) = value else {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
-    };
+    match value {
+        Value::Object(m) => Ok(m),
+        _ => Err(ApiError::bad_request("request body must be a JSON object")),
+    }
+}
+
+pub fn parse(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
+    let mut body = json_object(bytes)?;
     let mut models = Vec::new();
     match body.get("model") {
         None | Some(Value::Null) => {}

@@ -59,27 +59,8 @@ pub fn request(model: &str, call: &ChatCall<'_>) -> Result<(Value, Ctx), String>
                     out.extend(details.iter().filter_map(thinking_block));
                 }
                 out.extend(blocks(&m["content"], i)?);
-                for (j, tc) in m["tool_calls"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[])
-                    .iter()
-                    .enumerate()
-                {
-                    let args = tc["function"]["arguments"].as_str().unwrap_or("{}");
-                    let input: Value = if args.trim().is_empty() {
-                        json!({})
-                    } else {
-                        serde_json::from_str(args).map_err(|e| {
-                            format!("messages[{i}].tool_calls[{j}].function.arguments is not JSON ({e})")
-                        })?
-                    };
-                    out.push(json!({
-                        "type": "tool_use",
-                        "id": tc["id"].as_str().unwrap_or_default(),
-                        "name": tc["function"]["name"].as_str().unwrap_or_default(),
-                        "input": input,
-                    }));
+                for (id, name, input) in super::tool_calls(m, i)? {
+                    out.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
                 }
                 push(&mut turns, "assistant", out);
             }
@@ -434,10 +415,7 @@ impl StreamState {
     }
 
     pub fn feed(&mut self, data: &str, out: &mut Vec<Value>) -> Result<bool, StreamFailure> {
-        let v: Value = serde_json::from_str(data).map_err(|e| StreamFailure {
-            status: 502,
-            message: format!("invalid stream event ({e})"),
-        })?;
+        let v = super::parse_event(data)?;
         let index = v["index"].as_u64().unwrap_or(0) as usize;
         match v["type"].as_str().unwrap_or("") {
             "message_start" => {

@@ -60,25 +60,10 @@ pub fn request(call: &ChatCall<'_>) -> Result<(Value, Ctx), String> {
             "user" => push(&mut contents, "user", parts(&m["content"], i)?),
             "assistant" => {
                 let mut out = parts(&m["content"], i)?;
-                for (j, tc) in m["tool_calls"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[])
-                    .iter()
-                    .enumerate()
-                {
-                    let name = tc["function"]["name"].as_str().unwrap_or_default();
-                    if let Some(id) = tc["id"].as_str() {
+                for (id, name, args) in super::tool_calls(m, i)? {
+                    if !id.is_empty() {
                         names.insert(id.to_string(), name.to_string());
                     }
-                    let args = tc["function"]["arguments"].as_str().unwrap_or("{}");
-                    let args: Value = if args.trim().is_empty() {
-                        json!({})
-                    } else {
-                        serde_json::from_str(args).map_err(|e| {
-                            format!("messages[{i}].tool_calls[{j}].function.arguments is not JSON ({e})")
-                        })?
-                    };
                     out.push(json!({"functionCall": {"name": name, "args": args}}));
                 }
                 push(&mut contents, "model", out);
@@ -417,20 +402,8 @@ impl StreamState {
     }
 
     pub fn feed(&mut self, data: &str, out: &mut Vec<Value>) -> Result<bool, StreamFailure> {
-        let v: Value = serde_json::from_str(data).map_err(|e| StreamFailure {
-            status: 502,
-            message: format!("invalid stream event ({e})"),
-        })?;
-        if v.get("error").is_some_and(|e| !e.is_null()) {
-            let status = v["error"]["code"]
-                .as_u64()
-                .filter(|c| (400..600).contains(c))
-                .unwrap_or(502) as u16;
-            return Err(StreamFailure {
-                status,
-                message: super::upstream_message(data.as_bytes()),
-            });
-        }
+        let v = super::parse_event(data)?;
+        super::error_event(&v, data)?;
         if self.id.is_none() {
             self.id = Some(v["responseId"].as_str().map_or_else(
                 || format!("gemini-{}", crate::store::new_id()),

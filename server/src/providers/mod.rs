@@ -23,6 +23,15 @@ pub struct Timeouts {
     pub idle: Duration,
 }
 
+impl Timeouts {
+    pub fn from_config(cfg: &crate::config::Config) -> Timeouts {
+        Timeouts {
+            first_byte: Duration::from_millis(cfg.upstream_first_byte_timeout_ms),
+            idle: Duration::from_millis(cfg.upstream_idle_timeout_ms),
+        }
+    }
+}
+
 /// What an adapter needs from the client's request (already stripped of the gateway's own fields).
 pub struct ChatCall<'a> {
     pub body: &'a Map<String, Value>,
@@ -134,7 +143,8 @@ pub fn answer(kind: ProviderKind, ctx: &Ctx, v: Value) -> Result<Value, String> 
 /// A failure reported inside a stream (before or after its first event).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamFailure {
-    /// The HTTP status the provider's error stands for (502 when it names none).
+    /// The HTTP status the provider's error stands for (502 when it names none; 0: the event itself was
+    /// not valid).
     pub status: u16,
     pub message: String,
 }
@@ -162,20 +172,8 @@ impl Translator {
                 if data.trim() == "[DONE]" {
                     return Ok(true);
                 }
-                let v: Value = serde_json::from_str(data).map_err(|e| StreamFailure {
-                    status: 502,
-                    message: format!("invalid stream event ({e})"),
-                })?;
-                if v.get("error").is_some_and(|e| !e.is_null()) {
-                    let status = v["error"]["code"]
-                        .as_u64()
-                        .filter(|c| (400..600).contains(c))
-                        .unwrap_or(502) as u16;
-                    return Err(StreamFailure {
-                        status,
-                        message: upstream_message(data.as_bytes()),
-                    });
-                }
+                let v = parse_event(data)?;
+                error_event(&v, data)?;
                 out.push(v);
                 Ok(false)
             }
@@ -301,6 +299,55 @@ fn describe(e: &reqwest::Error) -> String {
         src = s.source();
     }
     truncate(&msg, 300)
+}
+
+/// An assistant message's tool calls: (id, function name, parsed arguments).
+pub fn tool_calls(m: &Value, i: usize) -> Result<Vec<(&str, &str, Value)>, String> {
+    m["tool_calls"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+        .map(|(j, tc)| {
+            let args = tc["function"]["arguments"].as_str().unwrap_or("{}");
+            let parsed = if args.trim().is_empty() {
+                serde_json::json!({})
+            } else {
+                serde_json::from_str(args).map_err(|e| {
+                    format!("messages[{i}].tool_calls[{j}].function.arguments is not JSON ({e})")
+                })?
+            };
+            Ok((
+                tc["id"].as_str().unwrap_or_default(),
+                tc["function"]["name"].as_str().unwrap_or_default(),
+                parsed,
+            ))
+        })
+        .collect()
+}
+
+/// A stream event's JSON; a failure with status 0 (an invalid response) when it is not JSON.
+pub fn parse_event(data: &str) -> Result<Value, StreamFailure> {
+    serde_json::from_str(data).map_err(|e| StreamFailure {
+        status: 0,
+        message: format!("invalid stream event ({e})"),
+    })
+}
+
+/// An event that carries `{"error": {"code", "message"}}` (OpenAI's and Google's mid-stream errors).
+pub fn error_event(v: &Value, data: &str) -> Result<(), StreamFailure> {
+    if v.get("error").is_none_or(Value::is_null) {
+        return Ok(());
+    }
+    let status = v["error"]["code"]
+        .as_u64()
+        .filter(|c| (400..600).contains(c))
+        .unwrap_or(502) as u16;
+    Err(StreamFailure {
+        status,
+        message: upstream_message(data.as_bytes()),
+    })
 }
 
 /// A `data:` URL's media type and base64 payload.

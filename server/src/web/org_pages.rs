@@ -57,10 +57,11 @@ pub async fn set_routing_defaults(
     if !actor.role.manages() {
         return Err("only the organisation's owners and admins can change routing".into());
     }
-    let known: Vec<(String, String)> = sqlx::query_as("SELECT slug, name FROM providers ORDER BY slug")
-        .fetch_all(&state.store.pool)
-        .await
-        .map_err(internal)?;
+    let known: Vec<(String, String)> =
+        sqlx::query_as("SELECT slug, name FROM providers ORDER BY slug")
+            .fetch_all(&state.store.pool)
+            .await
+            .map_err(internal)?;
     let list = |field: &str, text: &str| -> Result<Vec<String>, String> {
         let mut out = Vec::new();
         for name in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -70,7 +71,11 @@ pub async fn set_routing_defaults(
                 .ok_or_else(|| {
                     format!(
                         "{field}: no provider called {name:?}; the providers are {}",
-                        known.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>().join(", ")
+                        known
+                            .iter()
+                            .map(|(s, _)| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 })?;
             out.push(found.0.clone());
@@ -109,7 +114,9 @@ pub async fn set_routing_defaults(
     state.keys.forget_all();
     tracing::info!(org = %actor.org_id, user = %actor.user_id, prefs = %prefs, "routing defaults changed");
     Ok(match stored {
-        Some(_) => "Routing defaults saved: they apply to requests that do not say otherwise".into(),
+        Some(_) => {
+            "Routing defaults saved: they apply to requests that do not say otherwise".into()
+        }
         None => "Routing defaults cleared: requests use the platform's default routing".into(),
     })
 }
@@ -121,7 +128,12 @@ fn routing_view(stored: Option<&str>) -> RoutingDefaults {
         .unwrap_or(Value::Null);
     let join = |k: &str| {
         v[k].as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
             .unwrap_or_default()
     };
     RoutingDefaults {
