@@ -64,7 +64,7 @@ pub(super) async fn generate(
         }
     };
     *f.stats.last_body.lock() = Some(body.clone());
-    if !body["contents"].as_array().is_some_and(|c| !c.is_empty()) {
+    if body["contents"].as_array().is_none_or(|c| c.is_empty()) {
         return error(
             400,
             "INVALID_ARGUMENT",

@@ -230,10 +230,10 @@ pub(super) fn resolve_models(
     key: &crate::keys::KeyInfo,
     catalog: &crate::catalog::Catalog,
     names: &[String],
-) -> Result<Vec<(Arc<Model>, Option<route::Sort>)>, ApiError> {
+) -> Result<Vec<route::Named>, ApiError> {
     let mut models = Vec::with_capacity(names.len());
     for name in names {
-        let (model, variant) = route::resolve_model(&catalog, name)?;
+        let (model, variant) = route::resolve_model(catalog, name)?;
         if let Some(allowed) = &key.rules.allowed_models {
             if !allowed.iter().any(|m| *m == model.slug) {
                 return Err(ApiError::new(
@@ -272,7 +272,7 @@ pub(super) fn plan(
     state: &AppState,
     key: &crate::keys::KeyInfo,
     catalog: &crate::catalog::Catalog,
-    models: &[(Arc<Model>, Option<route::Sort>)],
+    models: &[route::Named],
     prefs: &route::Prefs,
     body: &serde_json::Map<String, Value>,
 ) -> Result<Vec<route::Candidate>, ApiError> {
@@ -377,10 +377,7 @@ async fn dispatch(
     'endpoints: for cand in &plan {
         let ep = &cand.endpoint;
         let mut tried_here = false;
-        loop {
-            let Some(cred) = pick_key(&mut billed, ep, &failed_keys, tried_here, &mut last) else {
-                break;
-            };
+        while let Some(cred) = pick_key(&mut billed, ep, &failed_keys, tried_here, &mut last) {
             tried_here = true;
             let attempt_started = Instant::now();
             let call = ChatCall {
@@ -428,9 +425,9 @@ async fn dispatch(
                 &mut failed_keys,
                 &mut last,
             ) {
-                Next::SameEndpoint => {}
-                Next::NextEndpoint => break,
-                Next::Stop => break 'endpoints,
+                Next::OtherKey => {}
+                Next::OtherEndpoint => break,
+                Next::Answer => break 'endpoints,
             }
         }
     }
@@ -481,10 +478,10 @@ pub(super) fn pick_key<'a>(
 /// Where a request goes after a failed attempt.
 pub(super) enum Next {
     /// Another key of the same endpoint (the key was refused or rate limited).
-    SameEndpoint,
-    NextEndpoint,
+    OtherKey,
+    OtherEndpoint,
     /// The failure is the client's: answer it.
-    Stop,
+    Answer,
 }
 
 /// Records a failed attempt (the generation's attempts, the endpoint's health, a rate-limited key's
@@ -518,11 +515,11 @@ pub(super) fn failed(
     }
     tracing::warn!(generation = %billed.gen_id, provider = %ep.provider.slug, credential = cred.map(|c| c.label.as_str()), error_type = f.error_type(), message = %f.message, "upstream attempt failed");
     let next = if !f.retryable() {
-        Next::Stop
+        Next::Answer
     } else if key_problem {
-        Next::SameEndpoint
+        Next::OtherKey
     } else {
-        Next::NextEndpoint
+        Next::OtherEndpoint
     };
     *last = Some(f);
     next

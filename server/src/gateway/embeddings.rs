@@ -87,11 +87,8 @@ pub async fn embeddings(
     'endpoints: for cand in &plan {
         let ep = &cand.endpoint;
         let mut tried_here = false;
-        loop {
-            let Some(cred) = chat::pick_key(&mut billed, ep, &failed_keys, tried_here, &mut last)
-            else {
-                break;
-            };
+        while let Some(cred) = chat::pick_key(&mut billed, ep, &failed_keys, tried_here, &mut last)
+        {
             tried_here = true;
             let started = Instant::now();
             let result = async {
@@ -151,9 +148,9 @@ pub async fn embeddings(
                         &mut failed_keys,
                         &mut last,
                     ) {
-                        Next::SameEndpoint => {}
-                        Next::NextEndpoint => break,
-                        Next::Stop => break 'endpoints,
+                        Next::OtherKey => {}
+                        Next::OtherEndpoint => break,
+                        Next::Answer => break 'endpoints,
                     }
                 }
             }

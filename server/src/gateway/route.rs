@@ -174,12 +174,12 @@ pub fn parse_prefs(v: &Value) -> Result<Prefs, ApiError> {
     Ok(p)
 }
 
+/// A model a request names, with the order its variant asks for.
+pub type Named = (Arc<Model>, Option<Sort>);
+
 /// A model named with an optional variant: the catalog's own slug wins (an operator may list
 /// `x:free` as a model); otherwise `:floor` sorts by price and `:nitro` by throughput.
-pub fn resolve_model(
-    catalog: &Catalog,
-    name: &str,
-) -> Result<(Arc<Model>, Option<Sort>), ApiError> {
+pub fn resolve_model(catalog: &Catalog, name: &str) -> Result<Named, ApiError> {
     if let Some(m) = catalog.models.get(name) {
         return Ok((m.clone(), None));
     }
@@ -312,7 +312,7 @@ fn filtered_out(model: &Model, prefs: &Prefs, params: &[&str]) -> String {
 pub fn plan(
     catalog: &Catalog,
     org_id: &str,
-    models: &[(Arc<Model>, Option<Sort>)],
+    models: &[Named],
     prefs: &Prefs,
     body: &Map<String, Value>,
     health: &Health,
