@@ -12,6 +12,7 @@
 
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub const BREAKER_CONSECUTIVE: u32 = 3;
@@ -72,6 +73,33 @@ pub struct Health {
     cooldown: Duration,
     endpoints: Mutex<HashMap<String, EndpointHealth>>,
     resting: Mutex<HashMap<String, Instant>>,
+    /// Breakers not closed, and keys resting: while both are zero (the usual case) the hot path
+    /// answers without taking a lock.
+    not_closed: AtomicUsize,
+    rests: AtomicUsize,
+}
+
+impl EndpointHealth {
+    fn set(&mut self, b: Breaker, not_closed: &AtomicUsize) {
+        match (self.breaker == Breaker::Closed, b == Breaker::Closed) {
+            (true, false) => {
+                not_closed.fetch_add(1, Ordering::Relaxed);
+            }
+            (false, true) => {
+                not_closed.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        self.breaker = b;
+    }
+}
+
+/// The entry for `key`, allocating its name only the first time.
+fn entry<'a, V: Default>(map: &'a mut HashMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("just inserted")
 }
 
 impl Health {
@@ -80,11 +108,16 @@ impl Health {
             cooldown,
             endpoints: Mutex::new(HashMap::new()),
             resting: Mutex::new(HashMap::new()),
+            not_closed: AtomicUsize::new(0),
+            rests: AtomicUsize::new(0),
         }
     }
 
     /// Whether `endpoint` is in rotation; hands out the probe when its cool-down is over.
     pub fn gate(&self, endpoint: &str, probe_timeout: Duration) -> Gate {
+        if self.not_closed.load(Ordering::Relaxed) == 0 {
+            return Gate::Healthy;
+        }
         let mut eps = self.endpoints.lock();
         let Some(h) = eps.get_mut(endpoint) else {
             return Gate::Healthy;
@@ -124,7 +157,7 @@ impl Health {
     pub fn record(&self, endpoint: &str, ok: bool) {
         let now = Instant::now();
         let mut eps = self.endpoints.lock();
-        let h = eps.entry(endpoint.to_string()).or_default();
+        let h = entry(&mut eps, endpoint);
         h.recent.push_back((now, ok));
         while h.recent.len() > WINDOW_MAX
             || h.recent
@@ -137,7 +170,7 @@ impl Health {
             h.consecutive_failures = 0;
             if h.breaker != Breaker::Closed {
                 tracing::info!(endpoint, "circuit closed: the endpoint answered again");
-                h.breaker = Breaker::Closed;
+                h.set(Breaker::Closed, &self.not_closed);
                 h.recent.clear();
             }
             return;
@@ -151,10 +184,13 @@ impl Health {
                     cooldown_ms = cooldown.as_millis() as u64,
                     "circuit stays open: the probe failed"
                 );
-                h.breaker = Breaker::Open {
-                    until: now + cooldown,
-                    cooldown,
-                };
+                h.set(
+                    Breaker::Open {
+                        until: now + cooldown,
+                        cooldown,
+                    },
+                    &self.not_closed,
+                );
             }
             Breaker::Closed => {
                 let failed = h.recent.iter().filter(|(_, ok)| !ok).count();
@@ -168,10 +204,13 @@ impl Health {
                         cooldown_ms = self.cooldown.as_millis() as u64,
                         "circuit opened: the endpoint is out of rotation"
                     );
-                    h.breaker = Breaker::Open {
-                        until: now + self.cooldown,
-                        cooldown: self.cooldown,
-                    };
+                    h.set(
+                        Breaker::Open {
+                            until: now + self.cooldown,
+                            cooldown: self.cooldown,
+                        },
+                        &self.not_closed,
+                    );
                 }
             }
             Breaker::Open { .. } => {}
@@ -181,7 +220,7 @@ impl Health {
     /// Folds a served request's speed into the endpoint's averages.
     pub fn record_speed(&self, endpoint: &str, latency_ms: u64, tokens_per_s: Option<f64>) {
         let mut eps = self.endpoints.lock();
-        let h = eps.entry(endpoint.to_string()).or_default();
+        let h = entry(&mut eps, endpoint);
         let ewma = |old: Option<f64>, new: f64| Some(old.map_or(new, |o| o * 0.8 + new * 0.2));
         h.latency_ms = ewma(h.latency_ms, latency_ms as f64);
         if let Some(t) = tokens_per_s.filter(|t| t.is_finite() && *t > 0.0) {
@@ -215,10 +254,14 @@ impl Health {
         let mut r = self.resting.lock();
         r.retain(|_, t| *t > Instant::now());
         r.insert(credential.to_string(), until);
+        self.rests.store(r.len(), Ordering::Relaxed);
     }
 
     /// Seconds until the key may be used again; `None` when it may now.
     pub fn resting(&self, credential: &str) -> Option<u64> {
+        if self.rests.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let r = self.resting.lock();
         let until = *r.get(credential)?;
         let now = Instant::now();

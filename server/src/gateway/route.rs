@@ -341,6 +341,12 @@ pub fn plan(
                 gate: Gate::Healthy,
             })
             .filter(|c| {
+                if prefs.max_prompt.is_none()
+                    && prefs.max_completion.is_none()
+                    && prefs.max_request.is_none()
+                {
+                    return true;
+                }
                 let (prompt, completion, fee) = unit_prices(&c.pricing);
                 prefs.max_prompt.is_none_or(|m| prompt <= m.0)
                     && prefs.max_completion.is_none_or(|m| completion <= m.0)
@@ -357,7 +363,7 @@ pub fn plan(
             continue;
         }
         let sort = variant.or(prefs.sort);
-        order_endpoints(&mut eps, sort, prefs.order.as_deref(), health);
+        eps = order_endpoints(eps, sort, prefs.order.as_deref(), health);
         if !allow_fallbacks && prefs.order.is_none() {
             eps.truncate(1);
         }
@@ -381,11 +387,14 @@ pub fn plan(
 }
 
 fn order_endpoints(
-    eps: &mut [Candidate],
+    mut eps: Vec<Candidate>,
     sort: Option<Sort>,
     order: Option<&[String]>,
     health: &Health,
-) {
+) -> Vec<Candidate> {
+    if eps.len() < 2 {
+        return eps;
+    }
     let price = |c: &Candidate| {
         let (p, c, _) = unit_prices(&c.pricing);
         p.saturating_add(c)
@@ -429,11 +438,8 @@ fn order_endpoints(
                     .then(a.2.total_cmp(&b.2))
                     .then(a.3.cmp(&b.3))
             });
-            let order_idx: Vec<usize> = keyed.iter().map(|k| k.4).collect();
-            let snapshot: Vec<Candidate> = eps.to_vec();
-            for (slot, i) in order_idx.into_iter().enumerate() {
-                eps[slot] = snapshot[i].clone();
-            }
+            let mut slots: Vec<Option<Candidate>> = eps.into_iter().map(Some).collect();
+            eps = keyed.iter().filter_map(|k| slots[k.4].take()).collect();
         }
     }
     if let Some(order) = order {
@@ -446,4 +452,5 @@ fn order_endpoints(
         };
         eps.sort_by_key(rank);
     }
+    eps
 }
