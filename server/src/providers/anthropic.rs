@@ -52,7 +52,7 @@ pub fn request(model: &str, call: &ChatCall<'_>) -> Result<(Value, Ctx), String>
         let role = m["role"].as_str().unwrap_or("");
         match role {
             "system" | "developer" => system.extend(blocks(&m["content"], i)?),
-            "user" => push(&mut turns, "user", blocks(&m["content"], i)?),
+            "user" => super::push_turn(&mut turns, "user", blocks(&m["content"], i)?),
             "assistant" => {
                 let mut out = Vec::new();
                 if let Some(details) = m.get("reasoning_details").and_then(Value::as_array) {
@@ -62,14 +62,14 @@ pub fn request(model: &str, call: &ChatCall<'_>) -> Result<(Value, Ctx), String>
                 for (id, name, input) in super::tool_calls(m, i)? {
                     out.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
                 }
-                push(&mut turns, "assistant", out);
+                super::push_turn(&mut turns, "assistant", out);
             }
             "tool" => {
                 let content = match &m["content"] {
                     Value::String(s) => Value::String(s.clone()),
                     other => Value::Array(blocks(other, i)?),
                 };
-                push(
+                super::push_turn(
                     &mut turns,
                     "user",
                     vec![json!({
@@ -216,17 +216,6 @@ pub fn request(model: &str, call: &ChatCall<'_>) -> Result<(Value, Ctx), String>
             .unwrap_or(false);
     }
     Ok((Value::Object(out), ctx))
-}
-
-/// Appends blocks to the conversation, merging consecutive turns of one role (Anthropic alternates).
-fn push(turns: &mut Vec<(String, Vec<Value>)>, role: &str, blocks: Vec<Value>) {
-    if blocks.is_empty() {
-        return;
-    }
-    match turns.last_mut() {
-        Some((r, b)) if r == role => b.extend(blocks),
-        _ => turns.push((role.to_string(), blocks)),
-    }
 }
 
 /// A reasoning detail (as answered before) back into a thinking block.

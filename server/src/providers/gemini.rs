@@ -57,7 +57,7 @@ pub fn request(call: &ChatCall<'_>) -> Result<(Value, Ctx), String> {
     {
         match m["role"].as_str().unwrap_or("") {
             "system" | "developer" => system.extend(parts(&m["content"], i)?),
-            "user" => push(&mut contents, "user", parts(&m["content"], i)?),
+            "user" => super::push_turn(&mut contents, "user", parts(&m["content"], i)?),
             "assistant" => {
                 let mut out = parts(&m["content"], i)?;
                 for (id, name, args) in super::tool_calls(m, i)? {
@@ -66,7 +66,7 @@ pub fn request(call: &ChatCall<'_>) -> Result<(Value, Ctx), String> {
                     }
                     out.push(json!({"functionCall": {"name": name, "args": args}}));
                 }
-                push(&mut contents, "model", out);
+                super::push_turn(&mut contents, "model", out);
             }
             "tool" => {
                 let id = m["tool_call_id"].as_str().unwrap_or_default();
@@ -86,7 +86,7 @@ pub fn request(call: &ChatCall<'_>) -> Result<(Value, Ctx), String> {
                     Ok(v @ Value::Object(_)) => v,
                     _ => json!({"content": text}),
                 };
-                push(
+                super::push_turn(
                     &mut contents,
                     "user",
                     vec![json!({"functionResponse": {"name": name, "response": response}})],
@@ -195,16 +195,6 @@ pub fn request(call: &ChatCall<'_>) -> Result<(Value, Ctx), String> {
         }
     }
     Ok((Value::Object(out), ctx))
-}
-
-fn push(contents: &mut Vec<(String, Vec<Value>)>, role: &str, parts: Vec<Value>) {
-    if parts.is_empty() {
-        return;
-    }
-    match contents.last_mut() {
-        Some((r, p)) if r == role => p.extend(parts),
-        _ => contents.push((role.to_string(), parts)),
-    }
 }
 
 /// OpenAI message content as Gemini parts.

@@ -350,6 +350,18 @@ pub fn error_event(v: &Value, data: &str) -> Result<(), StreamFailure> {
     })
 }
 
+/// Appends a turn's blocks, merging consecutive turns of one role (Anthropic and Gemini both want turns
+/// to alternate); a turn with no blocks is dropped.
+pub fn push_turn(turns: &mut Vec<(String, Vec<Value>)>, role: &str, blocks: Vec<Value>) {
+    if blocks.is_empty() {
+        return;
+    }
+    match turns.last_mut() {
+        Some((r, b)) if r == role => b.extend(blocks),
+        _ => turns.push((role.to_string(), blocks)),
+    }
+}
+
 /// A `data:` URL's media type and base64 payload.
 pub fn data_url(url: &str) -> Option<(&str, &str)> {
     let rest = url.strip_prefix("data:")?;
