@@ -437,6 +437,23 @@ test('sign up, verify from the outbox, create a key, call with it, see it used, 
     await new Promise((r) => setTimeout(r, 400));
     assert.equal((await call()).status, 403, 'demo/fast-1 is no longer allowed');
 
+    // The key's own routing (over the organisation's): never the dev upstream leaves demo/smart-1
+    // nothing to run on, and the gateway says which preference removed it.
+    await row.locator('button:has-text("Edit")').click();
+    await page.waitForSelector('tr.edit-row fieldset.key-routing');
+    await page.fill('tr.edit-row input[name=ignore]', 'Switchyard Dev Upstream');
+    await page.screenshot({ path: path.join(shots, 'keys-edit-routing.png'), fullPage: true });
+    await page.click('tr.edit-row button:has-text("Save changes")');
+    await page.waitForSelector('tr.edit-row', { state: 'detached' });
+    await page.waitForSelector('tr.key-row[data-name="my app"]:has-text("routing: never dev")');
+    const smart = await fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${secret}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'demo/smart-1', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 }),
+    });
+    assert.equal(smart.status, 503);
+    assert.match((await smart.json()).error.message, /ignore/);
+
     await row.locator('button:has-text("Disable")').click();
     await page.waitForSelector('tr.key-row[data-name="my app"] .status.disabled');
     await new Promise((r) => setTimeout(r, 400));

@@ -269,6 +269,7 @@ pub const PROVIDER_KINDS: &[(&str, &str)] = &[
     ("anthropic", "Anthropic (Messages API)"),
     ("gemini", "Google Gemini"),
     ("azure", "Azure OpenAI"),
+    ("bedrock", "AWS Bedrock (Converse)"),
     ("deepseek", "DeepSeek"),
     ("groq", "Groq"),
     ("together", "Together AI"),
@@ -729,11 +730,11 @@ fn ProviderForm(
                         }).collect_view()}
                     </select>
                 </label>
-                <label class="wide">"Base URL (blank: the service's own; Azure: https://RESOURCE.openai.azure.com/openai)" <input name="base_url" type="url" placeholder="https://api.openai.com/v1" value=v(|p| p.base_url.clone())/></label>
+                <label class="wide">"Base URL (blank: the service's own; Azure: https://RESOURCE.openai.azure.com/openai; Bedrock: https://bedrock-runtime.REGION.amazonaws.com)" <input name="base_url" type="url" placeholder="https://api.openai.com/v1" value=v(|p| p.base_url.clone())/></label>
                 {if editing {
                     view! { <input type="hidden" name="api_key" value=""/> }.into_any()
                 } else {
-                    view! { <label class="wide">"API key (blank for servers without one; add more keys later)"
+                    view! { <label class="wide">"API key (blank for servers without one; Bedrock: ACCESS_KEY_ID:SECRET_ACCESS_KEY or a Bedrock API key; add more keys later)"
                         <input name="api_key" type="password" autocomplete="off" placeholder="sk-…"/></label> }.into_any()
                 }}
                 <label>"Website" <input name="website" type="url" placeholder="https://…" value=v(|p| p.website.clone())/></label>

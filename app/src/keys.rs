@@ -26,6 +26,8 @@ pub struct KeyView {
     pub rpm: Option<i64>,
     /// "active", "disabled" or "expired".
     pub status: String,
+    /// The key's own routing defaults (over its organisation's).
+    pub routing: crate::orgs::RoutingDefaults,
 }
 
 /// The create form as submitted; the server checks every field and says which is wrong.
@@ -39,6 +41,9 @@ pub struct NewKeyForm {
     /// Comma-separated model ids.
     pub models: String,
     pub rpm: String,
+    /// The key's routing defaults (the edit form has them; a new key starts with none).
+    #[serde(default)]
+    pub routing: crate::orgs::RoutingDefaults,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +75,7 @@ pub async fn create_key(
         expires,
         models,
         rpm,
+        routing: Default::default(),
     };
     Ok(match b.0.create_key(&who, form).await {
         Ok(secret) => KeyCreated::Secret {
@@ -106,6 +112,11 @@ pub async fn update_key(
     expires: String,
     models: String,
     rpm: String,
+    #[server(default)] order: String,
+    #[server(default)] ignore: String,
+    #[server(default)] sort: String,
+    #[server(default)] deny_data_collection: String,
+    #[server(default)] only_ordered: String,
 ) -> Result<crate::account::Outcome, ServerFnError> {
     let (b, who) = crate::account::signed_in().await?;
     let form = NewKeyForm {
@@ -115,6 +126,13 @@ pub async fn update_key(
         expires,
         models,
         rpm,
+        routing: crate::orgs::RoutingDefaults {
+            order,
+            ignore,
+            sort,
+            deny_data_collection: !deny_data_collection.is_empty(),
+            only_ordered: !only_ordered.is_empty(),
+        },
     };
     Ok(b.0
         .update_key(&who, &hash, form)
@@ -388,6 +406,7 @@ fn KeyTable(
                         if let Some(e) = &k.expires {
                             rules.push(format!("expires {e}"));
                         }
+                        rules.extend(crate::orgs::routing_summary(&k.routing).into_iter().map(|r| format!("routing: {r}")));
                         view! {
                             <tr class="key-row" data-name=k.name.clone()>
                                 <td>
@@ -446,6 +465,8 @@ fn EditRow(
     editing: RwSignal<Option<String>>,
 ) -> impl IntoView {
     let reset = k.limit_reset.clone().unwrap_or_default();
+    let r = k.routing.clone();
+    let sort = r.sort.clone();
     view! {
         <tr class="edit-row">
             <td colspan="8">
@@ -464,6 +485,20 @@ fn EditRow(
                     <label>"Expires on" <input name="expires" type="date" value=k.expires.clone().unwrap_or_default()/></label>
                     <label>"Requests per minute" <input name="rpm" inputmode="numeric" placeholder="no limit" value=k.rpm.map(|r| r.to_string()).unwrap_or_default()/></label>
                     <label class="wide">"Only these models" <input name="models" placeholder="all models (or ids, comma-separated)" value=k.models.clone().map(|m| m.join(", ")).unwrap_or_default()/></label>
+                    <fieldset class="wide key-routing">
+                        <legend>"Routing for this key (over the organisation's defaults; a request's own " <code>"provider"</code> " wins)"</legend>
+                        <label>"Try these providers first" <input name="order" placeholder="organisation default" value=r.order.clone()/></label>
+                        <label>"Never use" <input name="ignore" placeholder="organisation default" value=r.ignore.clone()/></label>
+                        <label>"Order the rest by"
+                            <select name="sort">
+                                {[("", "organisation default"), ("price", "price (cheapest first)"), ("latency", "latency (quickest first)"), ("throughput", "throughput (fastest first)")].into_iter().map(|(v, l)| {
+                                    view! { <option value=v selected=sort == v>{l}</option> }
+                                }).collect_view()}
+                            </select>
+                        </label>
+                        <label class="check"><input type="checkbox" name="only_ordered" value="on" checked=r.only_ordered/>" Only the providers listed first"</label>
+                        <label class="check"><input type="checkbox" name="deny_data_collection" value="on" checked=r.deny_data_collection/>" Only providers that keep no prompts"</label>
+                    </fieldset>
                     <div class="wide actions">
                         <button type="submit" class="button">"Save changes"</button>
                         <button type="button" class="button ghost" on:click=move |_| editing.set(None)>"Cancel"</button>

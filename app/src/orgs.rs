@@ -77,6 +77,28 @@ pub async fn save_routing_defaults(
     Ok(b.0.set_routing_defaults(&who, &d).await.into())
 }
 
+/// Routing defaults in words, a phrase per preference (none: the platform's default routing).
+pub fn routing_summary(d: &RoutingDefaults) -> Vec<String> {
+    let mut parts = Vec::new();
+    if !d.order.is_empty() {
+        parts.push(format!(
+            "{} first{}",
+            d.order,
+            if d.only_ordered { " (and only)" } else { "" }
+        ));
+    }
+    if !d.ignore.is_empty() {
+        parts.push(format!("never {}", d.ignore));
+    }
+    if !d.sort.is_empty() {
+        parts.push(format!("fastest-{} first", d.sort).replace("fastest-price", "cheapest"));
+    }
+    if d.deny_data_collection {
+        parts.push("only providers that keep no prompts".into());
+    }
+    parts
+}
+
 /// The organisation page's routing defaults (owners and admins change them).
 #[component]
 fn Routing(
@@ -86,23 +108,7 @@ fn Routing(
     action: ServerAction<SaveRoutingDefaults>,
 ) -> impl IntoView {
     let summary = {
-        let mut parts = Vec::new();
-        if !d.order.is_empty() {
-            parts.push(format!(
-                "{} first{}",
-                d.order,
-                if d.only_ordered { " (and only)" } else { "" }
-            ));
-        }
-        if !d.ignore.is_empty() {
-            parts.push(format!("never {}", d.ignore));
-        }
-        if !d.sort.is_empty() {
-            parts.push(format!("fastest-{} first", d.sort).replace("fastest-price", "cheapest"));
-        }
-        if d.deny_data_collection {
-            parts.push("only providers that keep no prompts".into());
-        }
+        let parts = routing_summary(&d);
         if parts.is_empty() {
             "Platform default: healthy providers first, cheaper ones preferred.".to_string()
         } else {

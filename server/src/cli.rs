@@ -556,6 +556,7 @@ async fn dispatch(cfg: Config, command: Command) -> anyhow::Result<()> {
                     limit_reset: limit_reset.as_deref().and_then(keys::LimitReset::parse),
                     allowed_models: models,
                     requests_per_minute: rpm,
+                    provider: None,
                 };
                 (
                     keys::create_key_with(&store, &org.id, &name, limit, expires_at, &rules)

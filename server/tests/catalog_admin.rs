@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{chat_body, Db, TestApp, UPSTREAM_KEY, UPSTREAM_KEY_2};
+use common::{chat_body, Db, TestApp, BEDROCK_KEY, UPSTREAM_KEY, UPSTREAM_KEY_2};
 use serde_json::{json, Value};
 use switchyard::catalog::admin::{change, page, provider_models, test_provider};
 use switchyard_app::catalog_admin::CatalogOp;
@@ -1297,7 +1297,12 @@ async fn every_kind_of_provider_is_added_listed_and_tested(db: Db) {
     let app = TestApp::start(db).await;
     let root = admin(&app).await;
     let with_kind = |slug: &str, kind: &str, base: &str| {
-        let mut op = provider(slug, base, UPSTREAM_KEY);
+        let key = if kind == "bedrock" {
+            BEDROCK_KEY
+        } else {
+            UPSTREAM_KEY
+        };
+        let mut op = provider(slug, base, key);
         if let CatalogOp::SaveProvider {
             kind: k,
             collects_data,
@@ -1329,6 +1334,15 @@ async fn every_kind_of_provider_is_added_listed_and_tested(db: Db) {
             format!("http://{fake}/openai?api-version=2024-10-21"),
             vec!["dep-1"],
         ),
+        (
+            "aws",
+            "bedrock",
+            format!("http://{fake}/bedrock?region=us-east-1"),
+            vec![
+                "anthropic.claude-3-haiku-20240307-v1:0",
+                "meta.llama3-1-70b-instruct-v1:0",
+            ],
+        ),
     ] {
         change(&app.state, &root, with_kind(slug, kind, &base))
             .await
@@ -1340,6 +1354,22 @@ async fn every_kind_of_provider_is_added_listed_and_tested(db: Db) {
         let ok = test_provider(&app.state, &id).await.expect("reachable");
         assert!(ok.contains("answered"), "{ok}");
     }
+    // Bedrock with a wrong secret: the test shows AWS's own refusal of the signature.
+    let mut op = provider(
+        "aws-bad",
+        &format!("http://{fake}/bedrock?region=us-east-1"),
+        "AKIAFAKEBEDROCK01:wrong",
+    );
+    if let CatalogOp::SaveProvider { kind, .. } = &mut op {
+        *kind = "bedrock".into();
+    }
+    change(&app.state, &root, op).await.expect("bedrock");
+    let id = provider_id(&app, "aws-bad").await;
+    let e = test_provider(&app.state, &id).await.expect_err("refused");
+    assert!(
+        e.contains("403") && e.contains("signature we calculated"),
+        "{e}"
+    );
     let p = page(&app.state).await.expect("page");
     let gem = p.providers.iter().find(|p| p.slug == "gem").expect("gem");
     assert!(gem.collects_data && gem.kind == "gemini");

@@ -79,6 +79,45 @@ async fn keys_are_managed_over_the_api(db: Db) {
     );
     assert!(!v.to_string().contains(&secret));
 
+    // A key's default routing: shown back as set, applied to its requests (ignoring the only provider
+    // of the model leaves nothing, and the 503 says why), removed with null.
+    let (s, v) = m
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/keys/{hash}"),
+            Some(json!({"provider": {"ignore": ["Fake OpenAI"], "sort": "price"}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["data"]["provider"],
+        json!({"ignore": ["Fake OpenAI"], "sort": "price"})
+    );
+    let r = app.chat_with_key(&secret, chat_body(json!({}))).await;
+    assert_eq!(r.status(), 503);
+    let e: Value = r.json().await.expect("json");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("ignore"),
+        "{e}"
+    );
+    let (s, v) = m
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/keys/{hash}"),
+            Some(json!({"provider": null})),
+        )
+        .await;
+    assert_eq!((s, &v["data"]["provider"]), (200, &Value::Null), "{v}");
+    assert_eq!(
+        app.chat_with_key(&secret, chat_body(json!({})))
+            .await
+            .status(),
+        200
+    );
+
     // Patch: rename, raise the limit, then disable; the gateway follows within the cache TTL.
     let (s, v) = m
         .send(
@@ -187,6 +226,15 @@ async fn bad_input_is_refused_and_changes_nothing(db: Db) {
             "`expires_at`",
         ),
         (json!({"name": "x", "colour": "blue"}), "`colour`"),
+        (json!({"name": "x", "provider": "fast"}), "`provider`"),
+        (
+            json!({"name": "x", "provider": {"sort": "random"}}),
+            "`provider.sort`",
+        ),
+        (
+            json!({"name": "x", "provider": {"order": ["nobody"]}}),
+            "not a provider here",
+        ),
         (json!({"name": "x", "disabled": true}), "`disabled`"),
         (json!(["name"]), "JSON object"),
     ];

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{sse_events, Db, TestApp, UPSTREAM_KEY};
+use common::{sse_events, Db, TestApp, BEDROCK_KEY, UPSTREAM_KEY};
 use serde_json::{json, Value};
 use std::time::Duration;
 use switchyard::{catalog, crypto::Cipher, money::Nanos};
@@ -36,6 +36,20 @@ name = "Fake Azure"
 kind = "azure"
 base_url = "http://{fake}/openai?api-version=2024-10-21"
 api_key = "{UPSTREAM_KEY}"
+
+[[providers]]
+slug = "aws"
+name = "Fake Bedrock"
+kind = "bedrock"
+base_url = "http://{fake}/bedrock?region=eu-west-1"
+api_key = "{BEDROCK_KEY}"
+
+[[providers]]
+slug = "aws-bad"
+name = "Bedrock With A Wrong Secret"
+kind = "bedrock"
+base_url = "http://{fake}/bedrock?region=eu-west-1"
+api_key = "AKIAFAKEBEDROCK01:not-the-secret"
 
 [[providers]]
 slug = "cheap"
@@ -85,6 +99,33 @@ upstream_model = "gemini-backup"
 input_per_mtok = "0.50"
 output_per_mtok = "1.50"
 weight = 0
+
+[[models]]
+slug = "route/bedrock"
+name = "Claude on Bedrock"
+context_length = 200000
+max_output_tokens = 4096
+[[models.endpoints]]
+provider = "aws"
+upstream_model = "anthropic.claude-3-haiku-20240307-v1:0"
+input_per_mtok = "0.25"
+output_per_mtok = "1.25"
+[[models.endpoints]]
+provider = "fake"
+upstream_model = "bedrock-backup"
+input_per_mtok = "0.50"
+output_per_mtok = "1.50"
+weight = 0
+
+[[models]]
+slug = "route/bedrock-bad"
+name = "Bedrock, badly configured"
+context_length = 8000
+[[models.endpoints]]
+provider = "aws-bad"
+upstream_model = "meta.llama3-1-70b-instruct-v1:0"
+input_per_mtok = "0.99"
+output_per_mtok = "0.99"
 
 [[models]]
 slug = "route/azure"
@@ -371,6 +412,251 @@ async fn every_adapter_answers_streams_and_bills_its_own_price(db: Db) {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["provider"], "Fake Azure");
     assert_eq!(fake_count(&app, "dep-1").await, 1);
+
+    app.assert_books_balance().await;
+    app.assert_no_holds().await;
+    app.stop().await;
+}
+
+/// Bedrock: requests signed with SigV4 (the fake recomputes each signature from what arrived), the
+/// Converse translation both ways, ConverseStream's binary event stream, tools, prompt caching, AWS's
+/// errors and in-stream exceptions falling back before the first token, and a wrong secret reported as
+/// the operator's to fix.
+async fn bedrock_signs_translates_streams_and_falls_back(db: Db) {
+    let app = start(db).await;
+    const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+    let (s, v, gen) = ask(
+        &app,
+        msg(
+            "route/bedrock",
+            json!({"max_tokens": 64, "stop": ["never"], "temperature": 1.6, "user": "u-7"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["provider"], "Fake Bedrock", "signed and answered: {v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["choices"][0]["native_finish_reason"], "end_turn");
+    assert!(v["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("text")
+        .starts_with("Hello from"));
+    let (p, c) = (
+        v["usage"]["prompt_tokens"].as_u64().expect("p"),
+        v["usage"]["completion_tokens"].as_u64().expect("c"),
+    );
+    assert_eq!(c, 24);
+    assert_eq!(usd(&v["usage"]["cost"]), charge(p, c, 250, 1250));
+    let sent = app.fake_stats.last_body.lock().clone().expect("body");
+    assert_eq!(
+        sent["inferenceConfig"],
+        json!({"maxTokens": 64, "stopSequences": ["never"], "temperature": 1.0})
+    );
+    assert_eq!(sent["requestMetadata"]["user"], "u-7");
+    assert_eq!(fake_count(&app, MODEL).await, 1);
+    let g = app.wait_generation(&gen).await;
+    assert_eq!(g["provider_name"], "aws");
+
+    // Streamed: ConverseStream's binary frames become chunks as they arrive.
+    let r = app
+        .chat(msg(
+            "route/bedrock",
+            json!({"stream": true, "max_tokens": 10}),
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    let events = sse_events(&r.text().await.expect("text"));
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("chunk"))
+        .collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text.split_whitespace().count(), 10, "{text}");
+    let fin = chunks
+        .iter()
+        .find(|c| c["choices"][0]["finish_reason"].is_string())
+        .expect("finish");
+    assert_eq!(fin["choices"][0]["finish_reason"], "length");
+    assert_eq!(fin["choices"][0]["native_finish_reason"], "max_tokens");
+    let last = chunks.last().expect("usage chunk");
+    assert_eq!(last["provider"], "Fake Bedrock");
+    let (p, c) = (
+        last["usage"]["prompt_tokens"].as_u64().expect("p"),
+        last["usage"]["completion_tokens"].as_u64().expect("c"),
+    );
+    assert_eq!(c, 10);
+    assert_eq!(usd(&last["usage"]["cost"]), charge(p, c, 250, 1250));
+
+    // Tools, streamed: the call's name first, its arguments in pieces; the result goes back as a
+    // toolResult block (with the toolConfig Bedrock requires beside it).
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
+    let r = app
+        .chat(msg(
+            "route/bedrock",
+            json!({"tools": tools, "tool_choice": "required", "stream": true}),
+        ))
+        .await;
+    let events = sse_events(&r.text().await.expect("text"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("chunk"))
+        .collect();
+    let calls: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["tool_calls"][0]
+                .as_object()
+                .map(|_| &c["choices"][0]["delta"]["tool_calls"][0])
+        })
+        .collect();
+    assert_eq!(calls[0]["function"]["name"], "get_weather");
+    let id = calls[0]["id"].as_str().expect("id").to_string();
+    let args: String = calls
+        .iter()
+        .filter_map(|c| c["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).expect("args")["city"],
+        "Paris"
+    );
+    assert!(chunks
+        .iter()
+        .any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
+    let follow = json!({"model": "route/bedrock", "tools": tools, "messages": [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": id, "type": "function", "function": {"name": "get_weather", "arguments": args}}]},
+        {"role": "tool", "tool_call_id": id, "content": "18 C"}]});
+    let (s, v, _) = ask(&app, follow).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["provider"], "Fake Bedrock");
+    assert!(v["choices"][0]["message"]["content"].is_string(), "{v}");
+    let sent = app.fake_stats.last_body.lock().clone().expect("body");
+    assert_eq!(
+        sent["messages"][2]["content"][0]["toolResult"]["toolUseId"],
+        id
+    );
+
+    // Prompt caching: a cachePoint's prefix is written, then read; both are priced as prompt.
+    let cached = json!({"messages": [
+        {"role": "system", "content": [{"type": "text", "text": "A long shared preamble. ".repeat(40), "cache_control": {"type": "ephemeral"}}]},
+        {"role": "user", "content": "Hi"}]});
+    let (_, first, _) = ask(&app, msg("route/bedrock", cached.clone())).await;
+    let (_, second, _) = ask(&app, msg("route/bedrock", cached)).await;
+    let write = first["usage"]["prompt_tokens_details"]["cache_write_tokens"]
+        .as_u64()
+        .expect("w");
+    assert!(write > 200, "{first}");
+    assert_eq!(
+        second["usage"]["prompt_tokens_details"]["cached_tokens"],
+        write
+    );
+    assert_eq!(
+        first["usage"]["prompt_tokens"],
+        second["usage"]["prompt_tokens"]
+    );
+
+    // Failures before the first token fall back to the backup, billed once at its price; the
+    // Bedrock attempt is recorded with what went wrong. The throttle comes last: its key then rests.
+    // (An HTTP 429 is the generic path every adapter shares; the in-stream throttle is Bedrock's own.)
+    let cases = [
+        (json!({"status": 500}), false, "upstream_error", 500),
+        (json!({"status": 503}), true, "provider_overloaded", 503),
+        (
+            json!({"malformed": true}),
+            true,
+            "invalid_upstream_response",
+            0,
+        ),
+        (
+            json!({"stream_exception": "throttlingException"}),
+            true,
+            "rate_limited",
+            429,
+        ),
+    ];
+    for (i, (switches, stream, error_type, status)) in cases.into_iter().enumerate() {
+        // Two answers between failures keep the endpoint's breaker closed.
+        for _ in 0..2 {
+            let (s, v, _) = ask(&app, msg("route/bedrock", json!({"max_tokens": 2}))).await;
+            assert_eq!(
+                (s, v["provider"].as_str()),
+                (200, Some("Fake Bedrock")),
+                "before case {i}"
+            );
+        }
+        let before = app.usage_nanos().await;
+        arm(&app, MODEL, 1, switches.clone()).await;
+        let r = app
+            .chat(msg(
+                "route/bedrock",
+                json!({"stream": stream, "max_tokens": 20}),
+            ))
+            .await;
+        assert_eq!(r.status(), 200, "case {i} {switches}");
+        let gen = r.headers()["x-generation-id"]
+            .to_str()
+            .expect("id")
+            .to_string();
+        let text = r.text().await.expect("body");
+        let usage = if stream {
+            assert!(
+                !text.contains("\"error\""),
+                "case {i}: a clean stream: {text}"
+            );
+            let events = sse_events(&text);
+            serde_json::from_str::<Value>(&events[events.len() - 2]).expect("usage chunk")
+        } else {
+            serde_json::from_str::<Value>(&text).expect("json")
+        };
+        assert_eq!(usage["provider"], "Fake OpenAI", "case {i}: {usage}");
+        let (p, c) = (
+            usage["usage"]["prompt_tokens"].as_u64().expect("p"),
+            usage["usage"]["completion_tokens"].as_u64().expect("c"),
+        );
+        let g = app.wait_generation(&gen).await;
+        let attempts = g["provider_responses"].as_array().expect("attempts");
+        assert_eq!(attempts.len(), 2, "case {i}: {attempts:?}");
+        assert_eq!(attempts[0]["provider"], "aws");
+        assert_eq!(
+            attempts[0]["error_type"], error_type,
+            "case {i}: {attempts:?}"
+        );
+        assert_eq!(attempts[0]["status"], status, "case {i}");
+        assert_eq!(
+            app.usage_nanos().await - before,
+            charge(p, c, 500, 1500),
+            "case {i}: billed once, at the backup's price"
+        );
+    }
+
+    // The throttled key rests (Bedrock names no Retry-After: the default rest): the next request goes
+    // straight to the backup without asking Bedrock.
+    let asked = fake_count(&app, MODEL).await;
+    let (s, v, _) = ask(&app, msg("route/bedrock", json!({}))).await;
+    assert_eq!((s, v["provider"].as_str()), (200, Some("Fake OpenAI")));
+    assert_eq!(
+        fake_count(&app, MODEL).await,
+        asked,
+        "a resting key is not used"
+    );
+
+    // A wrong secret: AWS's refusal, named as the operator's to fix; nothing charged.
+    let before = app.usage_nanos().await;
+    let (s, v, _) = ask(&app, msg("route/bedrock-bad", json!({}))).await;
+    assert_eq!(s, 502, "{v}");
+    assert_eq!(v["error"]["metadata"]["error_type"], "upstream_auth_failed");
+    assert!(
+        v["error"]["metadata"]["raw"]
+            .as_str()
+            .expect("raw")
+            .contains("signature we calculated does not match"),
+        "{v}"
+    );
+    assert_eq!(app.usage_nanos().await, before);
 
     app.assert_books_balance().await;
     app.assert_no_holds().await;
@@ -766,6 +1052,67 @@ async fn routing_preferences_choose_and_filter_endpoints(db: Db) {
     }
     let (_, v, _) = ask(&app, pick(json!({"provider": {"order": ["cheap"]}}))).await;
     assert_eq!(served(&v), "Cheap Host");
+
+    // A key's own defaults (its edit form) win over the organisation's, field by field; the
+    // request's own still win over both; other keys keep the organisation's.
+    let other = switchyard::keys::create_key(&app.store, &app.org_id, "other", None, None)
+        .await
+        .expect("key");
+    let hash = switchyard::keys::hash_secret(&app.key);
+    let mut form = switchyard_app::keys::NewKeyForm {
+        name: "test".into(),
+        routing: defaults("nobody", false),
+        ..Default::default()
+    };
+    let e = switchyard::web::key_pages::update(&app.store, &owner, &hash, form.clone())
+        .await
+        .expect_err("unknown provider");
+    assert!(e.starts_with("routing: ") && e.contains("nobody"), "{e}");
+    form.routing = defaults("cheap", false);
+    form.routing.deny_data_collection = false;
+    switchyard::web::key_pages::update(&app.store, &owner, &hash, form.clone())
+        .await
+        .expect("saved");
+    app.state.keys.forget_all();
+    for _ in 0..5 {
+        let (_, v, _) = ask(&app, pick(json!({}))).await;
+        assert_eq!(served(&v), "Cheap Host", "the key's order");
+        let r = app.chat_with_key(&other.secret, pick(json!({}))).await;
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(served(&v), "Dear Host", "the org's order for other keys");
+    }
+    // The key's order with the org's "no fallbacks": an ignored first choice leaves nothing.
+    let (s, v, _) = ask(&app, pick(json!({"provider": {"ignore": ["cheap"]}}))).await;
+    assert_eq!(s, 503, "{v}");
+    let (_, v, _) = ask(&app, pick(json!({"provider": {"order": ["dear"]}}))).await;
+    assert_eq!(served(&v), "Dear Host", "the request's own order");
+    // Routing set over the management API that the form does not show survives a save of the form.
+    sqlx::query("UPDATE api_keys SET provider_prefs = $1 WHERE hash = $2")
+        .bind(r#"{"order":["cheap"],"max_price":{"prompt":100}}"#)
+        .bind(&hash)
+        .execute(&app.store.writer)
+        .await
+        .expect("set");
+    form.routing = defaults("dear", false);
+    switchyard::web::key_pages::update(&app.store, &owner, &hash, form.clone())
+        .await
+        .expect("saved");
+    let (stored,): (Option<String>,) =
+        sqlx::query_as("SELECT provider_prefs FROM api_keys WHERE hash = $1")
+            .bind(&hash)
+            .fetch_one(&app.store.pool)
+            .await
+            .expect("row");
+    let stored: Value = serde_json::from_str(&stored.expect("stored")).expect("json");
+    assert_eq!(
+        stored,
+        json!({"order": ["dear"], "max_price": {"prompt": 100}})
+    );
+    form.routing = defaults("", false);
+    switchyard::web::key_pages::update(&app.store, &owner, &hash, form)
+        .await
+        .expect("cleared");
+    app.state.keys.forget_all();
     set(defaults("", false)).await.expect("cleared");
     let (stored,): (Option<String>,) =
         sqlx::query_as("SELECT provider_prefs FROM orgs WHERE id = $1")
@@ -972,6 +1319,7 @@ async fn embeddings_completions_and_messages_are_billed_like_chat(db: Db) {
 }
 
 both_backends!(
+    bedrock_signs_translates_streams_and_falls_back,
     embeddings_completions_and_messages_are_billed_like_chat,
     every_adapter_answers_streams_and_bills_its_own_price,
     failures_before_the_first_token_fall_back_and_bill_once,

@@ -1512,7 +1512,8 @@ async fn fetch_models(state: &AppState, id: &str) -> Result<Vec<UpstreamModel>, 
 }
 
 /// The provider's model list, asked the way its kind takes it: OpenAI's and Anthropic's `GET /models`
-/// (`{"data": [{"id"}]}`), Azure's with its `api-version`, Google's (`{"models": [{"name"}]}`).
+/// (`{"data": [{"id"}]}`), Azure's with its `api-version`, Google's (`{"models": [{"name"}]}`), and
+/// Bedrock's signed control-plane list (`{"modelSummaries": [{"modelId"}]}`).
 async fn list_upstream(
     state: &AppState,
     access: &Access,
@@ -1534,17 +1535,19 @@ async fn list_upstream(
         }
         _ => format!("{base}/models"),
     };
-    let mut req = state
-        .http
-        .get(url)
-        .timeout(std::time::Duration::from_secs(10));
-    if let Some(k) = &key {
+    let mut req = if access.kind == K::Bedrock {
+        crate::providers::bedrock::list_models(&state.http, base, key)?
+    } else {
+        state.http.get(url)
+    }
+    .timeout(std::time::Duration::from_secs(10));
+    if let Some(k) = key.filter(|_| access.kind != K::Bedrock) {
         req = match access.kind {
             K::Anthropic => req
-                .header("x-api-key", *k)
+                .header("x-api-key", k)
                 .header("anthropic-version", crate::providers::anthropic::VERSION),
-            K::Gemini => req.header("x-goog-api-key", *k),
-            K::Azure => req.header("api-key", *k),
+            K::Gemini => req.header("x-goog-api-key", k),
+            K::Azure => req.header("api-key", k),
             _ => req.bearer_auth(k),
         };
     }
@@ -1557,10 +1560,15 @@ async fn list_upstream(
     if !status.is_success() {
         let msg = body["error"]["message"]
             .as_str()
+            .or(body["message"].as_str())
             .unwrap_or("no error message");
         return Err(format!("{name} answered {status}: {msg}"));
     }
-    let Some(list) = body["data"].as_array().or(body["models"].as_array()) else {
+    let Some(list) = body["data"]
+        .as_array()
+        .or(body["models"].as_array())
+        .or(body["modelSummaries"].as_array())
+    else {
         return Err(format!(
             "{name} answered, but not with a model list ({{\"data\": [...]}})"
         ));
@@ -1570,6 +1578,7 @@ async fn list_upstream(
         .filter_map(|m| {
             let id = m["id"]
                 .as_str()
+                .or(m["modelId"].as_str())
                 .or_else(|| m["name"].as_str().map(|n| n.trim_start_matches("models/")))?;
             Some(UpstreamModel {
                 id: id.to_string(),

@@ -30,6 +30,8 @@ pub enum ProviderKind {
     Anthropic,
     /// Google's Generative Language API (Gemini).
     Gemini,
+    /// AWS Bedrock's Converse API (SigV4-signed).
+    Bedrock,
     Deepseek,
     Groq,
     Together,
@@ -42,11 +44,12 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 13] = [
+    pub const ALL: [ProviderKind; 14] = [
         ProviderKind::Openai,
         ProviderKind::Azure,
         ProviderKind::Anthropic,
         ProviderKind::Gemini,
+        ProviderKind::Bedrock,
         ProviderKind::Deepseek,
         ProviderKind::Groq,
         ProviderKind::Together,
@@ -64,6 +67,7 @@ impl ProviderKind {
             ProviderKind::Azure => "azure",
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Gemini => "gemini",
+            ProviderKind::Bedrock => "bedrock",
             ProviderKind::Deepseek => "deepseek",
             ProviderKind::Groq => "groq",
             ProviderKind::Together => "together",
@@ -87,6 +91,7 @@ impl ProviderKind {
             ProviderKind::Azure => "Azure OpenAI",
             ProviderKind::Anthropic => "Anthropic (Messages API)",
             ProviderKind::Gemini => "Google Gemini",
+            ProviderKind::Bedrock => "AWS Bedrock (Converse)",
             ProviderKind::Deepseek => "DeepSeek",
             ProviderKind::Groq => "Groq",
             ProviderKind::Together => "Together AI",
@@ -107,6 +112,7 @@ impl ProviderKind {
             ProviderKind::Azure => return None,
             ProviderKind::Anthropic => "https://api.anthropic.com/v1",
             ProviderKind::Gemini => "https://generativelanguage.googleapis.com/v1beta",
+            ProviderKind::Bedrock => "https://bedrock-runtime.us-east-1.amazonaws.com",
             ProviderKind::Deepseek => "https://api.deepseek.com/v1",
             ProviderKind::Groq => "https://api.groq.com/openai/v1",
             ProviderKind::Together => "https://api.together.xyz/v1",
@@ -599,5 +605,18 @@ mod tests {
             matches!(provider(&[]).pick_credential(|_| false), Ok(None)),
             "keyless"
         );
+    }
+
+    /// The admin page offers exactly the kinds the server knows, under the same names.
+    #[test]
+    fn the_admin_page_offers_every_kind() {
+        let mut offered: Vec<(&str, &str)> = switchyard_app::catalog_admin::PROVIDER_KINDS.to_vec();
+        let mut known: Vec<(&str, &str)> = ProviderKind::ALL
+            .iter()
+            .map(|k| (k.as_str(), k.label()))
+            .collect();
+        offered.sort();
+        known.sort();
+        assert_eq!(offered, known);
     }
 }

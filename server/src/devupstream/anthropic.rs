@@ -28,7 +28,7 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response {
 }
 
 /// A value of the schema's type, for a tool's input.
-fn example(schema: &Value) -> Value {
+pub(super) fn example(schema: &Value) -> Value {
     match schema["type"].as_str() {
         Some("object") => {
             let mut o = serde_json::Map::new();

@@ -1,7 +1,8 @@
 //! A fake upstream for development, demos, tests and the benchmark: real HTTP speaking OpenAI's wire format
 //! (`/v1/chat/completions`, and Azure's `/openai/deployments/{name}/chat/completions`), Anthropic's
-//! Messages API (`/v1/messages`, in `anthropic.rs`) and Google's Generative Language API
-//! (`/v1beta/models/{model}:generateContent` and `:streamGenerateContent`, in `gemini.rs`): responses,
+//! Messages API (`/v1/messages`, in `anthropic.rs`), Google's Generative Language API
+//! (`/v1beta/models/{model}:generateContent` and `:streamGenerateContent`, in `gemini.rs`) and AWS
+//! Bedrock's Converse API with SigV4 and binary event streams (`/bedrock/...`, in `bedrock.rs`): responses,
 //! stream events, usage, each provider's error bodies and rate-limit headers, realistic token counts, and
 //! switches for failure. An OpenAI-format request may steer it with an `x_fake` object in its body (which
 //! the gateway passes through untouched, like any unknown field); any request can be steered by arming the
@@ -12,6 +13,7 @@
 //!   "chunk_delay_ms": 20, "first_byte_delay_ms": 100, "tokens": 12, "omit_usage": true}`
 
 mod anthropic;
+mod bedrock;
 mod gemini;
 
 use axum::{
@@ -129,6 +131,8 @@ pub(crate) struct Switches {
     pub(crate) reasoning_tokens: Option<u64>,
     /// Gemini: block the prompt for safety.
     pub(crate) safety_block: bool,
+    /// Bedrock: answer a stream with this exception (e.g. `throttlingException`) after `messageStart`.
+    pub(crate) stream_exception: Option<String>,
 }
 
 pub fn router(cfg: FakeConfig) -> (Router, Arc<FakeStats>) {
@@ -147,6 +151,11 @@ pub fn router(cfg: FakeConfig) -> (Router, Arc<FakeStats>) {
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1beta/models/{call}", post(gemini::generate))
         .route("/v1beta/models", get(gemini::models))
+        .route("/bedrock/model/{model}/{call}", post(bedrock::converse))
+        .route(
+            "/bedrock/foundation-models",
+            get(bedrock::foundation_models),
+        )
         .route("/openai/models", get(azure_models))
         .route("/v1/models", get(models))
         .route("/_fake/stats", get(stats_json))

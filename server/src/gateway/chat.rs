@@ -3,7 +3,7 @@
 
 use super::request::{self, ChatRequest};
 use super::route;
-use super::sse::SseReader;
+use super::sse::{Framing, SseError, SseReader};
 use super::stream;
 use super::{ApiKeyAuth, LimitedBody};
 use crate::billing::{Generation, Hold, Refusal};
@@ -175,7 +175,9 @@ pub(super) fn normalise_finish(native: &str) -> &'static str {
     match native {
         "length" | "max_tokens" => "length",
         "tool_calls" | "function_call" | "tool_use" => "tool_calls",
-        "content_filter" | "safety" | "refusal" => "content_filter",
+        "content_filter" | "safety" | "refusal" | "guardrail_intervened" | "content_filtered" => {
+            "content_filter"
+        }
         "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => {
             "content_filter"
         }
@@ -674,19 +676,25 @@ async fn first_event(
         raw: None,
         retry_after: None,
     };
-    let mut reader = SseReader::new(resp);
+    let framing = if providers::wire(ep.provider.kind) == providers::Wire::Bedrock {
+        Framing::AwsEventStream
+    } else {
+        Framing::Sse
+    };
+    let mut reader = SseReader::new(resp, framing);
     let mut translator = Translator::new(ep.provider.kind, ctx);
     let mut pending = Vec::new();
     let deadline = tokio::time::Instant::now() + t.first_byte;
     loop {
         match tokio::time::timeout_at(deadline, reader.next_data()).await {
             Err(_) => return Err(fail(FailureKind::Timeout, "no stream event in time".into())),
-            Ok(Err(e)) => {
+            Ok(Err(e @ SseError::Broken(_))) => {
                 return Err(fail(
                     FailureKind::Connect,
                     format!("the stream broke before its first event: {e}"),
                 ))
             }
+            Ok(Err(e)) => return Err(fail(FailureKind::Malformed, e.to_string())),
             Ok(Ok(None)) => {
                 let done = translator.finish(&mut pending);
                 if done && pending.iter().any(substantive) {

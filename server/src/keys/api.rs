@@ -102,7 +102,42 @@ fn key_json(k: &KeyRecord) -> Value {
         "limit_reset": k.limit_reset,
         "allowed_models": k.allowed_models.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
         "requests_per_minute": k.rpm_limit,
+        "provider": k.provider_prefs.as_deref().and_then(|p| serde_json::from_str::<Value>(p).ok()),
     })
+}
+
+/// A key's default `provider` object, checked as a request's is, with every provider it names in the
+/// catalog (by slug or name); the JSON to store, or None for `{}`.
+async fn key_prefs(state: &AppState, v: &Value) -> Result<Option<String>, ApiError> {
+    crate::gateway::route::parse_prefs(v)?;
+    let known: Vec<(String, String)> = sqlx::query_as("SELECT slug, name FROM providers")
+        .fetch_all(&state.store.pool)
+        .await
+        .map_err(ApiError::internal)?;
+    for field in ["order", "only", "ignore"] {
+        for name in v[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if !known
+                .iter()
+                .any(|(slug, n)| slug.eq_ignore_ascii_case(name) || n.eq_ignore_ascii_case(name))
+            {
+                let mut slugs: Vec<&str> = known.iter().map(|(s, _)| s.as_str()).collect();
+                slugs.sort_unstable();
+                return Err(ApiError::bad_field(
+                    &format!("provider.{field}"),
+                    format!(
+                        "names {name:?}, which is not a provider here; the providers are {}",
+                        slugs.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((*v != json!({})).then(|| v.to_string()))
 }
 
 async fn find(state: &AppState, org_id: &str, hash: &str) -> Result<KeyRecord, ApiError> {
@@ -142,6 +177,8 @@ struct KeyFields {
     limit_reset: Option<Option<LimitReset>>,
     allowed_models: Option<Option<Vec<String>>>,
     requests_per_minute: Option<Option<u32>>,
+    /// The key's default `provider` object (checked against the catalog before it is stored).
+    provider: Option<Value>,
 }
 
 fn parse_fields(
@@ -251,6 +288,13 @@ fn parse_fields(
                     "must be a whole number from 1 to 1000000, or null",
                 ))
             }
+            ("provider", Value::Null | Value::Object(_)) => f.provider = Some(v.clone()),
+            ("provider", _) => {
+                return Err(ApiError::bad_field(
+                    "provider",
+                    "must be a routing object like {\"order\": [\"openai\"], \"sort\": \"price\"}, or null",
+                ))
+            }
             ("disabled", Value::Bool(b)) if allow_disabled => f.disabled = Some(*b),
             ("disabled", _) if allow_disabled => {
                 return Err(ApiError::bad_field("disabled", "must be true or false"))
@@ -275,10 +319,15 @@ async fn create(
     let name = f
         .name
         .ok_or_else(|| ApiError::bad_field("name", "is required"))?;
+    let provider = match f.provider.filter(|v| !v.is_null()) {
+        Some(v) => key_prefs(&state, &v).await?,
+        None => None,
+    };
     let rules = KeyRules {
         limit_reset: f.limit_reset.flatten(),
         allowed_models: f.allowed_models.flatten(),
         requests_per_minute: f.requests_per_minute.flatten(),
+        provider,
     };
     let k = create_key_with(
         &state.store,
@@ -323,6 +372,11 @@ async fn update(
     let requests_per_minute = f
         .requests_per_minute
         .unwrap_or(current.rpm_limit.and_then(|r| u32::try_from(r).ok()));
+    let provider = match f.provider {
+        Some(Value::Null) => None,
+        Some(v) => key_prefs(&state, &v).await?,
+        None => current.provider_prefs,
+    };
     let edit = KeyEdit {
         name,
         limit,
@@ -332,9 +386,11 @@ async fn update(
             limit_reset,
             allowed_models,
             requests_per_minute,
+            provider,
         },
     };
     update_key(&state.store, KeyScope::org(&me.org_id), &hash, &edit).await?;
+    state.keys.forget_all();
     tracing::info!(org = %me.org_id, by = %me.id, key = %hash, "API key updated over the management API");
     Ok(Json(
         json!({ "data": key_json(&find(&state, &me.org_id, &hash).await?) }),

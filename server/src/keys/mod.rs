@@ -32,7 +32,8 @@ pub struct KeyInfo {
     pub rules: KeyRules,
     /// The organisation keeps prompts and answers in its activity log.
     pub log_prompts: bool,
-    /// The organisation's default routing preferences (a request's own `provider` fields win).
+    /// The key's default routing preferences over its organisation's (a request's own `provider`
+    /// fields win over both).
     pub provider_prefs: crate::gateway::route::Prefs,
 }
 
@@ -44,6 +45,8 @@ pub struct KeyRules {
     /// Model slugs the key may call; None: every model.
     pub allowed_models: Option<Vec<String>>,
     pub requests_per_minute: Option<u32>,
+    /// The key's own default `provider` object (JSON, checked when set); over the organisation's.
+    pub provider: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,8 +207,8 @@ async fn insert_key(
     let id = new_id();
     sqlx::query(
         "INSERT INTO api_keys (id, org_id, name, hash, prefix, limit_nanos, expires_at, created_at, kind, \
-           limit_reset, allowed_models, rpm_limit) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+           limit_reset, allowed_models, rpm_limit, provider_prefs) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&id)
     .bind(org_id)
@@ -219,6 +222,7 @@ async fn insert_key(
     .bind(rules.limit_reset.map(LimitReset::as_str))
     .bind(allowed_models_json(&rules.allowed_models))
     .bind(rules.requests_per_minute.map(i64::from))
+    .bind(&rules.provider)
     .execute(&store.writer)
     .await?;
     Ok(NewKey { id, secret, prefix })
@@ -234,7 +238,8 @@ pub async fn revoke_key(store: &Store, id: &str) -> anyhow::Result<bool> {
     Ok(r.rows_affected() == 1)
 }
 
-/// id, org_id, name, limit_nanos, expires_at, disabled, revoked_at, kind, limit_reset, allowed_models, rpm_limit
+/// id, org_id, name, limit_nanos, expires_at, disabled, revoked_at, kind, limit_reset, allowed_models, rpm_limit,
+/// the org's prompt_logging and provider_prefs, the key's provider_prefs
 type KeyRow = (
     String,
     String,
@@ -249,12 +254,13 @@ type KeyRow = (
     Option<i64>,
     i64,
     Option<String>,
+    Option<String>,
 );
 
 pub async fn lookup(store: &Store, hash: &str) -> Result<Option<KeyInfo>, sqlx::Error> {
     let row: Option<KeyRow> = sqlx::query_as(
         "SELECT k.id, k.org_id, k.name, k.limit_nanos, k.expires_at, k.disabled, k.revoked_at, k.kind, k.limit_reset, \
-         k.allowed_models, k.rpm_limit, o.prompt_logging, o.provider_prefs FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.hash = $1",
+         k.allowed_models, k.rpm_limit, o.prompt_logging, o.provider_prefs, k.provider_prefs FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.hash = $1",
     )
     .bind(hash)
     .fetch_optional(&store.pool)
@@ -273,8 +279,15 @@ pub async fn lookup(store: &Store, hash: &str) -> Result<Option<KeyInfo>, sqlx::
             models,
             rpm,
             log,
-            prefs,
+            org_prefs,
+            key_prefs,
         )| {
+            let prefs = |stored: Option<String>| {
+                stored
+                    .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+                    .and_then(|v| crate::gateway::route::parse_prefs(&v).ok())
+                    .unwrap_or_default()
+            };
             KeyInfo {
                 id,
                 org_id,
@@ -292,12 +305,10 @@ pub async fn lookup(store: &Store, hash: &str) -> Result<Option<KeyInfo>, sqlx::
                     limit_reset: reset.as_deref().and_then(LimitReset::parse),
                     allowed_models: models.and_then(|m| serde_json::from_str(&m).ok()),
                     requests_per_minute: rpm.and_then(|r| u32::try_from(r).ok()),
+                    provider: key_prefs.clone(),
                 },
                 log_prompts: log != 0,
-                provider_prefs: prefs
-                    .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
-                    .and_then(|v| crate::gateway::route::parse_prefs(&v).ok())
-                    .unwrap_or_default(),
+                provider_prefs: prefs(key_prefs).over(&prefs(org_prefs)),
             }
         },
     ))
@@ -366,6 +377,7 @@ pub struct KeyRecord {
     pub limit_reset: Option<String>,
     pub allowed_models: Option<String>,
     pub rpm_limit: Option<i64>,
+    pub provider_prefs: Option<String>,
     pub created_by_email: Option<String>,
 }
 
@@ -394,7 +406,7 @@ impl<'a> KeyScope<'a> {
 
 const RECORD_SELECT: &str = "SELECT k.hash, k.name, k.prefix, k.limit_nanos, k.usage_nanos, k.period_usage_nanos, \
      k.reserved_nanos, k.disabled, k.expires_at, k.created_at, k.updated_at, k.last_used_at, k.limit_reset, \
-     k.allowed_models, k.rpm_limit, u.email AS created_by_email \
+     k.allowed_models, k.rpm_limit, k.provider_prefs, u.email AS created_by_email \
      FROM api_keys k LEFT JOIN users u ON u.id = k.created_by \
      WHERE k.org_id = $1 AND k.revoked_at IS NULL";
 
@@ -523,9 +535,9 @@ pub async fn update_key(
 ) -> Result<bool, sqlx::Error> {
     let sql = format!(
         "UPDATE api_keys SET name = $3, limit_nanos = $4, expires_at = $5, disabled = COALESCE($6, disabled), \
-           updated_at = $7, limit_reset = $8, allowed_models = $9, rpm_limit = $10 \
+           updated_at = $7, limit_reset = $8, allowed_models = $9, rpm_limit = $10, provider_prefs = $11 \
          WHERE org_id = $1 AND hash = $2 AND kind = 'inference' AND revoked_at IS NULL{}",
-        creator_clause(scope, 11).replace("k.", "")
+        creator_clause(scope, 12).replace("k.", "")
     );
     let mut q = sqlx::query(&sql)
         .bind(scope.org_id)
@@ -537,7 +549,8 @@ pub async fn update_key(
         .bind(now_ms())
         .bind(e.rules.limit_reset.map(LimitReset::as_str))
         .bind(allowed_models_json(&e.rules.allowed_models))
-        .bind(e.rules.requests_per_minute.map(i64::from));
+        .bind(e.rules.requests_per_minute.map(i64::from))
+        .bind(&e.rules.provider);
     if let Some(c) = scope.creator {
         q = q.bind(c);
     }

@@ -5,6 +5,7 @@
 //! tell the client.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod gemini;
 pub mod openai;
 #[cfg(test)]
@@ -61,12 +62,15 @@ pub enum Wire {
     OpenAi,
     Anthropic,
     Gemini,
+    /// AWS Bedrock's Converse API (its streams are AWS's binary event stream).
+    Bedrock,
 }
 
 pub fn wire(kind: ProviderKind) -> Wire {
     match kind {
         ProviderKind::Anthropic => Wire::Anthropic,
         ProviderKind::Gemini => Wire::Gemini,
+        ProviderKind::Bedrock => Wire::Bedrock,
         _ => Wire::OpenAi,
     }
 }
@@ -99,6 +103,7 @@ pub fn honours(kind: ProviderKind, param: &str) -> bool {
             "logprobs",
             "top_logprobs",
         ],
+        Wire::Bedrock => &[],
         Wire::OpenAi => return true,
     };
     COMMON.contains(&param) || extra.contains(&param)
@@ -115,6 +120,7 @@ pub fn prepare(
         Wire::OpenAi => openai::prepare(client, ep, credential, call),
         Wire::Anthropic => anthropic::prepare(client, ep, credential, call),
         Wire::Gemini => gemini::prepare(client, ep, credential, call),
+        Wire::Bedrock => bedrock::prepare(client, ep, credential, call),
     };
     built.map_err(|message| UpstreamFailure {
         kind: FailureKind::Unsupported,
@@ -137,6 +143,7 @@ pub fn answer(kind: ProviderKind, ctx: &Ctx, v: Value) -> Result<Value, String> 
         }
         Wire::Anthropic => anthropic::answer(ctx, v),
         Wire::Gemini => gemini::answer(ctx, v),
+        Wire::Bedrock => bedrock::answer(ctx, v),
     }
 }
 
@@ -154,6 +161,7 @@ pub enum Translator {
     OpenAi,
     Anthropic(Box<anthropic::StreamState>),
     Gemini(Box<gemini::StreamState>),
+    Bedrock(Box<bedrock::StreamState>),
 }
 
 impl Translator {
@@ -162,6 +170,7 @@ impl Translator {
             Wire::OpenAi => Translator::OpenAi,
             Wire::Anthropic => Translator::Anthropic(Box::new(anthropic::StreamState::new(ctx))),
             Wire::Gemini => Translator::Gemini(Box::new(gemini::StreamState::new(ctx))),
+            Wire::Bedrock => Translator::Bedrock(Box::new(bedrock::StreamState::new(ctx))),
         }
     }
 
@@ -179,13 +188,14 @@ impl Translator {
             }
             Translator::Anthropic(s) => s.feed(data, out),
             Translator::Gemini(s) => s.feed(data, out),
+            Translator::Bedrock(s) => s.feed(data, out),
         }
     }
 
     /// The stream's body ended: chunks still owed (a protocol without an end marker finishes here).
     pub fn finish(&mut self, out: &mut Vec<Value>) -> bool {
         match self {
-            Translator::OpenAi | Translator::Anthropic(_) => false,
+            Translator::OpenAi | Translator::Anthropic(_) | Translator::Bedrock(_) => false,
             Translator::Gemini(s) => s.finish(out),
         }
     }
@@ -580,6 +590,7 @@ pub fn upstream_message(body: &[u8]) -> String {
         for path in [
             &["error", "message"][..],
             &["message"][..],
+            &["Message"][..],
             &["error"][..],
             &["detail"][..],
         ] {

@@ -352,7 +352,10 @@ impl Dashboard for Accounts {
     fn update_key<'a>(&'a self, who: &'a Who, hash: &'a str, form: NewKeyForm) -> Res<'a, ()> {
         Box::pin(async move {
             let actor = resolve(self.store(), who).await?;
-            super::key_pages::update(self.store(), &actor, hash, form).await
+            super::key_pages::update(self.store(), &actor, hash, form).await?;
+            // This instance applies the change at once (others within the key cache's TTL).
+            self.state.keys.forget_all();
+            Ok(())
         })
     }
 

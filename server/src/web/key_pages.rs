@@ -63,6 +63,7 @@ pub fn view(k: KeyRecord, periods: (i64, i64)) -> KeyView {
         models: k.allowed_models.and_then(|m| serde_json::from_str(&m).ok()),
         rpm: k.rpm_limit,
         status: status.into(),
+        routing: super::org_pages::routing_view(k.provider_prefs.as_deref()),
     }
 }
 
@@ -127,6 +128,9 @@ pub async fn parse_form(
                 .ok_or("requests per minute: a whole number from 1 to 1000000")?,
         ),
     };
+    let provider = super::org_pages::routing_prefs(store, &f.routing)
+        .await
+        .map_err(|e| format!("routing: {e}"))?;
     Ok((
         name.to_string(),
         limit,
@@ -135,6 +139,7 @@ pub async fn parse_form(
             limit_reset,
             allowed_models: models,
             requests_per_minute: rpm,
+            provider,
         },
     ))
 }
@@ -176,7 +181,13 @@ pub async fn update(
     hash: &str,
     form: NewKeyForm,
 ) -> Result<(), String> {
-    let (name, limit, expires_at, rules) = parse_form(store, &form).await?;
+    let (name, limit, expires_at, mut rules) = parse_form(store, &form).await?;
+    // Routing the form does not show (set over the management API) is kept.
+    let current = keys::find_record(store, scope(actor), hash)
+        .await
+        .map_err(internal)?
+        .ok_or("no such key")?;
+    rules.provider = keep_unshown(current.provider_prefs.as_deref(), rules.provider);
     let edit = keys::KeyEdit {
         name,
         limit,
@@ -193,6 +204,26 @@ pub async fn update(
     } else {
         Err("no such key".into())
     }
+}
+
+/// The form's routing with whatever else the stored routing had (`only`, `max_price`,
+/// `require_parameters`: the form shows none of them, so saving it must not drop them).
+fn keep_unshown(stored: Option<&str>, form: Option<String>) -> Option<String> {
+    const SHOWN: [&str; 5] = [
+        "order",
+        "ignore",
+        "sort",
+        "data_collection",
+        "allow_fallbacks",
+    ];
+    let parse = |s: Option<&str>| {
+        s.and_then(|s| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(s).ok())
+            .unwrap_or_default()
+    };
+    let mut out = parse(stored);
+    out.retain(|k, _| !SHOWN.contains(&k.as_str()));
+    out.extend(parse(form.as_deref()));
+    (!out.is_empty()).then(|| serde_json::Value::Object(out).to_string())
 }
 
 pub async fn set_disabled(

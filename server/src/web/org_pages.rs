@@ -57,9 +57,32 @@ pub async fn set_routing_defaults(
     if !actor.role.manages() {
         return Err("only the organisation's owners and admins can change routing".into());
     }
+    let stored = routing_prefs(&state.store, d).await?;
+    sqlx::query("UPDATE orgs SET provider_prefs = $1 WHERE id = $2")
+        .bind(&stored)
+        .bind(&actor.org_id)
+        .execute(&state.store.writer)
+        .await
+        .map_err(internal)?;
+    state.keys.forget_all();
+    tracing::info!(org = %actor.org_id, user = %actor.user_id, prefs = ?stored, "routing defaults changed");
+    Ok(match stored {
+        Some(_) => {
+            "Routing defaults saved: they apply to requests that do not say otherwise".into()
+        }
+        None => "Routing defaults cleared: requests use the platform's default routing".into(),
+    })
+}
+
+/// The routing form as a stored `provider` object (None when it asks for nothing); providers are named
+/// by slug or name and must exist. Used for organisations and for keys.
+pub async fn routing_prefs(
+    store: &crate::store::Store,
+    d: &RoutingDefaults,
+) -> Result<Option<String>, String> {
     let known: Vec<(String, String)> =
         sqlx::query_as("SELECT slug, name FROM providers ORDER BY slug")
-            .fetch_all(&state.store.pool)
+            .fetch_all(&store.pool)
             .await
             .map_err(internal)?;
     let list = |field: &str, text: &str| -> Result<Vec<String>, String> {
@@ -104,25 +127,11 @@ pub async fn set_routing_defaults(
     }
     let prefs = Value::Object(prefs);
     crate::gateway::route::parse_prefs(&prefs).map_err(|e| e.message)?;
-    let stored = (prefs != json!({})).then(|| prefs.to_string());
-    sqlx::query("UPDATE orgs SET provider_prefs = $1 WHERE id = $2")
-        .bind(&stored)
-        .bind(&actor.org_id)
-        .execute(&state.store.writer)
-        .await
-        .map_err(internal)?;
-    state.keys.forget_all();
-    tracing::info!(org = %actor.org_id, user = %actor.user_id, prefs = %prefs, "routing defaults changed");
-    Ok(match stored {
-        Some(_) => {
-            "Routing defaults saved: they apply to requests that do not say otherwise".into()
-        }
-        None => "Routing defaults cleared: requests use the platform's default routing".into(),
-    })
+    Ok((prefs != json!({})).then(|| prefs.to_string()))
 }
 
 /// The stored defaults as the form shows them.
-fn routing_view(stored: Option<&str>) -> RoutingDefaults {
+pub fn routing_view(stored: Option<&str>) -> RoutingDefaults {
     let v: Value = stored
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or(Value::Null);

@@ -32,6 +32,8 @@ macro_rules! both_backends {
 pub const UPSTREAM_KEY: &str = "sk-upstream-test-secret";
 /// A second key the fake upstream accepts (a provider's key pool).
 pub const UPSTREAM_KEY_2: &str = "sk-second-upstream-key2";
+/// An AWS access key pair the fake's Bedrock accepts (it checks SigV4 signatures made with it).
+pub const BEDROCK_KEY: &str = "AKIAFAKEBEDROCK01:fakeSecret/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
 pub fn pg_admin_url() -> String {
     std::env::var("SWITCHYARD_TEST_PG")
@@ -242,7 +244,7 @@ impl TestApp {
             devupstream::FakeConfig {
                 chunk_delay_ms: 0,
                 api_key: Some(UPSTREAM_KEY.into()),
-                more_keys: vec![UPSTREAM_KEY_2.into()],
+                more_keys: vec![UPSTREAM_KEY_2.into(), BEDROCK_KEY.into()],
             },
         )
         .await
