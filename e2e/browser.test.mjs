@@ -834,19 +834,6 @@ test('an admin adds a provider, imports two of its models, prices them, and a te
     assert.match(await row.innerText(), /••••k3y9/);
     assert.ok(!(await page.content()).includes(upstreamKey), 'the key is not on the page');
 
-    // The same upstream also speaks Anthropic's protocol: a provider of that kind lists its models.
-    if (!(await page.locator('details.add-provider').evaluate((d) => d.open))) await page.click('details.add-provider > summary');
-    await form.locator('input[name=slug]').fill('e2e-claude');
-    await form.locator('input[name=name]').fill('E2E Claude');
-    await form.locator('select[name=kind]').selectOption('anthropic');
-    await form.locator('input[name=base_url]').fill(`http://127.0.0.1:${port}/v1`);
-    await form.locator('input[name=api_key]').fill(upstreamKey);
-    await form.locator('button[type=submit]').click();
-    const claudeRow = page.locator('tr.provider-row[data-slug="e2e-claude"]');
-    await claudeRow.waitFor();
-    await claudeRow.locator('button:has-text("Test connection")').click();
-    await page.waitForFunction(() => /E2E Claude answered in \d+ ms .* listing 2 models/.test(document.querySelector('.test-result')?.innerText || ''));
-
     // A second key in the provider's pool, with twice the share of requests.
     await page.click('details.edit-provider[data-slug="e2e-upstream"] > summary');
     const pool = page.locator('details.edit-provider[data-slug="e2e-upstream"] .key-pool');
@@ -859,7 +846,25 @@ test('an admin adds a provider, imports two of its models, prices them, and a te
     await page.waitForFunction(() => document.querySelector('tr.provider-row[data-slug="e2e-upstream"] td.keys')?.innerText.includes('backup'));
     assert.match(await row.locator('td.keys').innerText(), /backup ••••b4ck × 2/);
     assert.ok(!(await page.content()).includes(backupKey), 'the new key is not on the page');
+    const panelOpen = () => page.locator('details.edit-provider[data-slug="e2e-upstream"]').evaluate((d) => d.open);
+    assert.ok(await panelOpen(), 'the panel stays open when the page is read again');
+    await pool.locator('h3').scrollIntoViewIfNeeded();
     await page.screenshot({ path: path.join(shots, 'admin-catalog-keys.png'), fullPage: false });
+
+    // The same upstream also speaks Anthropic's protocol: a provider of that kind lists its models.
+    // (Added while the other provider's key panel is open: the page re-renders around it.)
+    if (!(await page.locator('details.add-provider').evaluate((d) => d.open))) await page.click('details.add-provider > summary');
+    await form.locator('input[name=slug]').fill('e2e-claude');
+    await form.locator('input[name=name]').fill('E2E Claude');
+    await form.locator('select[name=kind]').selectOption('anthropic');
+    await form.locator('input[name=base_url]').fill(`http://127.0.0.1:${port}/v1`);
+    await form.locator('input[name=api_key]').fill(upstreamKey);
+    await form.locator('button[type=submit]').click();
+    const claudeRow = page.locator('tr.provider-row[data-slug="e2e-claude"]');
+    await claudeRow.waitFor();
+    await claudeRow.locator('button:has-text("Test connection")').click();
+    await page.waitForFunction(() => /E2E Claude answered in \d+ ms .* listing 2 models/.test(document.querySelector('.test-result')?.innerText || ''));
+    assert.ok(await panelOpen(), 'a provider inserted before it leaves the open panel open');
 
     // Test the connection, then import two of the models it lists.
     await row.locator('button:has-text("Test connection")').click();

@@ -132,6 +132,10 @@ pub struct AdminEndpoint {
     pub health: Vec<HealthView>,
     /// Its recent error rate passed the platform's threshold.
     pub degraded: bool,
+    /// The circuit breaker on the instance serving this page: "" while closed, else what it does
+    /// ("out of rotation for 12 s", "one probe request out").
+    #[serde(default)]
+    pub breaker: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -508,6 +512,8 @@ pub fn CatalogAdminPage() -> impl IntoView {
     let apply = ServerAction::<ApplyImport>::new();
     let org_form = NodeRef::new();
     clear_on_success(move || org_price.value().get(), org_form);
+    // Edit panels the admin has open, kept open when the page is read again after a change.
+    let opened = RwSignal::new(std::collections::BTreeSet::<String>::new());
     let data = Resource::new(
         move || {
             provider.version().get()
@@ -548,7 +554,7 @@ pub fn CatalogAdminPage() -> impl IntoView {
                             <table class="admin-table providers-table">
                                 <thead><tr><th>"Provider"</th><th>"Keys"</th><th>"Markup"</th><th>"Status"</th><th>"Actions"</th></tr></thead>
                                 <tbody>
-                                    {d.providers.clone().into_iter().map(|p| {
+                                    <For each={let list = d.providers.clone(); move || list.clone()} key=row_key children=move |p: ProviderRow| {
                                         let (id_test, id_list, id_toggle) = (p.id.clone(), p.id.clone(), p.id.clone());
                                         let enabled = p.enabled;
                                         view! {
@@ -582,7 +588,7 @@ pub fn CatalogAdminPage() -> impl IntoView {
                                                 </td>
                                             </tr>
                                         }
-                                    }).collect_view()}
+                                    }/>
                                 </tbody>
                             </table>
                             </div>
@@ -598,13 +604,27 @@ pub fn CatalogAdminPage() -> impl IntoView {
                                 <summary class="button ghost">"Add a provider"</summary>
                                 <ProviderForm action=provider existing=None/>
                             </details>
-                            {d.providers.clone().into_iter().map(|p| view! {
-                                <details class="edit-provider" data-slug=p.slug.clone()>
-                                    <summary>{format!("Edit {} and its keys", p.name)}</summary>
-                                    <ProviderForm action=provider existing=Some(p.clone())/>
-                                    <KeyPool p=p.clone() add=add_key save=key/>
-                                </details>
-                            }).collect_view()}
+                            <For each={let list = d.providers.clone(); move || list.clone()} key=row_key children=move |p: ProviderRow| {
+                                let (id_open, id_toggle) = (p.id.clone(), p.id.clone());
+                                view! {
+                                    <details class="edit-provider" data-slug=p.slug.clone()
+                                        open=move || opened.with(|o| o.contains(&id_open))
+                                        on:toggle=move |ev| {
+                                            let now_open = event_target::<leptos::web_sys::HtmlDetailsElement>(&ev).open();
+                                            opened.update(|o| {
+                                                if now_open {
+                                                    o.insert(id_toggle.clone());
+                                                } else {
+                                                    o.remove(&id_toggle);
+                                                }
+                                            });
+                                        }>
+                                        <summary>{format!("Edit {} and its keys", p.name)}</summary>
+                                        <ProviderForm action=provider existing=Some(p.clone())/>
+                                        <KeyPool p=p.clone() add=add_key save=key/>
+                                    </details>
+                                }
+                            }/>
                             {move || outcome_line(provider.value().get())}
                             {move || outcome_line(add_key.value().get())}
                             {move || outcome_line(key.value().get())}
@@ -616,7 +636,7 @@ pub fn CatalogAdminPage() -> impl IntoView {
                             {if d.models.is_empty() {
                                 view! { <p class="muted empty">"No models yet: import them from a provider above."</p> }.into_any()
                             } else {
-                                d.models.clone().into_iter().map(|m| view! { <ModelCard m=m model=model endpoint=endpoint/> }).collect_view().into_any()
+                                view! { <For each={let list = d.models.clone(); move || list.clone()} key=row_key children=move |m: AdminModel| view! { <ModelCard m=m model=model endpoint=endpoint/> }/> }.into_any()
                             }}
                         </section>
                         <section class="panel" id="org-prices">
@@ -697,6 +717,12 @@ pub fn CatalogAdminPage() -> impl IntoView {
             </Transition>
         </main>
     }
+}
+
+/// A list row's identity for keyed rendering: its whole content, so a changed row is built afresh
+/// and an unchanged one is left as it is (rows are inserted in sorted order, not appended).
+fn row_key<T: std::fmt::Debug>(row: &T) -> String {
+    format!("{row:?}")
 }
 
 #[component]
@@ -835,6 +861,7 @@ fn ModelCard(
                             <td>{if e.enabled { "yes" } else { "no" }}{(e.priority != 0).then(|| view! { <div class="muted small">{format!("priority {}", e.priority)}</div> })}{(e.weight != 100).then(|| view! { <div class="muted small">{if e.weight == 0 { "fallback only".to_string() } else { format!("weight {}", e.weight) }}</div> })}</td>
                             <td class="health" class:degraded=e.degraded>
                                 {e.degraded.then(|| view! { <span class="status expired">"degraded"</span> })}
+                                {(!e.breaker.is_empty()).then(|| view! { <div class="status expired breaker" title="The circuit breaker took this endpoint out of rotation after repeated failures; it is tried only when nothing else answers, and one request probes it when the wait is over.">{format!("circuit open: {}", e.breaker)}</div> })}
                                 {e.health.clone().into_iter().map(|h| view! {
                                     <div class="health-line" title=format!("{} requests · errors {} · latency {} · first token {}", h.requests, h.error_rate, h.latency, h.ttft)>
                                         <span class="muted">{h.window.clone()}</span>" "

@@ -496,8 +496,10 @@ fn EditRow(
                                 }).collect_view()}
                             </select>
                         </label>
-                        <label class="check"><input type="checkbox" name="only_ordered" value="on" checked=r.only_ordered/>" Only the providers listed first"</label>
-                        <label class="check"><input type="checkbox" name="deny_data_collection" value="on" checked=r.deny_data_collection/>" Only providers that keep no prompts"</label>
+                        <div class="wide checks-row">
+                            <label class="check"><input type="checkbox" name="only_ordered" value="on" checked=r.only_ordered/>" Only the providers listed first"</label>
+                            <label class="check"><input type="checkbox" name="deny_data_collection" value="on" checked=r.deny_data_collection/>" Only providers that keep no prompts"</label>
+                        </div>
                     </fieldset>
                     <div class="wide actions">
                         <button type="submit" class="button">"Save changes"</button>

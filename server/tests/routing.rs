@@ -827,6 +827,19 @@ async fn failures_before_the_first_token_fall_back_and_bill_once(db: Db) {
     app.stop().await;
 }
 
+/// What the admin's catalog page says of the breaker of the endpoint serving `upstream`.
+async fn breaker_shown(app: &TestApp, upstream: &str) -> String {
+    let page = switchyard::catalog::admin::page(&app.state)
+        .await
+        .expect("page");
+    page.models
+        .iter()
+        .flat_map(|m| &m.endpoints)
+        .find(|e| e.upstream_model == upstream)
+        .map(|e| e.breaker.clone())
+        .expect("endpoint")
+}
+
 async fn the_circuit_breaker_opens_and_a_probe_closes_it(db: Db) {
     let app = start(db).await;
     // Three failures in a row open the Anthropic endpoint's breaker.
@@ -843,10 +856,19 @@ async fn the_circuit_breaker_opens_and_a_probe_closes_it(db: Db) {
         assert_eq!((s, v["provider"].as_str()), (200, Some("Fake OpenAI")));
     }
     assert_eq!(fake_count(&app, "claude-a").await, asked, "out of rotation");
+    // The admin's catalog page says so, on the endpoint.
+    let shown = breaker_shown(&app, "claude-a").await;
+    assert!(shown.starts_with("out of rotation for"), "{shown:?}");
+    assert_eq!(breaker_shown(&app, "claude-backup").await, "");
     // After the cool-down one request probes it; its success closes the breaker.
     tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(
+        breaker_shown(&app, "claude-a").await,
+        "the next request probes it"
+    );
     let (s, v, _) = ask(&app, msg("route/claude", json!({}))).await;
     assert_eq!((s, v["provider"].as_str()), (200, Some("Fake Anthropic")));
+    assert_eq!(breaker_shown(&app, "claude-a").await, "", "closed");
     for _ in 0..3 {
         let (_, v, _) = ask(&app, msg("route/claude", json!({}))).await;
         assert_eq!(v["provider"], "Fake Anthropic", "closed again");

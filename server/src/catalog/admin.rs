@@ -374,6 +374,7 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
                         weight: e.weight.max(0) as u64,
                         health: views,
                         degraded: is_degraded,
+                        breaker: breaker_text(state.health.breaker(&eid)),
                         id: eid,
                         provider: provider_names.get(&pid).cloned().unwrap_or(pid),
                         upstream_model: upstream,
@@ -1509,6 +1510,23 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 async fn fetch_models(state: &AppState, id: &str) -> Result<Vec<UpstreamModel>, String> {
     let (access, keys) = provider_access(state, id).await?;
     list_upstream(state, &access, keys.first().map(|(_, k)| k.as_str())).await
+}
+
+/// The breaker as the admin page says it ("" while closed).
+fn breaker_text(b: crate::gateway::health::Breaker) -> String {
+    use crate::gateway::health::Breaker;
+    match b {
+        Breaker::Closed => String::new(),
+        Breaker::Open { until, .. } => {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                "the next request probes it".into()
+            } else {
+                format!("out of rotation for {} s more", left.as_secs().max(1))
+            }
+        }
+        Breaker::Probing { .. } => "one probe request out".into(),
+    }
 }
 
 /// The provider's model list, asked the way its kind takes it: OpenAI's and Anthropic's `GET /models`
