@@ -525,6 +525,7 @@ impl StreamState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::ProviderKind;
 
     fn translate(body: Value, stream: bool, max_tokens: u64) -> Result<(Value, Ctx), String> {
         let b = body.as_object().cloned().expect("object");
@@ -542,28 +543,8 @@ mod tests {
     /// answer and stream (as Anthropic documents them) and the OpenAI answer and chunks they must become.
     #[test]
     fn snapshots() {
-        super::super::snapshots::check("anthropic", |case| {
-            let max = case["max_tokens"].as_u64().unwrap_or(1024);
-            let stream = case["openai_request"]["stream"].as_bool() == Some(true);
-            let (body, ctx) = translate(case["openai_request"].clone(), stream, max)?;
-            let mut got = json!({"anthropic_request": body});
-            if case.get("anthropic_response").is_some() {
-                let mut a = answer(&ctx, case["anthropic_response"].clone())?;
-                a["created"] = json!(0);
-                got["openai_response"] = a;
-            }
-            if let Some(events) = case.get("anthropic_stream").and_then(Value::as_array) {
-                let mut s = StreamState::new(ctx.clone());
-                s.created = 0;
-                let mut chunks = Vec::new();
-                let mut done = false;
-                for e in events {
-                    done = s.feed(&e.to_string(), &mut chunks).map_err(|f| f.message)?;
-                }
-                got["openai_chunks"] = Value::Array(chunks);
-                got["stream_complete"] = json!(done);
-            }
-            Ok(got)
+        super::super::snapshots::check_adapter(ProviderKind::Anthropic, "anthropic", |_, call| {
+            request("claude-x", call)
         });
     }
 

@@ -839,6 +839,7 @@ fn exception_status(name: &str) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::ProviderKind;
 
     fn translate(
         model: &str,
@@ -862,31 +863,11 @@ mod tests {
     /// chunks they must become.
     #[test]
     fn snapshots() {
-        super::super::snapshots::check("bedrock", |case| {
-            let max = case["max_tokens"].as_u64().unwrap_or(1024);
+        super::super::snapshots::check_adapter(ProviderKind::Bedrock, "bedrock", |case, call| {
             let model = case["model"]
                 .as_str()
                 .unwrap_or("anthropic.claude-3-5-sonnet-20240620-v1:0");
-            let stream = case["openai_request"]["stream"].as_bool() == Some(true);
-            let (body, ctx) = translate(model, case["openai_request"].clone(), stream, max)?;
-            let mut got = json!({"bedrock_request": body});
-            if case.get("bedrock_response").is_some() {
-                let mut a = answer(&ctx, case["bedrock_response"].clone())?;
-                a["created"] = json!(0);
-                got["openai_response"] = a;
-            }
-            if let Some(events) = case.get("bedrock_stream").and_then(Value::as_array) {
-                let mut s = StreamState::new(ctx.clone());
-                s.created = 0;
-                let mut chunks = Vec::new();
-                let mut done = false;
-                for e in events {
-                    done = s.feed(&e.to_string(), &mut chunks).map_err(|f| f.message)?;
-                }
-                got["openai_chunks"] = Value::Array(chunks);
-                got["stream_complete"] = json!(done);
-            }
-            Ok(got)
+            request(model, call)
         });
     }
 

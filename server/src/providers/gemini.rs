@@ -447,39 +447,12 @@ impl StreamState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::ProviderKind;
 
     #[test]
     fn snapshots() {
-        super::super::snapshots::check("gemini", |case| {
-            let max = case["max_tokens"].as_u64().unwrap_or(1024);
-            let b = case["openai_request"]
-                .as_object()
-                .cloned()
-                .ok_or("openai_request must be an object")?;
-            let stream = b.get("stream") == Some(&json!(true));
-            let (body, ctx) = request(&ChatCall {
-                body: &b,
-                stream,
-                max_tokens: max,
-            })?;
-            let mut got = json!({"gemini_request": body});
-            if case.get("gemini_response").is_some() {
-                let mut a = answer(&ctx, case["gemini_response"].clone())?;
-                a["created"] = json!(0);
-                got["openai_response"] = a;
-            }
-            if let Some(events) = case.get("gemini_stream").and_then(Value::as_array) {
-                let mut s = StreamState::new(ctx.clone());
-                s.created = 0;
-                let mut chunks = Vec::new();
-                for e in events {
-                    s.feed(&e.to_string(), &mut chunks).map_err(|f| f.message)?;
-                }
-                let done = s.finish(&mut chunks);
-                got["openai_chunks"] = Value::Array(chunks);
-                got["stream_complete"] = json!(done);
-            }
-            Ok(got)
+        super::super::snapshots::check_adapter(ProviderKind::Gemini, "gemini", |_, call| {
+            request(call)
         });
     }
 }

@@ -4,8 +4,55 @@
 //! the test with both versions; `UPDATE_SNAPSHOTS=1` rewrites `expect` for a change that is meant (read
 //! the diff before committing it).
 
-use serde_json::Value;
+use super::{ChatCall, Ctx, Translator};
+use crate::catalog::ProviderKind;
+use serde_json::{json, Value};
 use std::path::PathBuf;
+
+/// Checks an adapter's fixtures: `<name>_request` is what `request` makes of the case's OpenAI request;
+/// `openai_response` and `openai_chunks` are what the provider's `<name>_response` and `<name>_stream`
+/// become (with `created` zeroed), and `stream_complete` whether the stream finished.
+pub fn check_adapter(
+    kind: ProviderKind,
+    name: &str,
+    request: impl Fn(&Value, &ChatCall<'_>) -> Result<(Value, Ctx), String>,
+) {
+    check(name, |case| {
+        let body = case["openai_request"]
+            .as_object()
+            .cloned()
+            .ok_or("openai_request must be an object")?;
+        let call = ChatCall {
+            body: &body,
+            stream: body.get("stream") == Some(&json!(true)),
+            max_tokens: case["max_tokens"].as_u64().unwrap_or(1024),
+        };
+        let (req, ctx) = request(case, &call)?;
+        let mut got = json!({ format!("{name}_request"): req });
+        if let Some(r) = case.get(format!("{name}_response")) {
+            let mut a = super::answer(kind, &ctx, r.clone())?;
+            a["created"] = json!(0);
+            got["openai_response"] = a;
+        }
+        if let Some(events) = case.get(format!("{name}_stream")).and_then(Value::as_array) {
+            let mut t = Translator::new(kind, ctx);
+            let mut chunks = Vec::new();
+            let mut done = false;
+            for e in events {
+                done = t.feed(&e.to_string(), &mut chunks).map_err(|f| f.message)?;
+            }
+            done = t.finish(&mut chunks) || done;
+            for c in &mut chunks {
+                if c.get("created").is_some() {
+                    c["created"] = json!(0);
+                }
+            }
+            got["openai_chunks"] = Value::Array(chunks);
+            got["stream_complete"] = json!(done);
+        }
+        Ok(got)
+    });
+}
 
 pub fn check(adapter: &str, translate: impl Fn(&Value) -> Result<Value, String>) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
