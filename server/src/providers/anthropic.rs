@@ -193,18 +193,9 @@ pub fn request(model: &str, call: &ChatCall<'_>) -> Result<(Value, Ctx), String>
         out.insert("tool_choice".into(), c);
     }
     if let Some(budget) = super::reasoning_budget(b, call.max_tokens) {
-        let budget = budget
-            .max(MIN_BUDGET)
-            .min(call.max_tokens.saturating_sub(1));
-        if budget < MIN_BUDGET {
-            return Err(format!(
-                "reasoning needs max_tokens above {MIN_BUDGET} at Anthropic (the thinking budget is part of max_tokens); got {}",
-                call.max_tokens
-            ));
-        }
         out.insert(
             "thinking".into(),
-            json!({"type": "enabled", "budget_tokens": budget}),
+            thinking(budget, call.max_tokens, "at Anthropic")?,
         );
         // Thinking takes no sampling settings but the defaults.
         out.remove("temperature");
@@ -216,6 +207,18 @@ pub fn request(model: &str, call: &ChatCall<'_>) -> Result<(Value, Ctx), String>
             .unwrap_or(false);
     }
     Ok((Value::Object(out), ctx))
+}
+
+/// Claude's `thinking` for a reasoning budget: at least the least Claude accepts, and below
+/// `max_tokens` (of which it is a part); an error naming `where` when `max_tokens` leaves no room.
+pub fn thinking(budget: u64, max_tokens: u64, place: &str) -> Result<Value, String> {
+    let budget = budget.max(MIN_BUDGET).min(max_tokens.saturating_sub(1));
+    if budget < MIN_BUDGET {
+        return Err(format!(
+            "reasoning needs max_tokens above {MIN_BUDGET} {place} (the thinking budget is part of max_tokens); got {max_tokens}"
+        ));
+    }
+    Ok(json!({"type": "enabled", "budget_tokens": budget}))
 }
 
 /// A reasoning detail (as answered before) back into a thinking block.

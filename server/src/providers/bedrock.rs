@@ -25,8 +25,6 @@ use serde_json::{json, Map, Value};
 pub const SERVICE: &str = "bedrock";
 /// The tool a `response_format` is sent as, when its schema has no name.
 const JSON_TOOL: &str = "json_output";
-/// The least thinking budget Claude accepts.
-const MIN_BUDGET: u64 = 1024;
 /// How reasoning with signatures is labelled (Bedrock's signatures are Claude's).
 const REASONING_FORMAT: &str = "anthropic-claude-v1";
 
@@ -142,6 +140,33 @@ pub fn sign(
         .collect())
 }
 
+/// The headers that authenticate a request with a provider key: SigV4 for an access key pair (signed
+/// now), a bearer token for a Bedrock API key, none without a key.
+fn auth_headers(
+    url: &str,
+    body: Option<&[u8]>,
+    region: &str,
+    key: Option<&str>,
+) -> Result<Vec<(String, String)>, String> {
+    Ok(match key.map(auth) {
+        Some(Auth::Keys {
+            access,
+            secret,
+            token,
+        }) => sign(
+            url,
+            body,
+            region,
+            access,
+            secret,
+            token,
+            std::time::SystemTime::now(),
+        )?,
+        Some(Auth::Bearer(k)) => vec![("authorization".into(), format!("Bearer {k}"))],
+        None => Vec::new(),
+    })
+}
+
 pub fn prepare(
     client: &reqwest::Client,
     ep: &Endpoint,
@@ -161,23 +186,12 @@ pub fn prepare(
         }
     );
     let body = serde_json::to_vec(&body).expect("JSON serialises");
-    let signed = match credential.map(|c| auth(c.secret.expose())) {
-        Some(Auth::Keys {
-            access,
-            secret,
-            token,
-        }) => sign(
-            &url,
-            Some(&body),
-            &t.region,
-            access,
-            secret,
-            token,
-            std::time::SystemTime::now(),
-        )?,
-        Some(Auth::Bearer(k)) => vec![("authorization".into(), format!("Bearer {k}"))],
-        None => Vec::new(),
-    };
+    let signed = auth_headers(
+        &url,
+        Some(&body),
+        &t.region,
+        credential.map(|c| c.secret.expose()),
+    )?;
     let mut req = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -200,23 +214,7 @@ pub fn list_models(
         "{}/foundation-models",
         t.root.replacen("://bedrock-runtime", "://bedrock", 1)
     );
-    let headers = match key.map(auth) {
-        Some(Auth::Keys {
-            access,
-            secret,
-            token,
-        }) => sign(
-            &url,
-            None,
-            &t.region,
-            access,
-            secret,
-            token,
-            std::time::SystemTime::now(),
-        )?,
-        Some(Auth::Bearer(k)) => vec![("authorization".into(), format!("Bearer {k}"))],
-        None => Vec::new(),
-    };
+    let headers = auth_headers(&url, None, &t.region, key)?;
     let mut req = client.get(url);
     for (k, v) in headers {
         req = req.header(k, v);
@@ -415,18 +413,9 @@ pub fn request(model: &str, call: &ChatCall<'_>) -> Result<(Value, Ctx), String>
     }
     if let Some(budget) = super::reasoning_budget(b, call.max_tokens) {
         if is_claude(model) {
-            let budget = budget
-                .max(MIN_BUDGET)
-                .min(call.max_tokens.saturating_sub(1));
-            if budget < MIN_BUDGET {
-                return Err(format!(
-                    "reasoning needs max_tokens above {MIN_BUDGET} for Claude on Bedrock (the thinking budget is part of max_tokens); got {}",
-                    call.max_tokens
-                ));
-            }
             extra.insert(
                 "thinking".into(),
-                json!({"type": "enabled", "budget_tokens": budget}),
+                super::anthropic::thinking(budget, call.max_tokens, "for Claude on Bedrock")?,
             );
             // Thinking takes no sampling settings but the defaults.
             inference.remove("temperature");
