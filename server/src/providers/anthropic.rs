@@ -236,59 +236,35 @@ fn thinking_block(d: &Value) -> Option<Value> {
 
 /// OpenAI message content as Anthropic content blocks.
 fn blocks(content: &Value, i: usize) -> Result<Vec<Value>, String> {
-    let parts = match content {
-        Value::Null => return Ok(Vec::new()),
-        Value::String(s) if s.is_empty() => return Ok(Vec::new()),
-        Value::String(s) => return Ok(vec![json!({"type": "text", "text": s})]),
-        Value::Array(parts) => parts,
-        _ => {
-            return Err(format!(
-                "messages[{i}].content must be a string or an array of parts"
-            ))
-        }
-    };
+    use super::Part;
     let mut out = Vec::new();
-    for (j, p) in parts.iter().enumerate() {
-        let mut block = match p["type"].as_str() {
-            Some("text") => match p["text"].as_str() {
-                Some("") => continue,
-                Some(t) => json!({"type": "text", "text": t}),
-                None => return Err(format!("messages[{i}].content[{j}].text must be a string")),
-            },
-            Some("image_url") => {
-                let url = p["image_url"]["url"]
-                    .as_str()
-                    .or_else(|| p["image_url"].as_str())
-                    .ok_or_else(|| {
-                        format!("messages[{i}].content[{j}].image_url.url is required")
-                    })?;
-                match super::data_url(url) {
-                    Some((media, data)) => json!({"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}),
-                    None if url.starts_with("https://") || url.starts_with("http://") => {
-                        json!({"type": "image", "source": {"type": "url", "url": url}})
-                    }
-                    None => return Err(format!("messages[{i}].content[{j}]: an image must be a data: URL or an http(s) URL")),
+    for (j, p) in super::content_parts(content, i)?.iter().enumerate() {
+        let mut block = match super::part(p, i, j)? {
+            None => continue,
+            Some(Part::Text(t)) => json!({"type": "text", "text": t}),
+            Some(Part::Image(url)) => match super::data_url(url) {
+                Some((media, data)) => {
+                    json!({"type": "image", "source": {"type": "base64", "media_type": media, "data": data}})
                 }
-            }
-            Some("file") => {
+                None if url.starts_with("https://") || url.starts_with("http://") => {
+                    json!({"type": "image", "source": {"type": "url", "url": url}})
+                }
+                None => return Err(format!(
+                    "messages[{i}].content[{j}]: an image must be a data: URL or an http(s) URL"
+                )),
+            },
+            Some(Part::Other("file")) => {
                 let data = p["file"]["file_data"].as_str().and_then(super::data_url);
                 match data {
                     Some((media, data)) => {
                         json!({"type": "document", "source": {"type": "base64", "media_type": media, "data": data}})
                     }
-                    None => {
-                        return Err(format!(
+                    None => return Err(format!(
                         "messages[{i}].content[{j}]: Anthropic takes files as file_data data: URLs"
-                    ))
-                    }
+                    )),
                 }
             }
-            Some(other) => {
-                return Err(format!(
-                    "messages[{i}].content[{j}] is a {other:?} part, which Anthropic does not take"
-                ))
-            }
-            None => return Err(format!("messages[{i}].content[{j}].type is required")),
+            Some(Part::Other(other)) => return Err(super::refused_part(other, i, j, "Anthropic")),
         };
         if let Some(c) = p.get("cache_control") {
             block["cache_control"] = c.clone();

@@ -516,32 +516,13 @@ fn document_name(name: Option<&str>, i: usize, j: usize) -> String {
 
 /// OpenAI message content as Converse content blocks.
 fn blocks(content: &Value, i: usize) -> Result<Vec<Value>, String> {
-    let parts = match content {
-        Value::Null => return Ok(Vec::new()),
-        Value::String(s) if s.is_empty() => return Ok(Vec::new()),
-        Value::String(s) => return Ok(vec![json!({"text": s})]),
-        Value::Array(parts) => parts,
-        _ => {
-            return Err(format!(
-                "messages[{i}].content must be a string or an array of parts"
-            ))
-        }
-    };
+    use super::Part;
     let mut out = Vec::new();
-    for (j, p) in parts.iter().enumerate() {
-        let block = match p["type"].as_str() {
-            Some("text") => match p["text"].as_str() {
-                Some("") => continue,
-                Some(t) => json!({"text": t}),
-                None => return Err(format!("messages[{i}].content[{j}].text must be a string")),
-            },
-            Some("image_url") => {
-                let url = p["image_url"]["url"]
-                    .as_str()
-                    .or_else(|| p["image_url"].as_str())
-                    .ok_or_else(|| {
-                        format!("messages[{i}].content[{j}].image_url.url is required")
-                    })?;
+    for (j, p) in super::content_parts(content, i)?.iter().enumerate() {
+        let block = match super::part(p, i, j)? {
+            None => continue,
+            Some(Part::Text(t)) => json!({"text": t}),
+            Some(Part::Image(url)) => {
                 let (format, source) = match super::data_url(url) {
                     Some((media, data)) => (image_format(media), json!({"bytes": data})),
                     None if url.starts_with("s3://") => {
@@ -556,15 +537,13 @@ fn blocks(content: &Value, i: usize) -> Result<Vec<Value>, String> {
                 })?;
                 json!({"image": {"format": format, "source": source}})
             }
-            Some("file") => {
+            Some(Part::Other("file")) => {
                 let f = &p["file"];
                 let (format, source) = match f["file_data"].as_str().and_then(super::data_url) {
                     Some((media, data)) => (document_format(media), json!({"bytes": data})),
-                    None => {
-                        return Err(format!(
+                    None => return Err(format!(
                         "messages[{i}].content[{j}]: Bedrock takes files as file_data data: URLs"
-                    ))
-                    }
+                    )),
                 };
                 let format = format.ok_or_else(|| {
                     format!("messages[{i}].content[{j}]: Bedrock takes PDF, CSV, Word, Excel, HTML, Markdown and text documents")
@@ -575,12 +554,7 @@ fn blocks(content: &Value, i: usize) -> Result<Vec<Value>, String> {
                     "source": source,
                 }})
             }
-            Some(other) => {
-                return Err(format!(
-                    "messages[{i}].content[{j}] is a {other:?} part, which Bedrock does not take"
-                ))
-            }
-            None => return Err(format!("messages[{i}].content[{j}].type is required")),
+            Some(Part::Other(other)) => return Err(super::refused_part(other, i, j, "Bedrock")),
         };
         out.push(block);
         if p.get("cache_control").is_some() {

@@ -199,40 +199,23 @@ pub fn request(call: &ChatCall<'_>) -> Result<(Value, Ctx), String> {
 
 /// OpenAI message content as Gemini parts.
 fn parts(content: &Value, i: usize) -> Result<Vec<Value>, String> {
-    let items = match content {
-        Value::Null => return Ok(Vec::new()),
-        Value::String(s) if s.is_empty() => return Ok(Vec::new()),
-        Value::String(s) => return Ok(vec![json!({"text": s})]),
-        Value::Array(a) => a,
-        _ => {
-            return Err(format!(
-                "messages[{i}].content must be a string or an array of parts"
-            ))
-        }
-    };
+    use super::Part;
     let mut out = Vec::new();
-    for (j, p) in items.iter().enumerate() {
-        let part = match p["type"].as_str() {
-            Some("text") => match p["text"].as_str() {
-                Some("") => continue,
-                Some(t) => json!({"text": t}),
-                None => return Err(format!("messages[{i}].content[{j}].text must be a string")),
-            },
-            Some("image_url") => {
-                let url = p["image_url"]["url"]
-                    .as_str()
-                    .or_else(|| p["image_url"].as_str())
-                    .unwrap_or_default();
+    for (j, p) in super::content_parts(content, i)?.iter().enumerate() {
+        let part = match super::part(p, i, j)? {
+            None => continue,
+            Some(Part::Text(t)) => json!({"text": t}),
+            Some(Part::Image(url)) => {
                 let (media, data) = super::data_url(url).ok_or_else(|| {
                     format!("messages[{i}].content[{j}]: Gemini takes images as data: URLs")
                 })?;
                 json!({"inlineData": {"mimeType": media, "data": data}})
             }
-            Some("input_audio") => {
+            Some(Part::Other("input_audio")) => {
                 let a = &p["input_audio"];
                 json!({"inlineData": {"mimeType": format!("audio/{}", a["format"].as_str().unwrap_or("wav")), "data": a["data"]}})
             }
-            Some("file") => {
+            Some(Part::Other("file")) => {
                 let (media, data) = p["file"]["file_data"]
                     .as_str()
                     .and_then(super::data_url)
@@ -241,12 +224,7 @@ fn parts(content: &Value, i: usize) -> Result<Vec<Value>, String> {
                     })?;
                 json!({"inlineData": {"mimeType": media, "data": data}})
             }
-            Some(other) => {
-                return Err(format!(
-                    "messages[{i}].content[{j}] is a {other:?} part, which Gemini does not take"
-                ))
-            }
-            None => return Err(format!("messages[{i}].content[{j}].type is required")),
+            Some(Part::Other(other)) => return Err(super::refused_part(other, i, j, "Gemini")),
         };
         out.push(part);
     }

@@ -372,6 +372,55 @@ pub fn push_turn(turns: &mut Vec<(String, Vec<Value>)>, role: &str, blocks: Vec<
     }
 }
 
+/// A message's content as a list of parts: a string is one text part, null or "" none.
+pub fn content_parts(content: &Value, i: usize) -> Result<std::borrow::Cow<'_, [Value]>, String> {
+    use std::borrow::Cow;
+    match content {
+        Value::Null => Ok(Cow::Borrowed(&[])),
+        Value::String(s) if s.is_empty() => Ok(Cow::Borrowed(&[])),
+        Value::String(s) => Ok(Cow::Owned(vec![
+            serde_json::json!({"type": "text", "text": s}),
+        ])),
+        Value::Array(parts) => Ok(Cow::Borrowed(parts)),
+        _ => Err(format!(
+            "messages[{i}].content must be a string or an array of parts"
+        )),
+    }
+}
+
+/// A content part as every adapter first reads it.
+pub enum Part<'a> {
+    Text(&'a str),
+    /// An image's URL (`image_url.url`, or `image_url` as a string).
+    Image(&'a str),
+    /// Any other type of part, for the adapter to take or refuse (`refused_part`).
+    Other(&'a str),
+}
+
+/// Reads part `j` of message `i`: None for an empty text, which is left out.
+pub fn part(p: &Value, i: usize, j: usize) -> Result<Option<Part<'_>>, String> {
+    Ok(Some(match p["type"].as_str() {
+        Some("text") => match p["text"].as_str() {
+            Some("") => return Ok(None),
+            Some(t) => Part::Text(t),
+            None => return Err(format!("messages[{i}].content[{j}].text must be a string")),
+        },
+        Some("image_url") => Part::Image(
+            p["image_url"]["url"]
+                .as_str()
+                .or_else(|| p["image_url"].as_str())
+                .ok_or_else(|| format!("messages[{i}].content[{j}].image_url.url is required"))?,
+        ),
+        Some(other) => Part::Other(other),
+        None => return Err(format!("messages[{i}].content[{j}].type is required")),
+    }))
+}
+
+/// The refusal of a part a provider does not take.
+pub fn refused_part(kind: &str, i: usize, j: usize, provider: &str) -> String {
+    format!("messages[{i}].content[{j}] is a {kind:?} part, which {provider} does not take")
+}
+
 /// A `data:` URL's media type and base64 payload.
 pub fn data_url(url: &str) -> Option<(&str, &str)> {
     let rest = url.strip_prefix("data:")?;
