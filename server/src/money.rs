@@ -118,13 +118,15 @@ impl<'de> Deserialize<'de> for Markup {
 }
 
 /// The tokens of one answer. `cache_read` and `cache_write` are the parts of `prompt` read from and
-/// written to the provider's prompt cache (OpenAI's `prompt_tokens_details.cached_tokens`).
+/// written to the provider's prompt cache (OpenAI's `prompt_tokens_details.cached_tokens`); `audio` the
+/// part of `prompt` that was audio (`prompt_tokens_details.audio_tokens`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tokens {
     pub prompt: u64,
     pub completion: u64,
     pub cache_read: u64,
     pub cache_write: u64,
+    pub audio: u64,
 }
 
 impl Tokens {
@@ -146,8 +148,12 @@ pub struct Pricing {
     /// Cached prompt tokens read / written, when the endpoint prices them apart from input.
     pub cache_read: Option<MtokPrice>,
     pub cache_write: Option<MtokPrice>,
-    /// A fixed cost per request.
+    /// A fixed cost per request (with the endpoint's web-search price when the request searches).
     pub request: Nanos,
+    /// Audio prompt tokens, when the endpoint prices them apart from text.
+    pub audio_input: Option<MtokPrice>,
+    /// The service tier's multiplier on everything the provider charges, in ppm (`PPM`: list price).
+    pub tier_ppm: i64,
     pub markup: Markup,
     /// An explicit sale price per million tokens (input, output): tenants pay this instead of
     /// cost x (1 + markup) for those tokens (cache and per-request prices keep cost x (1 + markup)).
@@ -175,6 +181,8 @@ impl Pricing {
             cache_read: None,
             cache_write: None,
             request: Nanos::ZERO,
+            audio_input: None,
+            tier_ppm: PPM as i64,
             markup,
             sale: None,
             org_ppm: PPM as i64,
@@ -193,10 +201,16 @@ impl Pricing {
         } else {
             0
         };
-        let plain = (t.prompt - read - write) as i128;
+        let audio = if self.audio_input.is_some() {
+            t.audio.min(t.prompt - read - write)
+        } else {
+            0
+        };
+        let plain = (t.prompt - read - write - audio) as i128;
         let completion = t.completion as i128;
         let extras = read as i128 * self.cache_read.map_or(0, |p| p.0 as i128)
             + write as i128 * self.cache_write.map_or(0, |p| p.0 as i128)
+            + audio as i128 * self.audio_input.map_or(0, |p| p.0 as i128)
             + self.request.0 as i128 * TOKENS_PER_MTOK;
         Parts {
             tokens: plain * self.input.0 as i128 + completion * self.output.0 as i128,
@@ -207,14 +221,15 @@ impl Pricing {
         }
     }
 
-    /// Provider cost, rounded up once to a whole nano-USD.
+    /// Provider cost (at the service tier's price), rounded up once to a whole nano-USD.
     pub fn cost(&self, t: Tokens) -> Nanos {
         let p = self.parts(t);
-        Nanos(clamp_i64(div_ceil(p.tokens + p.extras, TOKENS_PER_MTOK)))
+        let num = (p.tokens + p.extras).saturating_mul(self.tier_ppm as i128);
+        Nanos(clamp_i64(div_ceil(num, TOKENS_PER_MTOK * PPM)))
     }
 
     /// What the tenant is charged: cost x (1 + markup) (the sale price for the tokens it covers), times
-    /// the organisation's multiplier; computed exactly and rounded up once.
+    /// the service tier's and the organisation's multipliers; computed exactly and rounded up once.
     pub fn charge(&self, t: Tokens) -> Nanos {
         let p = self.parts(t);
         let marked = PPM + self.markup.0 as i128;
@@ -222,24 +237,57 @@ impl Pricing {
             Some(sale) => sale * PPM + p.extras * marked,
             None => (p.tokens + p.extras) * marked,
         };
-        let num = list.saturating_mul(self.org_ppm as i128);
-        Nanos(clamp_i64(div_ceil(num, TOKENS_PER_MTOK * PPM * PPM).max(0)))
+        let num = list
+            .saturating_mul(self.org_ppm as i128)
+            .saturating_mul(self.tier_ppm as i128);
+        Nanos(clamp_i64(
+            div_ceil(num, TOKENS_PER_MTOK * PPM * PPM * PPM).max(0),
+        ))
     }
 
     /// The most a request with this many prompt and completion tokens can be charged, however much of
-    /// the prompt the provider's cache turns out to read or write.
+    /// the prompt the provider's cache turns out to read or write, or turns out to be audio (the
+    /// charge is linear in each part, so its maximum is at one of these corners).
     pub fn charge_bound(&self, prompt: u64, completion: u64) -> Nanos {
-        let all = |cache_read, cache_write| Tokens {
+        let all = |cache_read, cache_write, audio| Tokens {
             prompt,
             completion,
             cache_read,
             cache_write,
+            audio,
         };
-        [all(0, 0), all(prompt, 0), all(0, prompt)]
-            .into_iter()
-            .map(|t| self.charge(t))
-            .max()
-            .unwrap_or(Nanos::ZERO)
+        [
+            all(0, 0, 0),
+            all(prompt, 0, 0),
+            all(0, prompt, 0),
+            all(0, 0, prompt),
+        ]
+        .into_iter()
+        .map(|t| self.charge(t))
+        .max()
+        .unwrap_or(Nanos::ZERO)
+    }
+
+    /// The most the provider can bill for so many prompt and completion tokens (the counterpart of
+    /// `charge_bound` at cost).
+    pub fn cost_bound(&self, prompt: u64, completion: u64) -> Nanos {
+        let all = |cache_read, cache_write, audio| Tokens {
+            prompt,
+            completion,
+            cache_read,
+            cache_write,
+            audio,
+        };
+        [
+            all(0, 0, 0),
+            all(prompt, 0, 0),
+            all(0, prompt, 0),
+            all(0, 0, prompt),
+        ]
+        .into_iter()
+        .map(|t| self.cost(t))
+        .max()
+        .unwrap_or(Nanos::ZERO)
     }
 
     /// The tenant's price per input and output token, as OpenRouter shows them.
@@ -458,6 +506,7 @@ mod tests {
             completion: 1_000,
             cache_read: 6_000,
             cache_write: 2_000,
+            audio: 0,
         };
         // cost: 2000 x 3 + 6000 x 0.3 + 2000 x 3.75 + 1000 x 15 (USD/M) = 6000+1800+7500+15000 = 30300 e-6 USD
         //       = 30_300_000 nanos (+ 2000 per request)
@@ -486,9 +535,46 @@ mod tests {
                 prompt: 1_000_000,
                 completion: 0,
                 cache_read: 0,
-                cache_write: 1_000_000
+                cache_write: 1_000_000,
+                audio: 0,
             })
         );
+    }
+
+    #[test]
+    fn audio_and_service_tiers_are_priced() {
+        let m = |usd: &str| MtokPrice::parse_usd(usd).expect("valid");
+        let p = Pricing {
+            audio_input: Some(m("40")),
+            ..Pricing::simple(m("2.5"), m("10"), Markup(0))
+        };
+        let t = Tokens {
+            audio: 1_000,
+            ..Tokens::new(3_000, 100)
+        };
+        // 2000 x 2.5 + 1000 x 40 + 100 x 10 = 5000 + 40000 + 1000 = 46_000 e-6 USD
+        assert_eq!(p.cost(t), Nanos(46_000_000));
+        // Audio above the prompt counts as much as the prompt, no more.
+        let over = Tokens {
+            audio: 9_999,
+            ..Tokens::new(1_000, 0)
+        };
+        assert_eq!(p.cost(over), Nanos(40_000_000));
+        // The bound takes the whole prompt as audio when audio is dearest.
+        assert_eq!(p.charge_bound(1_000, 0), Nanos(40_000_000));
+        // Flex at half price halves cost and charge alike, rounded once.
+        let flex = Pricing {
+            tier_ppm: 500_000,
+            markup: Markup(100_000),
+            ..p
+        };
+        assert_eq!(flex.cost(t), Nanos(23_000_000));
+        assert_eq!(flex.charge(t), Nanos(25_300_000));
+        let odd = Pricing {
+            tier_ppm: 333_333,
+            ..Pricing::simple(MtokPrice(1), MtokPrice(1), Markup(0))
+        };
+        assert_eq!(odd.charge(Tokens::new(3, 0)), Nanos(1));
     }
 
     #[test]

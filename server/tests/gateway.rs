@@ -496,13 +496,15 @@ async fn upstream_failures_map_to_clear_errors_and_charge_nothing(db: Db) {
     app.stop().await;
 }
 
-async fn a_client_that_gives_up_before_the_answer_releases_its_hold(db: Db) {
+async fn a_client_that_gives_up_before_the_answer_is_charged_for_it(db: Db) {
     let app = TestApp::start(db).await;
     app.grant("1").await;
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_millis(300))
         .build()
         .expect("client");
+    // Not streamed: the provider answers (and bills) after the client is gone; the answer is read to
+    // its end and charged.
     let r = impatient
         .post(app.url("/api/v1/chat/completions"))
         .bearer_auth(&app.key)
@@ -510,22 +512,65 @@ async fn a_client_that_gives_up_before_the_answer_releases_its_hold(db: Db) {
         .send()
         .await;
     assert!(r.is_err(), "the client should have timed out");
-    let mut released = false;
-    for _ in 0..40 {
+    let mut row = None;
+    for _ in 0..60 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if app.balance().await.reserved.0 == 0 {
-            released = true;
+        row = sqlx::query_as::<_, (i64, i64, i64, i64, i64, i64)>(
+            "SELECT status, cancelled, prompt_tokens, completion_tokens, charge_nanos, held_nanos \
+             FROM generations WHERE org_id = $1",
+        )
+        .bind(&app.org_id)
+        .fetch_optional(&app.store.pool)
+        .await
+        .expect("query");
+        if row.is_some() {
             break;
         }
     }
-    assert!(released, "the abandoned request's hold is still reserved");
-    let (status, cancelled, charge): (i64, i64, i64) =
-        sqlx::query_as("SELECT status, cancelled, charge_nanos FROM generations WHERE org_id = $1")
-            .bind(&app.org_id)
-            .fetch_one(&app.store.pool)
-            .await
-            .expect("the abandoned request is in the log");
-    assert_eq!((status, cancelled, charge), (499, 1, 0));
+    let (status, cancelled, prompt, completion, charge, held) =
+        row.expect("the answer the client left behind is in the log");
+    assert_eq!((status, cancelled, completion), (200, 0, 24));
+    assert_eq!(charge, expected_charge(prompt as u64, 24));
+    assert!(charge <= held);
+    app.assert_books_balance().await;
+    app.assert_no_holds().await;
+
+    // Streamed, gone before the first token: nothing is charged, the hold is released, and the
+    // attempt's worst case is the operator's loss (the provider had the request).
+    let r = impatient
+        .post(app.url("/api/v1/chat/completions"))
+        .bearer_auth(&app.key)
+        .json(&chat_body(
+            json!({"stream": true, "x_fake": {"first_byte_delay_ms": 1000}}),
+        ))
+        .send()
+        .await;
+    assert!(r.is_err(), "the client should have timed out");
+    let mut found = None;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        found = sqlx::query_as::<_, (String, i64, i64)>(
+            "SELECT id, status, charge_nanos FROM generations WHERE org_id = $1 AND cancelled = 1",
+        )
+        .bind(&app.org_id)
+        .fetch_optional(&app.store.pool)
+        .await
+        .expect("query");
+        if found.is_some() {
+            break;
+        }
+    }
+    let (gen, status, charge) = found.expect("the cancelled stream is in the log");
+    assert_eq!((status, charge), (499, 0));
+    let (kind, uncollected): (String, i64) = sqlx::query_as(
+        "SELECT kind, uncollected_nanos FROM operator_losses WHERE generation_id = $1",
+    )
+    .bind(&gen)
+    .fetch_one(&app.store.pool)
+    .await
+    .expect("the abandoned attempt is recorded as a loss");
+    assert_eq!(kind, "abandoned");
+    assert!(uncollected > 0);
     app.assert_books_balance().await;
     app.assert_no_holds().await;
     app.stop().await;
@@ -976,7 +1021,7 @@ both_backends!(
     client_that_disconnects_mid_stream_is_billed_once,
     upstream_failures_map_to_clear_errors_and_charge_nothing,
     mid_stream_failure_ends_with_an_error_chunk,
-    a_client_that_gives_up_before_the_answer_releases_its_hold,
+    a_client_that_gives_up_before_the_answer_is_charged_for_it,
     falls_back_to_the_next_endpoint_before_the_first_byte,
     bad_requests_get_the_documented_error_shape,
     keys_are_refused_when_revoked_expired_or_over_limit,

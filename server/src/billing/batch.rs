@@ -6,7 +6,8 @@
 //! sum does not fit, each is decided alone, in order, so refusals are precise. Settlements go first, so
 //! credit they release is available to the admissions of the same batch.
 
-use super::{Generation, Hold, Refusal};
+use super::{Generation, Hold, Loss, LossKind, Refusal};
+use crate::money::Nanos;
 use crate::store::{in_list, is_sqlite, new_id, now_ms, placeholders};
 use sqlx::{Any, Transaction};
 use std::collections::{HashMap, HashSet};
@@ -14,9 +15,14 @@ use std::collections::{HashMap, HashSet};
 type Tx = Transaction<'static, Any>;
 
 /// Writes many settlements; each releases its hold once and is charged once, whatever was settled before.
+///
+/// With `cap_unheld`, a settlement whose hold is already gone (released as its instance's, while it
+/// was still running) is charged at most what its organisation and key can still pay; the rest is
+/// recorded as the operator's loss, so usage never overdraws a balance or a key limit.
 pub(super) async fn settle_many(
     tx: &mut Tx,
     items: &[(&Hold, &Generation)],
+    cap_unheld: bool,
 ) -> Result<(), sqlx::Error> {
     if items.is_empty() {
         return Ok(());
@@ -38,12 +44,28 @@ pub(super) async fn settle_many(
         .map(|(id,)| id)
         .collect();
 
+    // Charges whose hold was released before they settled, limited to what can still be paid.
+    let capped = if cap_unheld {
+        cap_unheld_charges(tx, items, &released).await?
+    } else {
+        HashMap::new()
+    };
+    let owned: Vec<(&Hold, std::borrow::Cow<'_, Generation>)> = items
+        .iter()
+        .map(|(h, g)| match capped.get(g.id.as_str()) {
+            Some(c) => (*h, std::borrow::Cow::Owned(c.clone())),
+            None => (*h, std::borrow::Cow::Borrowed(*g)),
+        })
+        .collect();
+    let items: Vec<(&Hold, &Generation)> = owned.iter().map(|(h, g)| (*h, g.as_ref())).collect();
+    let items = &items[..];
+
     // 2. Record the generations not recorded yet.
-    const GEN_COLS: usize = 26;
+    const GEN_COLS: usize = 27;
     let sql = format!(
         "INSERT INTO generations (id, org_id, key_id, model_slug, provider_slug, endpoint_id, upstream_model, upstream_id, \
            prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, usage_estimated, cost_nanos, charge_nanos, latency_ms, ttft_ms, finish_reason, \
-           native_finish_reason, streamed, cancelled, status, error, attempts, created_at) VALUES {} \
+           native_finish_reason, streamed, cancelled, status, error, attempts, created_at, held_nanos) VALUES {} \
          ON CONFLICT (id) DO NOTHING RETURNING id",
         placeholders(sqlite, items.len(), GEN_COLS, 1)
     );
@@ -75,7 +97,8 @@ pub(super) async fn settle_many(
             .bind(g.status as i64)
             .bind(&g.error)
             .bind(g.attempts.to_string())
-            .bind(g.created_at);
+            .bind(g.created_at)
+            .bind(g.held.0);
     }
     let recorded: HashSet<String> = q
         .fetch_all(&mut **tx)
@@ -93,6 +116,11 @@ pub(super) async fn settle_many(
         .collect();
     crate::usage::rollup::add(tx, &fresh).await?;
     crate::usage::rollup::keep_content(tx, &fresh).await?;
+    let losses: Vec<(&Generation, usize, &Loss)> = fresh
+        .iter()
+        .flat_map(|g| g.losses.iter().enumerate().map(move |(i, l)| (*g, i, l)))
+        .collect();
+    record_losses(tx, &losses).await?;
 
     // 3. One usage ledger entry per newly recorded, charged generation.
     let now = now_ms();
@@ -176,6 +204,113 @@ pub(super) async fn settle_many(
         .await?;
     }
     Ok(())
+}
+
+/// Writes operator losses: (the generation, the loss's number in it, the loss).
+pub(super) async fn record_losses(
+    tx: &mut Tx,
+    losses: &[(&Generation, usize, &Loss)],
+) -> Result<(), sqlx::Error> {
+    if losses.is_empty() {
+        return Ok(());
+    }
+    let sqlite = is_sqlite(tx);
+    let sql = format!(
+        "INSERT INTO operator_losses (id, generation_id, org_id, provider_slug, endpoint_id, kind, cost_nanos, \
+           uncollected_nanos, note, created_at) VALUES {} ON CONFLICT (id) DO NOTHING",
+        placeholders(sqlite, losses.len(), 10, 1)
+    );
+    let mut q = sqlx::query(&sql);
+    for (g, i, l) in losses {
+        q = q
+            .bind(format!("{}:{i}", g.id))
+            .bind(&g.id)
+            .bind(&g.org_id)
+            .bind(&l.provider_slug)
+            .bind(&l.endpoint_id)
+            .bind(l.kind.as_str())
+            .bind(l.cost.0)
+            .bind(l.uncollected.0)
+            .bind(&l.note)
+            .bind(g.created_at);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// For settlements whose hold was not there to release (and that are not recorded yet): the charge
+/// each can still have, in order, without taking its organisation's balance or its key's limit below
+/// zero; the generations whose charge had to shrink, with the difference as a loss.
+async fn cap_unheld_charges(
+    tx: &mut Tx,
+    items: &[(&Hold, &Generation)],
+    released: &HashSet<String>,
+) -> Result<HashMap<String, Generation>, sqlx::Error> {
+    let mut out = HashMap::new();
+    let unheld: Vec<&Generation> = items
+        .iter()
+        .filter(|(h, g)| !released.contains(&h.id) && g.charge.0 > 0)
+        .map(|(_, g)| *g)
+        .collect();
+    if unheld.is_empty() {
+        return Ok(out);
+    }
+    let mut room_org: HashMap<String, i64> = HashMap::new();
+    let mut room_key: HashMap<String, Option<i64>> = HashMap::new();
+    for g in unheld {
+        let known: Option<(String,)> = sqlx::query_as("SELECT id FROM generations WHERE id = $1")
+            .bind(&g.id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if known.is_some() || out.contains_key(&g.id) {
+            continue; // settled before: changes nothing
+        }
+        if !room_org.contains_key(&g.org_id) {
+            let (r,): (i64,) = sqlx::query_as(
+                "SELECT credits_nanos - usage_nanos - reserved_nanos FROM orgs WHERE id = $1",
+            )
+            .bind(&g.org_id)
+            .fetch_one(&mut **tx)
+            .await?;
+            room_org.insert(g.org_id.clone(), r);
+        }
+        if !room_key.contains_key(&g.key_id) {
+            let (r,): (Option<i64>,) = sqlx::query_as(
+                "SELECT limit_nanos - period_usage_nanos - reserved_nanos FROM api_keys WHERE id = $1",
+            )
+            .bind(&g.key_id)
+            .fetch_one(&mut **tx)
+            .await?;
+            room_key.insert(g.key_id.clone(), r);
+        }
+        let org_room = room_org[&g.org_id].max(0);
+        let key_room = room_key[&g.key_id].map_or(i64::MAX, |r| r.max(0));
+        let charge = g.charge.0.min(org_room).min(key_room);
+        *room_org.entry(g.org_id.clone()).or_default() -= charge;
+        if let Some(Some(r)) = room_key.get_mut(&g.key_id) {
+            *r -= charge;
+        }
+        if charge < g.charge.0 {
+            let over = g.charge.0 - charge;
+            tracing::warn!(generation = %g.id, charge = g.charge.0, payable = charge,
+                "a settlement's hold was released before it settled; charged what the balance allows, the rest is the operator's loss");
+            let mut c = g.clone();
+            c.losses.push(Loss {
+                kind: LossKind::HoldReleased,
+                provider_slug: g.provider_slug.clone().unwrap_or_default(),
+                endpoint_id: g.endpoint_id.clone().unwrap_or_default(),
+                cost: Nanos(
+                    ((g.cost.0 as i128 * over as i128 + g.charge.0 as i128 - 1)
+                        / g.charge.0 as i128) as i64,
+                ),
+                uncollected: Nanos(over),
+                note: Some("the hold was released before the request settled".into()),
+            });
+            c.charge = Nanos(charge);
+            out.insert(g.id.clone(), c);
+        }
+    }
+    Ok(out)
 }
 
 /// Decides many admissions; returns one outcome per hold, in order.

@@ -16,13 +16,13 @@ pub mod topup;
 
 use crate::money::Nanos;
 use crate::store::{new_id, now_ms, Store};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// Credit reserved for one request in flight.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Hold {
     pub id: String,
     pub org_id: String,
@@ -41,8 +41,47 @@ pub enum Refusal {
     Unavailable(String),
 }
 
+/// What a provider may bill the platform that no tenant is charged for, recorded beside the request
+/// (`operator_losses`) so that admins see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loss {
+    pub kind: LossKind,
+    pub provider_slug: String,
+    pub endpoint_id: String,
+    /// The provider cost at stake (for an abandoned attempt, its worst case).
+    pub cost: Nanos,
+    /// What the tenant would have been charged for it.
+    pub uncollected: Nanos,
+    pub note: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    /// The provider reported usage costing more than the hold: the tenant paid the hold.
+    OverHold,
+    /// The gateway gave up on an attempt after the provider may have started generating.
+    Abandoned,
+    /// The request's hold was released before it settled (its instance was taken for dead) and the
+    /// organisation could not pay all of it.
+    HoldReleased,
+    /// An instance died with the request in flight; its hold was released unsettled.
+    InstanceDied,
+}
+
+impl LossKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossKind::OverHold => "over_hold",
+            LossKind::Abandoned => "abandoned",
+            LossKind::HoldReleased => "hold_released",
+            LossKind::InstanceDied => "instance_died",
+        }
+    }
+}
+
 /// One request's outcome, as recorded in the request log.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Generation {
     pub id: String,
     pub org_id: String,
@@ -61,7 +100,10 @@ pub struct Generation {
     pub reasoning_tokens: u64,
     pub usage_estimated: bool,
     pub cost: Nanos,
+    /// What the organisation is charged: never more than `held`.
     pub charge: Nanos,
+    /// What was reserved for the request.
+    pub held: Nanos,
     pub latency_ms: i64,
     pub ttft_ms: Option<i64>,
     pub finish_reason: Option<String>,
@@ -73,12 +115,14 @@ pub struct Generation {
     pub attempts: serde_json::Value,
     pub created_at: i64,
     /// The prompt and the answer, kept only for organisations that turned prompt logging on.
-    #[serde(skip)]
     pub content: Option<Box<Content>>,
+    /// What providers billed for this request that it is not charged for.
+    #[serde(default)]
+    pub losses: Vec<Loss>,
 }
 
 /// A logged prompt (the request's messages as JSON) and the answer's text.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Content {
     pub request: String,
     pub response: String,
@@ -87,6 +131,12 @@ pub struct Content {
 impl Serialize for Nanos {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_i64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Nanos {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        i64::deserialize(d).map(Nanos)
     }
 }
 
@@ -353,7 +403,7 @@ async fn apply_ops(
             _ => None,
         })
         .collect();
-    batch::settle_many(tx, &settles).await?;
+    batch::settle_many(tx, &settles, true).await?;
     let admits: Vec<&Hold> = ops
         .iter()
         .filter_map(|op| match op {
@@ -451,7 +501,7 @@ pub async fn record(store: &Store, gens: &[Generation]) -> Result<(), sqlx::Erro
         .collect();
     let items: Vec<(&Hold, &Generation)> = holds.iter().zip(gens).collect();
     let mut tx = store.writer.begin().await?;
-    batch::settle_many(&mut tx, &items).await?;
+    batch::settle_many(&mut tx, &items, false).await?;
     tx.commit().await
 }
 
@@ -489,6 +539,19 @@ pub async fn release_stale_holds(
                 .execute(&mut *tx)
                 .await?;
             if r.rows_affected() == 1 {
+                // The request may have run at its provider: at most its hold is lost.
+                sqlx::query(
+                    "INSERT INTO operator_losses (id, generation_id, org_id, provider_slug, endpoint_id, kind, \
+                       cost_nanos, uncollected_nanos, note, created_at) \
+                     VALUES ($1, $1, $2, '', '', 'instance_died', $3, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(org)
+                .bind(amount)
+                .bind(format!("instance {inst} stopped with this request in flight; its hold is the bound"))
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
                 sqlx::query("UPDATE orgs SET reserved_nanos = reserved_nanos - $1 WHERE id = $2")
                     .bind(amount)
                     .bind(org)

@@ -200,6 +200,13 @@ pub struct Endpoint {
     pub cache_write: Option<MtokPrice>,
     pub request: Nanos,
     pub max_output_tokens: Option<u64>,
+    /// The price of a request that uses web search (`web_search_options`), when this endpoint offers it.
+    pub web_search: Option<Nanos>,
+    /// The price of audio input tokens, when this endpoint takes audio.
+    pub audio_input: Option<MtokPrice>,
+    /// Service tiers this endpoint serves beyond the default, each with its price as parts per million
+    /// of the list price (`flex` at 500,000 is half price).
+    pub service_tiers: Vec<(String, i64)>,
     /// Endpoints are tried lowest priority first; among equals, drawn by weight over price squared.
     pub priority: i64,
     /// The endpoint's share among endpoints of equal priority; 0: a fallback only.
@@ -216,6 +223,12 @@ pub struct Model {
     pub description: String,
     pub context_length: u64,
     pub max_output_tokens: Option<u64>,
+    /// The most choices (`n`) a request may ask for; `None`: [`DEFAULT_MAX_N`].
+    pub max_n: Option<u64>,
+    /// Upstream time limits for this model (`None`: the server's): until the first token, and the
+    /// longest silence after it.
+    pub first_byte_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
     pub created_at: i64,
     /// Callable, but left out of public model lists.
     pub hidden: bool,
@@ -227,6 +240,48 @@ pub struct Model {
     pub tokenizer: String,
     /// Enabled endpoints in the order they are tried: lowest priority, then cheapest first.
     pub endpoints: Vec<Endpoint>,
+}
+
+/// The most choices a request may ask for where the catalog does not say.
+pub const DEFAULT_MAX_N: u64 = 8;
+
+impl Model {
+    pub fn max_choices(&self) -> u64 {
+        self.max_n.unwrap_or(DEFAULT_MAX_N)
+    }
+}
+
+impl Endpoint {
+    /// The price multiplier of a service tier, in parts per million of the list price; `Some(PPM)` for
+    /// the default tiers every endpoint serves, `None` for a tier this endpoint does not price.
+    pub fn tier_ppm(&self, tier: &str) -> Option<i64> {
+        if is_default_tier(tier) {
+            return Some(PPM as i64);
+        }
+        self.service_tiers
+            .iter()
+            .find(|(t, _)| t == tier)
+            .map(|(_, ppm)| *ppm)
+    }
+}
+
+/// Tiers that cost the list price: OpenAI's `auto` and `default`, Anthropic's `standard_only`.
+pub fn is_default_tier(tier: &str) -> bool {
+    matches!(tier, "auto" | "default" | "standard" | "standard_only")
+}
+
+/// `{"flex": 500000, "priority": 2000000}` (as stored) into pairs; anything malformed is no tier.
+pub fn parse_service_tiers(s: Option<&str>) -> Vec<(String, i64)> {
+    let Some(s) = s.filter(|s| !s.trim().is_empty()) else {
+        return Vec::new();
+    };
+    match serde_json::from_str::<BTreeMap<String, i64>>(s) {
+        Ok(m) => m.into_iter().filter(|(_, v)| *v > 0).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring unreadable service tiers");
+            Vec::new()
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -248,6 +303,8 @@ impl Catalog {
             cache_read: ep.cache_read,
             cache_write: ep.cache_write,
             request: ep.request,
+            audio_input: ep.audio_input,
+            tier_ppm: PPM as i64,
             markup: ep.markup,
             sale: model.sale,
             org_ppm: PPM as i64,
@@ -308,6 +365,9 @@ struct EndpointRow {
     cache_write_per_mtok_nanos: Option<i64>,
     request_nanos: i64,
     max_output_tokens: Option<i64>,
+    web_search_nanos: Option<i64>,
+    audio_input_per_mtok_nanos: Option<i64>,
+    service_tiers: Option<String>,
     priority: i64,
     weight: i64,
     collects_data: i64,
@@ -326,6 +386,9 @@ struct ModelRow {
     description: String,
     context_length: i64,
     max_output_tokens: Option<i64>,
+    max_n: Option<i64>,
+    first_byte_timeout_ms: Option<i64>,
+    idle_timeout_ms: Option<i64>,
     created_at: i64,
     hidden: i64,
     sale_input_per_mtok_nanos: Option<i64>,
@@ -355,7 +418,8 @@ pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
             .collect();
     let default = Markup(rules.get("default").copied().unwrap_or(0));
     let models: Vec<ModelRow> = sqlx::query_as(
-        "SELECT id, slug, name, description, context_length, max_output_tokens, created_at, hidden, \
+        "SELECT id, slug, name, description, context_length, max_output_tokens, max_n, first_byte_timeout_ms, \
+                idle_timeout_ms, created_at, hidden, \
                 sale_input_per_mtok_nanos, sale_output_per_mtok_nanos, input_modalities, output_modalities, \
                 supported_parameters, tokenizer FROM models WHERE enabled = 1",
     )
@@ -364,7 +428,7 @@ pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
     let eps: Vec<EndpointRow> = sqlx::query_as(
         "SELECT e.id, e.model_id, e.upstream_model, e.input_per_mtok_nanos, e.output_per_mtok_nanos, \
                 e.cache_read_per_mtok_nanos, e.cache_write_per_mtok_nanos, e.request_nanos, e.max_output_tokens, \
-                e.priority, e.weight, p.collects_data, p.id AS provider_id, p.slug AS provider_slug, p.name AS provider_name, p.kind, p.base_url \
+                e.web_search_nanos, e.audio_input_per_mtok_nanos, e.service_tiers, e.priority, e.weight, p.collects_data, p.id AS provider_id, p.slug AS provider_slug, p.name AS provider_name, p.kind, p.base_url \
          FROM endpoints e JOIN providers p ON p.id = e.provider_id \
          WHERE e.enabled = 1 AND p.enabled = 1",
     )
@@ -429,6 +493,9 @@ pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
             cache_write: e.cache_write_per_mtok_nanos.map(MtokPrice),
             request: Nanos(e.request_nanos),
             max_output_tokens: e.max_output_tokens.map(|v| v as u64),
+            web_search: e.web_search_nanos.map(Nanos),
+            audio_input: e.audio_input_per_mtok_nanos.map(MtokPrice),
+            service_tiers: parse_service_tiers(e.service_tiers.as_deref()),
             priority: e.priority,
             weight: e.weight.max(0) as u64,
             markup,
@@ -455,6 +522,9 @@ pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
                 description: m.description,
                 context_length: m.context_length.max(0) as u64,
                 max_output_tokens: m.max_output_tokens.map(|v| v as u64),
+                max_n: m.max_n.map(|v| v.max(1) as u64),
+                first_byte_timeout_ms: m.first_byte_timeout_ms.map(|v| v.max(1) as u64),
+                idle_timeout_ms: m.idle_timeout_ms.map(|v| v.max(1) as u64),
                 created_at: m.created_at,
                 hidden: m.hidden != 0,
                 sale: m

@@ -1,16 +1,29 @@
-//! `POST /chat/completions`: admit, dispatch (falling back to the next endpoint on retryable failures
-//! before the first byte), answer, settle.
+//! `POST /chat/completions`: bound, admit, dispatch (falling back to the next endpoint on retryable
+//! failures before anything reached the client), answer, settle.
+//!
+//! What a request may cost is bounded before it runs: at each endpoint of the plan, the output cap the
+//! provider is told (times the choices it bills), the prompt's text bytes and each media part at its
+//! provider's documented maximum; the hold covers the dearest, and no settlement charges more than it.
+//!
+//! Upstreams are always asked to stream, so time limits are idle limits and an answer cut short is
+//! counted. A streaming client gets the chunks as they come (`stream.rs`); for any other the whole answer
+//! is read and merged (`collect.rs`) in a task of its own, so a client that goes away does not stop the
+//! reading: the provider bills that answer, and so the tenant is charged for it.
 
+use super::collect;
+use super::meter::{output_chars, Meter};
 use super::request::{self, ChatRequest};
 use super::route;
 use super::sse::{Framing, SseError, SseReader};
 use super::stream;
 use super::{ApiKeyAuth, LimitedBody};
-use crate::billing::{Generation, Hold, Refusal};
+use crate::billing::{Generation, Hold, Loss, LossKind, Refusal};
 use crate::catalog::{Credential, Endpoint, Model, NoCredential};
 use crate::error::ApiError;
 use crate::money::{Nanos, Pricing, Tokens};
-use crate::providers::{self, ChatCall, FailureKind, Timeouts, Translator, UpstreamFailure};
+use crate::providers::{
+    self, limits, ChatCall, FailureKind, Timeouts, Translator, UpstreamFailure, Wire,
+};
 use crate::state::AppState;
 use axum::{
     extract::State,
@@ -32,8 +45,14 @@ pub(super) struct Billed {
     pub started: Instant,
     pub created_at: i64,
     pub hold: Hold,
+    /// A realistic prompt-token count, billed only when the upstream reports no usage (embeddings).
     pub prompt_estimate: u64,
     pub attempts: Vec<Value>,
+    /// What providers may bill for this request that it is not charged for (abandoned attempts).
+    pub losses: Vec<Loss>,
+    /// The worst case of the attempt being made, recorded as a loss if the request is dropped (its
+    /// client gone) while the provider may be generating.
+    pub in_flight: Option<Loss>,
     /// Set once the settlement is queued; until then, dropping this settles it as cancelled.
     pub settled: bool,
     /// The request's messages when the organisation logs prompts, and the answer's text as it arrives.
@@ -55,6 +74,30 @@ impl Billed {
             }
             self.answer_log.push_str(&text[..end]);
         }
+    }
+
+    /// Records an attempt given up after the provider may have started generating: its worst case at
+    /// that endpoint is the operator's loss.
+    pub fn abandoned(&mut self, ep: &Endpoint, pricing: &Pricing, bounds: (u64, u64), why: &str) {
+        tracing::warn!(generation = %self.gen_id, provider = %ep.provider.slug, reason = why, "attempt abandoned after the provider may have started; its worst case is recorded as operator loss");
+        self.losses.push(worst_case(ep, pricing, bounds, why));
+    }
+}
+
+/// An attempt's worst case at its endpoint, as a loss.
+pub(super) fn worst_case(
+    ep: &Endpoint,
+    pricing: &Pricing,
+    (prompt, output): (u64, u64),
+    why: &str,
+) -> Loss {
+    Loss {
+        kind: LossKind::Abandoned,
+        provider_slug: ep.provider.slug.clone(),
+        endpoint_id: ep.id.clone(),
+        cost: pricing.cost_bound(prompt, output),
+        uncollected: pricing.charge_bound(prompt, output),
+        note: Some(why.to_string()),
     }
 }
 
@@ -80,12 +123,16 @@ pub(super) struct Outcome<'a> {
     pub error: Option<String>,
 }
 
-/// A request dropped before it settled (the client went away while it waited for the upstream) releases
-/// its hold and is recorded as cancelled; nothing is charged, since no answer was received.
+/// A request dropped before it settled (the client went away while it waited for the upstream of a
+/// stream) releases its hold and is recorded as cancelled; nothing is charged, since no answer was
+/// received, and attempts already abandoned stay recorded as losses.
 impl Drop for Billed {
     fn drop(&mut self) {
         if self.settled {
             return;
+        }
+        if let Some(l) = self.in_flight.take() {
+            self.losses.push(l);
         }
         let generation = self.generation(Outcome {
             endpoint: None,
@@ -122,15 +169,45 @@ impl Billed {
     }
 
     /// The generation row for an outcome; charges nothing when no output came with an error
-    /// (zero-completion insurance) or when nothing was served.
+    /// (zero-completion insurance) or when nothing was served, and never more than the hold: usage
+    /// reported above it is charged as the hold and the rest recorded as the operator's loss.
     pub fn generation(&self, o: Outcome<'_>) -> Generation {
         let errored =
             o.error.is_some() || o.finish_reason.as_deref().map(normalise_finish) == Some("error");
-        let (cost, charge) = match o.pricing {
+        let (cost, computed) = match o.pricing {
             Some(p) if !(o.usage.tokens.completion == 0 && errored) => {
                 (p.cost(o.usage.tokens), p.charge(o.usage.tokens))
             }
             _ => (Nanos::ZERO, Nanos::ZERO),
+        };
+        let held = self.hold.amount;
+        let mut losses = self.losses.clone();
+        let charge = if computed > held {
+            let over = Nanos(computed.0 - held.0);
+            // The provider cost of what is not collected, in proportion (rounded up).
+            let cost_over =
+                (cost.0 as i128 * over.0 as i128 + computed.0 as i128 - 1) / computed.0 as i128;
+            tracing::warn!(generation = %self.gen_id, provider = o.endpoint.map(|e| e.provider.slug.as_str()), charge = computed.0, held = held.0,
+                "the provider reported usage above the hold; the tenant pays the hold, the rest is the operator's loss");
+            losses.push(Loss {
+                kind: LossKind::OverHold,
+                provider_slug: o
+                    .endpoint
+                    .map(|e| e.provider.slug.clone())
+                    .unwrap_or_default(),
+                endpoint_id: o.endpoint.map(|e| e.id.clone()).unwrap_or_default(),
+                cost: Nanos(cost_over as i64),
+                uncollected: over,
+                note: Some(format!(
+                    "{} prompt and {} completion tokens reported; ${} held",
+                    o.usage.tokens.prompt,
+                    o.usage.tokens.completion,
+                    held.to_usd_string()
+                )),
+            });
+            held
+        } else {
+            computed
         };
         let native = o.finish_reason.clone();
         Generation {
@@ -150,6 +227,7 @@ impl Billed {
             usage_estimated: o.usage.estimated,
             cost,
             charge,
+            held,
             latency_ms: self.started.elapsed().as_millis() as i64,
             ttft_ms: o.ttft_ms,
             finish_reason: native.as_deref().map(normalise_finish).map(str::to_string),
@@ -166,6 +244,7 @@ impl Billed {
                     response: self.answer_log.clone(),
                 })
             }),
+            losses,
         }
     }
 }
@@ -205,25 +284,35 @@ pub(super) async fn run(
 ) -> Result<Response, ApiError> {
     let catalog = state.catalog.get();
     let models = resolve_models(&state, &key, &catalog, &req.models)?;
+    for (m, _) in &models {
+        if req.n > m.max_choices() {
+            return Err(ApiError::bad_field(
+                "n",
+                format!("may be at most {} for `{}`", m.max_choices(), m.slug),
+            ));
+        }
+    }
     let prefs = req.prefs.clone().over(&key.provider_prefs);
-    let plan = plan(&state, &key, &catalog, &models, &prefs, &req.body)?;
-    let worst = plan
-        .iter()
-        .map(|c| {
-            let prompt = req.prompt_upper_bound.min(c.model.context_length);
-            c.pricing
-                .charge_bound(prompt, output_cap(&req, &c.model, &c.endpoint))
-        })
-        .max()
-        .unwrap_or(Nanos::ZERO);
+    let plan = bounded(
+        &req,
+        plan(&state, &key, &catalog, &models, &prefs, &req.body)?,
+    );
+    let worst = plan.iter().map(|p| p.hold).max().unwrap_or(Nanos::ZERO);
     let prompt_log = key.log_prompts.then(|| {
         req.body
             .get("messages")
             .map(Value::to_string)
             .unwrap_or_default()
     });
-    let billed = admit(&state, &key, &plan, worst, req.prompt_estimate, prompt_log).await?;
-    dispatch(billed, req, plan).await
+    let model = plan[0].cand.model.clone();
+    let billed = admit(&state, &key, model, worst, req.prompt_estimate, prompt_log).await?;
+    if req.stream {
+        return dispatch(billed, req, plan).await;
+    }
+    // Read to the end even if the client goes away: the provider bills the answer all the same.
+    tokio::spawn(dispatch(billed, req, plan))
+        .await
+        .map_err(ApiError::internal)?
 }
 
 /// The models a request names, checked against the key's allow-list, then its per-minute limit.
@@ -290,11 +379,63 @@ pub(super) fn plan(
     )
 }
 
+/// One endpoint of the plan with what the request can cost there.
+pub(super) struct Planned {
+    pub cand: route::Candidate,
+    /// The output cap the provider is told.
+    pub cap: u64,
+    /// The most prompt and output tokens the provider can bill (the cap times the choices it
+    /// answers, and a prediction's rejected tokens).
+    pub prompt_bound: u64,
+    pub output_bound: u64,
+    /// A realistic prompt count, billed only when the provider reports none (a stream cut short).
+    pub prompt_estimate: u64,
+    /// The most the request can be charged here.
+    pub hold: Nanos,
+}
+
+/// Each endpoint's bounds, from what its provider is told and documents.
+fn bounded(req: &ChatRequest, plan: Vec<route::Candidate>) -> Vec<Planned> {
+    plan.into_iter()
+        .map(|cand| {
+            let wire = providers::wire(cand.endpoint.provider.kind);
+            let model = &cand.endpoint.upstream_model;
+            let cap = output_cap(req, &cand.model, &cand.endpoint);
+            let extra = if wire == Wire::OpenAi {
+                req.output_extra
+            } else {
+                0
+            };
+            let output_bound = cap
+                .saturating_mul(providers::choices(wire, req.n))
+                .saturating_add(extra);
+            let prompt_bound =
+                limits::prompt_bound(wire, model, &req.shape, cand.model.context_length);
+            let media: u64 = req
+                .shape
+                .media
+                .iter()
+                .filter_map(|m| limits::allowance(wire, model, *m))
+                .sum();
+            let prompt_estimate = (req.prompt_estimate + media).min(prompt_bound);
+            let hold = cand.pricing.charge_bound(prompt_bound, output_bound);
+            Planned {
+                cand,
+                cap,
+                prompt_bound,
+                output_bound,
+                prompt_estimate,
+                hold,
+            }
+        })
+        .collect()
+}
+
 /// Reserves the request's worst case against the organisation's credit (and the key's limit).
 pub(super) async fn admit(
     state: &AppState,
     key: &crate::keys::KeyInfo,
-    plan: &[route::Candidate],
+    model: Arc<Model>,
     worst: Nanos,
     prompt_estimate: u64,
     prompt_log: Option<String>,
@@ -316,25 +457,28 @@ pub(super) async fn admit(
         key_id: key.id.clone(),
         org_id: key.org_id.clone(),
         gen_id: format!("gen-{}", crate::store::new_id()),
-        model: plan[0].model.clone(),
+        model,
         started: Instant::now(),
         created_at: crate::store::now_ms(),
         hold,
         prompt_estimate,
         attempts: Vec::new(),
+        losses: Vec::new(),
+        in_flight: None,
         settled: false,
         prompt_log,
         answer_log: String::new(),
     })
 }
 
-/// The most output tokens this request can produce at this endpoint.
+/// The output cap a request gets at this endpoint: its own `max_tokens`, never above the endpoint's (or
+/// model's) limit, else that limit; the context window when the catalog names none.
 fn output_cap(req: &ChatRequest, model: &Model, ep: &Endpoint) -> u64 {
     let limit = ep
         .max_output_tokens
         .or(model.max_output_tokens)
         .unwrap_or(model.context_length);
-    req.max_tokens.map_or(limit, |m| m.min(limit))
+    req.max_tokens.map_or(limit, |m| m.min(limit)).max(1)
 }
 
 fn refusal_error(r: Refusal, needed: Nanos) -> ApiError {
@@ -353,71 +497,103 @@ fn refusal_error(r: Refusal, needed: Nanos) -> ApiError {
         ))
         .with_meta("limit_remaining_usd", remaining.usd_json()),
         Refusal::Unavailable(why) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("credits could not be checked: {why}; try again"))
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("credits could not be checked: {why}; retry shortly"),
+            )
+            .with_meta("error_type", "billing_unavailable");
+            e.retry_after = Some(2);
+            e
         }
     }
 }
 
-/// What an endpoint served.
-enum Served {
-    Json(Value),
+/// What an endpoint started to answer.
+pub(super) enum Start {
+    /// A stream, with what it produced so far.
     Stream(StreamStart),
+    /// One complete answer (an upstream that does not stream), in OpenAI's shape.
+    Answer(Value),
 }
 
-/// Tries the plan's endpoints in order. Before the first byte reaches the client, a retryable failure
-/// moves on: to another key of the same endpoint when the key was the problem (refused, rate limited),
-/// else to the next endpoint; an endpoint or key that failed is not tried again in this request.
+/// Tries the plan's endpoints in order. Until something reaches the client, a retryable failure moves
+/// on: to another key of the same endpoint when the key was the problem (refused, rate limited), else to
+/// the next endpoint; an endpoint or key that failed is not tried again in this request. An attempt
+/// given up after the provider may have started is recorded as the operator's loss.
 async fn dispatch(
     mut billed: Billed,
     req: ChatRequest,
-    plan: Vec<route::Candidate>,
+    plan: Vec<Planned>,
 ) -> Result<Response, ApiError> {
     let state = billed.state.clone();
-    let t = Timeouts::from_config(&state.cfg);
     let mut last: Option<UpstreamFailure> = None;
     let mut failed_keys: Vec<String> = Vec::new();
-    'endpoints: for cand in &plan {
-        let ep = &cand.endpoint;
+    'endpoints: for p in &plan {
+        let ep = &p.cand.endpoint;
+        let t = Timeouts::for_model(&state.cfg, &p.cand.model);
         let mut tried_here = false;
         while let Some(cred) = pick_key(&mut billed, ep, &failed_keys, tried_here, &mut last) {
             tried_here = true;
             let attempt_started = Instant::now();
             let call = ChatCall {
                 body: &req.body,
-                stream: req.stream,
-                max_tokens: output_cap(&req, &cand.model, ep),
+                stream: true,
+                max_tokens: p.cap,
             };
-            let served = async {
+            let bounds = (p.prompt_bound, p.output_bound);
+            billed.in_flight = Some(worst_case(
+                ep,
+                &p.cand.pricing,
+                bounds,
+                "the client went away while the provider was answering",
+            ));
+            let started = async {
                 let prepared = providers::prepare(&state.http, ep, cred, &call)?;
                 let resp = providers::send(prepared.request, &ep.provider.name, t).await?;
-                if req.stream {
-                    first_event(resp, ep, t, prepared.ctx)
-                        .await
-                        .map(Served::Stream)
-                } else {
-                    read_answer(resp, ep, t, &prepared.ctx)
-                        .await
-                        .map(Served::Json)
-                }
+                first_event(resp, ep, t, prepared.ctx).await
             }
             .await;
-            let f = match served {
-                Ok(served) => {
+            let ttft = billed.started.elapsed().as_millis() as i64;
+            billed.in_flight = None;
+            let f = match started {
+                Ok(start) if req.stream => {
                     state.health.record(&ep.id, true);
                     billed
                         .attempts
                         .push(attempt(ep, cred, 200, None, attempt_started));
-                    billed.model = cand.model.clone();
-                    return Ok(match served {
-                        Served::Stream(start) => {
-                            let ttft = billed.started.elapsed().as_millis() as i64;
-                            stream::respond(billed, ep.clone(), cand.pricing, start, ttft)
-                        }
-                        Served::Json(v) => complete(billed, ep, cand.pricing, v).await,
-                    });
+                    billed.model = p.cand.model.clone();
+                    let start = match start {
+                        Start::Stream(s) => s,
+                        Start::Answer(v) => StreamStart {
+                            reader: None,
+                            translator: Translator::new(ep.provider.kind, Default::default()),
+                            pending: collect::chunks_of(&v),
+                            done: true,
+                        },
+                    };
+                    return Ok(stream::respond(billed, p, start, ttft, t));
+                }
+                Ok(Start::Answer(v)) => Ok((v, None, None)),
+                Ok(Start::Stream(s)) => collect::read_to_end(&state, ep, s, t, p.output_bound)
+                    .await
+                    .map(|c| (c.answer, Some(c.meter), c.cut)),
+                Err(f) => Err(f),
+            };
+            let f = match f {
+                Ok((answer, meter, cut)) => {
+                    state.health.record(&ep.id, true);
+                    billed
+                        .attempts
+                        .push(attempt(ep, cred, 200, None, attempt_started));
+                    billed.model = p.cand.model.clone();
+                    return Ok(complete(billed, p, answer, meter, cut, ttft).await);
                 }
                 Err(f) => f,
             };
+            if f.billable {
+                billed.abandoned(ep, &p.cand.pricing, bounds, &f.message);
+            }
             match failed(
                 &mut billed,
                 ep,
@@ -460,13 +636,12 @@ pub(super) fn pick_key<'a>(
                 .filter_map(|c| health.resting(&c.id))
                 .min();
             if let (false, Some(secs)) = (tried_here, rest) {
-                let f = UpstreamFailure {
-                    kind: FailureKind::Status(429),
-                    provider: ep.provider.name.clone(),
-                    message: format!("every key of this provider is resting after a rate limit; free again in {secs} s"),
-                    raw: None,
-                    retry_after: Some(secs),
-                };
+                let mut f = UpstreamFailure::new(
+                    FailureKind::Status(429),
+                    &ep.provider.name,
+                    format!("every key of this provider is resting after a rate limit; free again in {secs} s"),
+                );
+                f.retry_after = Some(secs);
                 billed
                     .attempts
                     .push(attempt(ep, None, 429, Some(&f), Instant::now()));
@@ -582,20 +757,16 @@ pub(super) fn attempt(
     })
 }
 
-/// Reads a complete answer and translates it to OpenAI's shape.
+/// Reads a complete answer and translates it to OpenAI's shape. Anything that goes wrong after the
+/// provider answered 2xx may have been billed.
 async fn read_answer(
     resp: reqwest::Response,
     ep: &Endpoint,
     t: Timeouts,
     ctx: &providers::Ctx,
 ) -> Result<Value, UpstreamFailure> {
-    let fail = |kind, message: &str| UpstreamFailure {
-        kind,
-        provider: ep.provider.name.clone(),
-        message: message.to_string(),
-        raw: None,
-        retry_after: None,
-    };
+    let fail =
+        |kind, message: &str| UpstreamFailure::new(kind, &ep.provider.name, message).billable();
     let body = providers::read_capped(resp, 64 * 1024 * 1024, t.idle)
         .await
         .map_err(|k| match k {
@@ -624,7 +795,8 @@ async fn read_answer(
 
 /// An upstream stream that has produced something worth sending (or finished), translated.
 pub(super) struct StreamStart {
-    pub reader: SseReader,
+    /// The rest of the stream (none when it is all in `pending`).
+    pub reader: Option<SseReader>,
     pub translator: Translator,
     /// Chunks produced so far, not yet sent.
     pub pending: Vec<Value>,
@@ -637,8 +809,7 @@ fn substantive(v: &Value) -> bool {
     v["choices"].as_array().is_some_and(|cs| {
         cs.iter().any(|c| {
             let d = &c["delta"];
-            d["content"].as_str().is_some_and(|s| !s.is_empty())
-                || d["reasoning"].as_str().is_some_and(|s| !s.is_empty())
+            output_chars(d) > 0
                 || d["tool_calls"].as_array().is_some_and(|a| !a.is_empty())
                 || d.get("reasoning_details").is_some()
                 || !c["finish_reason"].is_null()
@@ -646,36 +817,36 @@ fn substantive(v: &Value) -> bool {
     })
 }
 
-/// A failure inside a stream, as an upstream failure (before anything reached the client).
-fn stream_failure(ep: &Endpoint, f: providers::StreamFailure) -> UpstreamFailure {
-    UpstreamFailure {
-        kind: if f.status == 0 {
-            FailureKind::Malformed
-        } else {
-            FailureKind::Status(f.status)
-        },
-        provider: ep.provider.name.clone(),
-        message: f.message,
-        raw: None,
-        retry_after: None,
-    }
+/// A failure inside a stream, as an upstream failure (before anything reached the client). The
+/// provider took the request: it may bill for it.
+pub(super) fn stream_failure(ep: &Endpoint, f: providers::StreamFailure) -> UpstreamFailure {
+    let kind = if f.status == 0 {
+        FailureKind::Malformed
+    } else {
+        FailureKind::Status(f.status)
+    };
+    UpstreamFailure::new(kind, &ep.provider.name, f.message).billable()
 }
 
-/// Reads the upstream stream until it says something (or fails), so that a failure before the answer's
-/// first token can still fall back to another endpoint.
+/// Reads the upstream's answer until it says something (or fails), so that a failure before the
+/// answer's first token can still fall back to another endpoint. An upstream that answers with one JSON
+/// body (it does not stream) is read whole.
 async fn first_event(
     resp: reqwest::Response,
     ep: &Endpoint,
     t: Timeouts,
     ctx: providers::Ctx,
-) -> Result<StreamStart, UpstreamFailure> {
-    let fail = |kind, message: String| UpstreamFailure {
-        kind,
-        provider: ep.provider.name.clone(),
-        message,
-        raw: None,
-        retry_after: None,
-    };
+) -> Result<Start, UpstreamFailure> {
+    let fail =
+        |kind, message: String| UpstreamFailure::new(kind, &ep.provider.name, message).billable();
+    let json = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if json {
+        return read_answer(resp, ep, t, &ctx).await.map(Start::Answer);
+    }
     let framing = if providers::wire(ep.provider.kind) == providers::Wire::Bedrock {
         Framing::AwsEventStream
     } else {
@@ -698,12 +869,12 @@ async fn first_event(
             Ok(Ok(None)) => {
                 let done = translator.finish(&mut pending);
                 if done && pending.iter().any(substantive) {
-                    return Ok(StreamStart {
-                        reader,
+                    return Ok(Start::Stream(StreamStart {
+                        reader: Some(reader),
                         translator,
                         pending,
                         done: true,
-                    });
+                    }));
                 }
                 return Err(fail(
                     FailureKind::Malformed,
@@ -715,12 +886,12 @@ async fn first_event(
                     .feed(&data, &mut pending)
                     .map_err(|f| stream_failure(ep, f))?;
                 if pending.iter().any(substantive) {
-                    return Ok(StreamStart {
-                        reader,
+                    return Ok(Start::Stream(StreamStart {
+                        reader: Some(reader),
                         translator,
                         pending,
                         done,
-                    });
+                    }));
                 }
                 if done {
                     return Err(fail(
@@ -744,6 +915,7 @@ pub(super) fn parse_usage(v: &Value) -> Option<Tokens> {
         completion: n(u.get("completion_tokens")),
         cache_read: n(details.and_then(|d| d.get("cached_tokens"))),
         cache_write: n(details.and_then(|d| d.get("cache_write_tokens"))),
+        audio: n(details.and_then(|d| d.get("audio_tokens"))),
     })
 }
 
@@ -752,6 +924,46 @@ pub(super) fn parse_reasoning(v: &Value) -> u64 {
     v.pointer("/usage/completion_tokens_details/reasoning_tokens")
         .and_then(Value::as_u64)
         .unwrap_or(0)
+}
+
+/// What to bill for an answer: the provider's usage when it reported its final one; else, for an
+/// answer cut short, the prompt it counted so far (or the estimate) and at least the output that
+/// arrived.
+pub(super) fn billed_usage(
+    reported: Option<&Value>,
+    partial: Option<&Value>,
+    prompt_estimate: u64,
+    output_estimate: u64,
+) -> Usage {
+    let wrap = |u: &Value| json!({ "usage": u });
+    if let Some(w) = reported.map(wrap) {
+        if let Some(tokens) = parse_usage(&w) {
+            return Usage {
+                tokens,
+                reasoning: parse_reasoning(&w),
+                estimated: false,
+            };
+        }
+    }
+    match partial
+        .map(wrap)
+        .as_ref()
+        .and_then(|w| parse_usage(w).map(|t| (t, parse_reasoning(w))))
+    {
+        Some((mut tokens, reasoning)) => {
+            tokens.completion = tokens.completion.max(output_estimate);
+            Usage {
+                tokens,
+                reasoning,
+                estimated: true,
+            }
+        }
+        None => Usage {
+            tokens: Tokens::new(prompt_estimate, output_estimate),
+            reasoning: 0,
+            estimated: true,
+        },
+    }
 }
 
 /// Usage as the client sees it: the upstream's numbers plus what the org was charged.
@@ -768,40 +980,38 @@ pub(super) fn usage_json(upstream: Option<&Value>, g: &Generation) -> Value {
     u
 }
 
-/// A complete (non-streaming) answer: charge the upstream's usage, settle, then answer.
-async fn complete(mut billed: Billed, ep: &Endpoint, pricing: Pricing, mut v: Value) -> Response {
-    let (usage, estimated) = match parse_usage(&v) {
-        Some(tokens) => (
-            Usage {
-                tokens,
-                reasoning: parse_reasoning(&v),
-                estimated: false,
-            },
-            false,
-        ),
-        None => {
-            let text_chars: usize = v["choices"]
-                .as_array()
-                .map(|cs| {
-                    cs.iter()
-                        .map(|c| {
-                            c["message"]["content"]
-                                .as_str()
-                                .map_or(0, |s| s.chars().count())
-                        })
-                        .sum()
-                })
-                .unwrap_or(0);
-            (
-                Usage {
-                    tokens: Tokens::new(billed.prompt_estimate, (text_chars as u64).div_ceil(4)),
-                    reasoning: 0,
-                    estimated: true,
-                },
-                true,
-            )
-        }
+/// A complete (non-streaming) answer: charge the upstream's usage (or, without one, what arrived),
+/// settle, then answer.
+async fn complete(
+    mut billed: Billed,
+    p: &Planned,
+    mut v: Value,
+    meter: Option<Meter>,
+    cut: Option<String>,
+    ttft: i64,
+) -> Response {
+    let ep = &p.cand.endpoint;
+    let reported = match &meter {
+        Some(m) => m.usage.clone(),
+        None => v.get_mut("usage").map(Value::take).filter(|u| !u.is_null()),
     };
+    let output = match &meter {
+        Some(m) => m.output_estimate(),
+        None => v["choices"].as_array().map_or(0, |cs| {
+            cs.iter()
+                .map(|c| output_chars(&c["message"]))
+                .sum::<u64>()
+                .div_ceil(4)
+        }),
+    };
+    let usage = billed_usage(reported.as_ref(), None, p.prompt_estimate, output);
+    if cut.is_some() {
+        for c in v["choices"].as_array_mut().into_iter().flatten() {
+            if c["finish_reason"].is_null() {
+                c["finish_reason"] = json!("error");
+            }
+        }
+    }
     let finish = v["choices"][0]["native_finish_reason"]
         .as_str()
         .or(v["choices"][0]["finish_reason"].as_str())
@@ -813,19 +1023,23 @@ async fn complete(mut billed: Billed, ep: &Endpoint, pricing: Pricing, mut v: Va
             None => billed.log_answer(&message.to_string()),
         }
     }
+    let upstream_id = meter
+        .as_ref()
+        .and_then(|m| m.upstream_id.clone())
+        .or_else(|| v["id"].as_str().map(str::to_string));
     let generation = billed.generation(Outcome {
         endpoint: Some(ep),
-        pricing: Some(pricing),
+        pricing: Some(p.cand.pricing),
         usage,
-        upstream_id: v["id"].as_str().map(str::to_string),
+        upstream_id,
         finish_reason: finish,
-        ttft_ms: None,
+        ttft_ms: Some(ttft),
         streamed: false,
         cancelled: false,
         status: 200,
-        error: None,
+        error: cut,
     });
-    if estimated {
+    if usage.estimated {
         tracing::warn!(generation = %billed.gen_id, provider = %ep.provider.slug, "upstream reported no usage; billed an estimate");
     }
     let latency = billed.started.elapsed().as_millis() as u64;
@@ -834,7 +1048,7 @@ async fn complete(mut billed: Billed, ep: &Endpoint, pricing: Pricing, mut v: Va
         latency,
         Some(generation.completion_tokens as f64 * 1000.0 / latency.max(1) as f64),
     );
-    let usage_v = usage_json(v.get("usage"), &generation);
+    let usage_v = usage_json(reported.as_ref(), &generation);
     billed.settle(generation).await;
     v["id"] = Value::String(billed.gen_id.clone());
     v["model"] = Value::String(billed.model.slug.clone());

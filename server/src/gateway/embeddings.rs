@@ -74,33 +74,40 @@ pub async fn embeddings(
     let bound = bytes.len() as u64;
     let worst = plan
         .iter()
-        .map(|c| {
-            c.pricing
-                .charge_bound(bound.min(c.model.context_length.max(bound)), 0)
-        })
+        .map(|c| c.pricing.charge_bound(bound, 0))
         .max()
         .unwrap_or(Nanos::ZERO);
-    let mut billed = chat::admit(&state, &key, &plan, worst, estimate, None).await?;
-    let t = Timeouts::from_config(&state.cfg);
+    let billed = chat::admit(&state, &key, plan[0].model.clone(), worst, estimate, None).await?;
+    // Read to the end even if the client goes away: the provider bills the embeddings all the same.
+    tokio::spawn(dispatch(billed, body, plan, bound))
+        .await
+        .map_err(ApiError::internal)
+}
+
+async fn dispatch(
+    mut billed: Billed,
+    body: serde_json::Map<String, Value>,
+    plan: Vec<super::route::Candidate>,
+    bound: u64,
+) -> Response {
+    let state = billed.state.clone();
     let mut last: Option<UpstreamFailure> = None;
     let mut failed_keys: Vec<String> = Vec::new();
     'endpoints: for cand in &plan {
         let ep = &cand.endpoint;
         let mut tried_here = false;
+        let t = Timeouts::for_model(&state.cfg, &cand.model);
         while let Some(cred) = chat::pick_key(&mut billed, ep, &failed_keys, tried_here, &mut last)
         {
             tried_here = true;
             let started = Instant::now();
             let result = async {
                 if providers::wire(ep.provider.kind) != Wire::OpenAi {
-                    return Err(UpstreamFailure {
-                        kind: FailureKind::Unsupported,
-                        provider: ep.provider.name.clone(),
-                        message: "embeddings are served here by OpenAI-compatible providers only"
-                            .into(),
-                        raw: None,
-                        retry_after: None,
-                    });
+                    return Err(UpstreamFailure::new(
+                        FailureKind::Unsupported,
+                        &ep.provider.name,
+                        "embeddings are served here by OpenAI-compatible providers only",
+                    ));
                 }
                 let mut b = body.clone();
                 b.insert("model".into(), Value::String(ep.upstream_model.clone()));
@@ -111,12 +118,9 @@ pub async fn embeddings(
                     .body(serde_json::to_vec(&b).expect("JSON serialises"));
                 let req = openai::authorise(ep.provider.kind, req, cred);
                 let resp = providers::send(req, &ep.provider.name, t).await?;
-                let malformed = |m: String| UpstreamFailure {
-                    kind: FailureKind::Malformed,
-                    provider: ep.provider.name.clone(),
-                    message: m,
-                    raw: None,
-                    retry_after: None,
+                // The provider answered 2xx: whatever goes wrong now, it may bill for.
+                let malformed = |m: String| {
+                    UpstreamFailure::new(FailureKind::Malformed, &ep.provider.name, m).billable()
                 };
                 let raw = providers::read_capped(resp, 256 * 1024 * 1024, t.idle)
                     .await
@@ -136,9 +140,12 @@ pub async fn embeddings(
                 Ok(v) => {
                     billed.state.health.record(&ep.id, true);
                     billed.attempts.push(attempt(ep, cred, 200, None, started));
-                    return Ok(answer(billed, cand, v).await);
+                    return answer(billed, cand, v).await;
                 }
                 Err(f) => {
+                    if f.billable {
+                        billed.abandoned(ep, &cand.pricing, (bound, 0), &f.message);
+                    }
                     match chat::failed(
                         &mut billed,
                         ep,
@@ -156,7 +163,7 @@ pub async fn embeddings(
             }
         }
     }
-    Ok(chat::unanswered(billed, last, false).await)
+    chat::unanswered(billed, last, false).await
 }
 
 async fn answer(mut billed: Billed, cand: &super::route::Candidate, mut v: Value) -> Response {

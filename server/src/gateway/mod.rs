@@ -2,10 +2,12 @@
 //! parse -> authenticate -> route -> admit credits -> dispatch -> stream -> settle.
 
 mod chat;
+mod collect;
 mod compat;
 mod embeddings;
 pub mod health;
 pub(crate) mod info;
+mod meter;
 mod request;
 pub mod route;
 mod sse;

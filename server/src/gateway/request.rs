@@ -2,6 +2,7 @@
 //! it came and passed to OpenAI-compatible upstreams untouched.
 
 use crate::error::ApiError;
+use crate::providers::limits::{Detail, Media, PromptShape};
 use serde_json::{Map, Value};
 
 pub struct ChatRequest {
@@ -12,10 +13,16 @@ pub struct ChatRequest {
     /// The `provider` routing preferences.
     pub prefs: super::route::Prefs,
     pub stream: bool,
-    /// `max_tokens` or `max_completion_tokens`, whichever is smaller.
+    /// `max_tokens` or `max_completion_tokens`, whichever is smaller (at least 1).
     pub max_tokens: Option<u64>,
-    /// An upper bound on prompt tokens (a token is at least one byte of the request).
-    pub prompt_upper_bound: u64,
+    /// How many choices are asked for (`n`, at least 1).
+    pub n: u64,
+    /// What the prompt consists of: its text bytes (a token is at least one byte), media parts and
+    /// tools, from which each endpoint's bound on billed prompt tokens follows.
+    pub shape: PromptShape,
+    /// Output billed beyond the choices: a `prediction`'s rejected tokens are billed as completion
+    /// tokens (bounded by its bytes).
+    pub output_extra: u64,
     /// A realistic prompt-token estimate, used only if the upstream reports no usage.
     pub prompt_estimate: u64,
 }
@@ -109,18 +116,33 @@ pub fn parse(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
     for field in ["max_tokens", "max_completion_tokens"] {
         match body.get(field) {
             None | Some(Value::Null) => {}
-            Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v <= u32::MAX as u64) => {
-                let v = n.as_u64().unwrap_or(0);
+            Some(Value::Number(n))
+                if n.as_u64()
+                    .is_some_and(|v| (1..=u32::MAX as u64).contains(&v)) =>
+            {
+                let v = n.as_u64().unwrap_or(1);
                 max_tokens = Some(max_tokens.map_or(v, |m| m.min(v)));
             }
             Some(other) => {
                 return Err(ApiError::bad_field(
                     field,
-                    format!("must be a non-negative integer, got {}", short(other)),
+                    format!("must be a positive integer, got {}", short(other)),
                 ))
             }
         }
     }
+    let n = match body.get("n") {
+        None | Some(Value::Null) => 1,
+        Some(Value::Number(v)) if v.as_u64().is_some_and(|v| (1..=128).contains(&v)) => {
+            v.as_u64().unwrap_or(1)
+        }
+        Some(other) => {
+            return Err(ApiError::bad_field(
+                "n",
+                format!("must be an integer from 1 to 128, got {}", short(other)),
+            ))
+        }
+    };
     let messages = match body.get("messages") {
         None | Some(Value::Null) => {
             return Err(ApiError::bad_field(
@@ -140,6 +162,8 @@ pub fn parse(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
         }
     };
     let mut chars = 0usize;
+    let mut media = Vec::new();
+    let mut media_bytes = 0usize;
     for (i, m) in messages.iter().enumerate() {
         let Value::Object(m) = m else {
             return Err(ApiError::bad_field(
@@ -163,15 +187,72 @@ pub fn parse(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
             }
         }
         chars += content_chars(m.get("content"));
+        if let Some(Value::Array(parts)) = m.get("content") {
+            for p in parts {
+                if let Some((kind, payload)) = media_part(p) {
+                    media.push(kind);
+                    media_bytes += payload;
+                }
+            }
+        }
     }
+    let tools = body.get("tools").is_some_and(|t| !t.is_null())
+        || body.get("response_format").is_some_and(|r| !r.is_null());
+    // A prediction's content is text the provider reads and may bill as rejected completion tokens.
+    let output_extra = body
+        .get("prediction")
+        .filter(|p| !p.is_null())
+        .map_or(0, |p| p.to_string().len() as u64);
+    let prompt_estimate = (chars as u64).div_ceil(4) + 4 * messages.len() as u64 + 3;
     Ok(ChatRequest {
         models,
         prefs,
         stream,
         max_tokens,
-        prompt_upper_bound: bytes.len() as u64,
-        prompt_estimate: (chars as u64).div_ceil(4) + 4 * messages.len() as u64 + 3,
+        n,
+        shape: PromptShape {
+            text_bytes: bytes.len().saturating_sub(media_bytes) as u64,
+            media,
+            tools,
+        },
+        output_extra,
+        prompt_estimate,
         body,
+    })
+}
+
+/// A content part that is not text: what kind of media it is, and how many of the request's bytes are
+/// its payload (an inline image or file, audio data) rather than text.
+fn media_part(p: &Value) -> Option<(Media, usize)> {
+    let kind = p.get("type")?.as_str()?;
+    Some(match kind {
+        "text" => return None,
+        "image_url" => {
+            let url = p["image_url"]["url"]
+                .as_str()
+                .or_else(|| p["image_url"].as_str())
+                .unwrap_or_default();
+            let detail = match p["image_url"]["detail"].as_str() {
+                Some("low") => Detail::Low,
+                Some("high") => Detail::High,
+                _ => Detail::Auto,
+            };
+            let size = url
+                .starts_with("data:")
+                .then(|| crate::providers::limits::image_size(url))
+                .flatten();
+            (Media::Image { detail, size }, url.len())
+        }
+        "input_audio" => (
+            Media::Audio,
+            p["input_audio"]["data"].as_str().map_or(0, str::len),
+        ),
+        "file" => (
+            Media::File,
+            p["file"]["file_data"].as_str().map_or(0, str::len),
+        ),
+        "video_url" | "input_video" => (Media::Video, 0),
+        _ => (Media::Other, 0),
     })
 }
 
@@ -209,6 +290,7 @@ fn short(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn err(body: &str) -> String {
         match parse(body.as_bytes()) {
@@ -235,6 +317,12 @@ mod tests {
                 .contains("`max_tokens`")
         );
         assert!(
+            err(r#"{"model":"a/b","messages":[{"role":"user"}],"max_completion_tokens":0}"#)
+                .contains("`max_completion_tokens` must be a positive integer")
+        );
+        assert!(err(r#"{"model":"a/b","messages":[{"role":"user"}],"n":0}"#).contains("`n`"));
+        assert!(err(r#"{"model":"a/b","messages":[{"role":"user"}],"n":2.5}"#).contains("`n`"));
+        assert!(
             err(r#"{"model":"a/b","messages":[{"content":"x"}]}"#).contains("`messages[0].role`")
         );
     }
@@ -247,5 +335,33 @@ mod tests {
         assert_eq!(r.models, vec!["a/b".to_string()]);
         assert_eq!(r.body["x_custom"]["a"], 1);
         assert!(!r.stream);
+        assert_eq!(r.n, 1);
+    }
+
+    #[test]
+    fn media_payloads_are_not_counted_as_text() {
+        let img = format!("data:image/png;base64,{}", "A".repeat(4000));
+        let body = json!({"model": "a/b", "n": 3, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": img, "detail": "low"}},
+            {"type": "input_audio", "input_audio": {"data": "B".repeat(1000), "format": "wav"}},
+            {"type": "file", "file": {"file_data": "data:application/pdf;base64,QUJD"}},
+        ]}], "tools": [{"type": "function", "function": {"name": "f"}}]});
+        let bytes = serde_json::to_vec(&body).expect("json");
+        let r = parse(&bytes).expect("valid");
+        assert_eq!(r.n, 3);
+        assert!(r.shape.tools);
+        assert_eq!(r.shape.media.len(), 3);
+        assert_eq!(
+            r.shape.media[0],
+            Media::Image {
+                detail: Detail::Low,
+                size: None
+            }
+        );
+        assert_eq!(r.shape.media[1], Media::Audio);
+        assert_eq!(r.shape.media[2], Media::File);
+        let payload = img.len() + 1000 + "data:application/pdf;base64,QUJD".len();
+        assert_eq!(r.shape.text_bytes, (bytes.len() - payload) as u64);
     }
 }

@@ -1,14 +1,16 @@
 //! Streaming answers: upstream events are rewritten and forwarded as they arrive (no buffering), with
 //! keep-alive comments while the upstream is silent, a final usage chunk carrying `cost`, then `[DONE]`.
 //! If the client goes away, the upstream is dropped (closing its connection) and what it produced so far
-//! is billed, once.
+//! is billed, once: every kind of output that arrived, whether or not it was sent on yet.
 
 use super::chat::{
-    normalise_finish, parse_reasoning, parse_usage, usage_json, Billed, Outcome, StreamStart,
-    Usage, GEN_HEADER,
+    billed_usage, normalise_finish, stream_failure, usage_json, Billed, Outcome, Planned,
+    StreamStart, Usage, GEN_HEADER,
 };
+use super::meter::Meter;
 use crate::catalog::Endpoint;
-use crate::money::{Pricing, Tokens};
+use crate::money::Pricing;
+use crate::providers::Timeouts;
 use axum::{
     body::Body,
     http::{header, HeaderValue},
@@ -25,33 +27,21 @@ struct Progress {
     endpoint: Endpoint,
     pricing: Pricing,
     ttft_ms: i64,
-    upstream_usage: Option<Value>,
-    upstream_id: Option<String>,
+    meter: Meter,
+    /// The usage the provider reported before the stream was cut (Anthropic's prompt count at the
+    /// start, Gemini's running count).
+    partial_usage: Option<Value>,
     finish: Option<String>,
-    content_chars: u64,
-    content_chunks: u64,
 }
 
 impl Progress {
     fn usage(&self) -> Usage {
-        let wrapped = self.upstream_usage.as_ref().map(|u| json!({ "usage": u }));
-        match wrapped.as_ref().and_then(parse_usage) {
-            Some(tokens) => Usage {
-                tokens,
-                reasoning: wrapped.as_ref().map_or(0, parse_reasoning),
-                estimated: false,
-            },
-            // No usage from the upstream (cut short): bill what arrived. Providers send about one token
-            // per chunk; four characters a token is the usual estimate; take the larger.
-            None => Usage {
-                tokens: Tokens::new(
-                    self.prompt_estimate,
-                    self.content_chunks.max(self.content_chars.div_ceil(4)),
-                ),
-                reasoning: 0,
-                estimated: true,
-            },
-        }
+        billed_usage(
+            self.meter.usage.as_ref(),
+            self.partial_usage.as_ref(),
+            self.prompt_estimate,
+            self.meter.output_estimate(),
+        )
     }
 
     fn outcome(&self, cancelled: bool, error: Option<String>) -> Outcome<'_> {
@@ -59,7 +49,7 @@ impl Progress {
             endpoint: Some(&self.endpoint),
             pricing: Some(self.pricing),
             usage: self.usage(),
-            upstream_id: self.upstream_id.clone(),
+            upstream_id: self.meter.upstream_id.clone(),
             finish_reason: if error.is_some() {
                 Some("error".into())
             } else {
@@ -105,16 +95,21 @@ enum Step {
     Skip,
 }
 
-/// Rewrites one translated chunk for the client and notes what it tells about usage.
-fn step(p: &mut Progress, gen_id: &str, slug: &str, mut v: Value) -> Step {
-    if let Some(obj) = v.as_object_mut() {
-        if let Some(u) = obj.remove("usage").filter(|u| !u.is_null()) {
-            p.upstream_usage = Some(u);
+/// Counts what a translated chunk carries (at once, so that a client gone before it is sent is still
+/// billed for it).
+fn meter(p: &mut Progress, v: &mut Value) {
+    p.meter.note(v);
+    if let Some(b) = p.billed.as_mut() {
+        for c in v["choices"].as_array().into_iter().flatten() {
+            if let Some(s) = c["delta"]["content"].as_str() {
+                b.log_answer(s);
+            }
         }
     }
-    if p.upstream_id.is_none() {
-        p.upstream_id = v["id"].as_str().map(str::to_string);
-    }
+}
+
+/// Rewrites one counted chunk for the client.
+fn step(p: &mut Progress, gen_id: &str, slug: &str, mut v: Value) -> Step {
     let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) else {
         return Step::Skip;
     };
@@ -122,15 +117,6 @@ fn step(p: &mut Progress, gen_id: &str, slug: &str, mut v: Value) -> Step {
         return Step::Skip; // the upstream's usage chunk: ours, with cost, comes at the end
     }
     for c in choices.iter_mut() {
-        if let Some(s) = c["delta"]["content"].as_str() {
-            if !s.is_empty() {
-                p.content_chars += s.chars().count() as u64;
-                p.content_chunks += 1;
-                if let Some(b) = p.billed.as_mut() {
-                    b.log_answer(s);
-                }
-            }
-        }
         if let Some(native) = c["native_finish_reason"].as_str().map(str::to_string) {
             // The adapter already split normalised and native (Gemini).
             p.finish = Some(native);
@@ -163,29 +149,29 @@ impl Failure {
 
 pub(super) fn respond(
     billed: Billed,
-    endpoint: Endpoint,
-    pricing: Pricing,
+    planned: &Planned,
     start: StreamStart,
     ttft_ms: i64,
+    t: Timeouts,
 ) -> Response {
     let cfg = &billed.state.cfg;
-    let idle = crate::config::Config::ms(cfg.upstream_idle_timeout_ms);
+    let idle = t.idle;
     let keepalive = crate::config::Config::ms(cfg.stream_keepalive_ms);
+    let endpoint = planned.cand.endpoint.clone();
+    let output_bound = planned.output_bound;
     let gen_id = billed.gen_id.clone();
     let slug = billed.model.slug.clone();
     let created = billed.created_at / 1000;
     let provider_name = endpoint.provider.name.clone();
     let mut p = Progress {
-        prompt_estimate: billed.prompt_estimate,
+        prompt_estimate: planned.prompt_estimate,
         billed: Some(billed),
         endpoint,
-        pricing,
+        pricing: planned.cand.pricing,
         ttft_ms,
-        upstream_usage: None,
-        upstream_id: None,
+        meter: Meter::default(),
+        partial_usage: None,
         finish: None,
-        content_chars: 0,
-        content_chunks: 0,
     };
     let header_gen = gen_id.clone();
     let mut cut = p
@@ -194,14 +180,21 @@ pub(super) fn respond(
         .map(|b| b.state.cut_streams.subscribe())
         .expect("not settled yet");
     let StreamStart {
-        mut reader,
+        reader,
         mut translator,
         pending,
         mut done,
     } = start;
+    // What arrived before the response is counted now: a client gone before the body is read still
+    // owes it.
+    let mut chunks = pending;
+    for v in chunks.iter_mut() {
+        meter(&mut p, v);
+    }
+    p.partial_usage = translator.partial_usage();
+    let mut reader = reader;
     let body = async_stream::stream! {
         let mut failure: Option<Failure> = None;
-        let mut chunks = pending;
         for v in chunks.drain(..) {
             if let Step::Forward(b) = step(&mut p, &gen_id, &slug, v) {
                 yield Ok::<Bytes, Infallible>(b);
@@ -210,8 +203,13 @@ pub(super) fn respond(
         let mut deadline = Instant::now() + idle;
         let mut ka = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
         while failure.is_none() && !done {
+            if p.meter.runaway(output_bound) {
+                failure = Some(Failure { message: format!("provider {provider_name} went on past the output cap it was given; the answer was cut"), error_type: "upstream_error" });
+                break;
+            }
+            let Some(r) = reader.as_mut() else { break };
             let woke = tokio::select! {
-                next = reader.next_data() => Wake::Data(next),
+                next = r.next_data() => Wake::Data(next),
                 _ = tokio::time::sleep_until(deadline.into()) => Wake::Idle,
                 _ = ka.tick() => Wake::KeepAlive,
                 _ = cut.wait_for(|c| *c) => Wake::Cut,
@@ -226,9 +224,9 @@ pub(super) fn respond(
                         Ok(Some(data)) => match translator.feed(&data, &mut chunks) {
                             Ok(d) => done = d,
                             Err(f) => {
-                                let kind = if f.status == 0 { crate::providers::FailureKind::Malformed } else { crate::providers::FailureKind::Status(f.status) };
-                                let error_type = crate::providers::UpstreamFailure { kind, provider: provider_name.clone(), message: f.message.clone(), raw: None, retry_after: None }.error_type();
-                                failure = Some(Failure { message: format!("provider {provider_name} failed mid-stream: {}", f.message), error_type });
+                                let message = format!("provider {provider_name} failed mid-stream: {}", f.message);
+                                let error_type = stream_failure(&p.endpoint, f).error_type();
+                                failure = Some(Failure { message, error_type });
                             }
                         },
                         Ok(None) => {
@@ -241,7 +239,9 @@ pub(super) fn respond(
                         }
                         Err(e) => failure = Some(Failure::upstream(format!("provider {provider_name}'s stream broke: {e}"))),
                     }
-                    for v in chunks.drain(..) {
+                    p.partial_usage = translator.partial_usage().or(p.partial_usage.take());
+                    for mut v in chunks.drain(..) {
+                        meter(&mut p, &mut v);
                         if let Step::Forward(b) = step(&mut p, &gen_id, &slug, v) {
                             yield Ok(b);
                         }
@@ -269,7 +269,7 @@ pub(super) fn respond(
                 Some(generation.completion_tokens as f64 * 1000.0 / streaming_ms as f64),
             );
         }
-        let usage = usage_json(p.upstream_usage.as_ref(), &generation);
+        let usage = usage_json(p.meter.usage.as_ref(), &generation);
         billed.settle(generation).await;
         yield Ok(event(&json!({
             "id": gen_id, "object": "chat.completion.chunk", "created": created, "model": slug, "provider": provider_name,

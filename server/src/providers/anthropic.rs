@@ -249,9 +249,11 @@ fn blocks(content: &Value, i: usize) -> Result<Vec<Value>, String> {
                 None if url.starts_with("https://") || url.starts_with("http://") => {
                     json!({"type": "image", "source": {"type": "url", "url": url}})
                 }
-                None => return Err(format!(
+                None => {
+                    return Err(format!(
                     "messages[{i}].content[{j}]: an image must be a data: URL or an http(s) URL"
-                )),
+                ))
+                }
             },
             Some(Part::Other("file")) => {
                 let data = p["file"]["file_data"].as_str().and_then(super::data_url);
@@ -259,9 +261,11 @@ fn blocks(content: &Value, i: usize) -> Result<Vec<Value>, String> {
                     Some((media, data)) => {
                         json!({"type": "document", "source": {"type": "base64", "media_type": media, "data": data}})
                     }
-                    None => return Err(format!(
+                    None => {
+                        return Err(format!(
                         "messages[{i}].content[{j}]: Anthropic takes files as file_data data: URLs"
-                    )),
+                    ))
+                    }
                 }
             }
             Some(Part::Other(other)) => return Err(super::refused_part(other, i, j, "Anthropic")),
@@ -373,6 +377,13 @@ impl StreamState {
             tools: 0,
             json_answer: false,
         }
+    }
+
+    /// The prompt as counted when the message started, and the output counted so far.
+    pub fn partial_usage(&self) -> Option<Value> {
+        self.input
+            .get("input_tokens")
+            .map(|_| usage(&self.input, self.output))
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {

@@ -541,9 +541,11 @@ fn blocks(content: &Value, i: usize) -> Result<Vec<Value>, String> {
                 let f = &p["file"];
                 let (format, source) = match f["file_data"].as_str().and_then(super::data_url) {
                     Some((media, data)) => (document_format(media), json!({"bytes": data})),
-                    None => return Err(format!(
+                    None => {
+                        return Err(format!(
                         "messages[{i}].content[{j}]: Bedrock takes files as file_data data: URLs"
-                    )),
+                    ))
+                    }
                 };
                 let format = format.ok_or_else(|| {
                     format!("messages[{i}].content[{j}]: Bedrock takes PDF, CSV, Word, Excel, HTML, Markdown and text documents")

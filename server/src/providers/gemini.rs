@@ -407,6 +407,11 @@ impl StreamState {
         Ok(false)
     }
 
+    /// The usage of the last chunk that carried one (Gemini reports a running count).
+    pub fn partial_usage(&self) -> Option<Value> {
+        self.usage.as_ref().map(usage)
+    }
+
     /// The body ended: the usage chunk, if the stream finished. `true` when it did.
     pub fn finish(&mut self, out: &mut Vec<Value>) -> bool {
         if !self.finished {

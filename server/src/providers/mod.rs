@@ -7,6 +7,7 @@
 pub mod anthropic;
 pub mod bedrock;
 pub mod gemini;
+pub mod limits;
 pub mod openai;
 #[cfg(test)]
 mod snapshots;
@@ -18,9 +19,12 @@ use futures::StreamExt;
 use serde_json::{Map, Value};
 use std::time::Duration;
 
+/// Upstream time limits. Both are idle limits: a generation that keeps producing is never cut.
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
+    /// Until the response headers, and again until the first event of the stream.
     pub first_byte: Duration,
+    /// The longest silence between two chunks.
     pub idle: Duration,
 }
 
@@ -30,6 +34,26 @@ impl Timeouts {
             first_byte: Duration::from_millis(cfg.upstream_first_byte_timeout_ms),
             idle: Duration::from_millis(cfg.upstream_idle_timeout_ms),
         }
+    }
+
+    /// The server's limits, or the model's own where the catalog sets them.
+    pub fn for_model(cfg: &crate::config::Config, model: &crate::catalog::Model) -> Timeouts {
+        let d = Timeouts::from_config(cfg);
+        Timeouts {
+            first_byte: model
+                .first_byte_timeout_ms
+                .map_or(d.first_byte, Duration::from_millis),
+            idle: model.idle_timeout_ms.map_or(d.idle, Duration::from_millis),
+        }
+    }
+}
+
+/// How many choices a provider answers (and bills) for a request asking `n`: OpenAI-compatible services
+/// and Gemini (`candidateCount`) give `n`; Anthropic and Bedrock have no `n` and give one.
+pub fn choices(wire: Wire, n: u64) -> u64 {
+    match wire {
+        Wire::OpenAi | Wire::Gemini => n.max(1),
+        Wire::Anthropic | Wire::Bedrock => 1,
     }
 }
 
@@ -122,12 +146,8 @@ pub fn prepare(
         Wire::Gemini => gemini::prepare(client, ep, credential, call),
         Wire::Bedrock => bedrock::prepare(client, ep, credential, call),
     };
-    built.map_err(|message| UpstreamFailure {
-        kind: FailureKind::Unsupported,
-        provider: ep.provider.name.clone(),
-        message,
-        raw: None,
-        retry_after: None,
+    built.map_err(|message| {
+        UpstreamFailure::new(FailureKind::Unsupported, &ep.provider.name, message)
     })
 }
 
@@ -192,6 +212,16 @@ impl Translator {
         }
     }
 
+    /// The usage the provider has reported so far in OpenAI's shape, for a stream cut before its final
+    /// usage (Anthropic counts the prompt when the message starts, Gemini with every chunk).
+    pub fn partial_usage(&self) -> Option<Value> {
+        match self {
+            Translator::OpenAi | Translator::Bedrock(_) => None,
+            Translator::Anthropic(s) => s.partial_usage(),
+            Translator::Gemini(s) => s.partial_usage(),
+        }
+    }
+
     /// The stream's body ended: chunks still owed (a protocol without an end marker finishes here).
     pub fn finish(&mut self, out: &mut Vec<Value>) -> bool {
         match self {
@@ -207,24 +237,20 @@ pub async fn send(
     provider: &str,
     t: Timeouts,
 ) -> Result<reqwest::Response, UpstreamFailure> {
-    let fail = |kind, message: String| UpstreamFailure {
-        kind,
-        provider: provider.to_string(),
-        message,
-        raw: None,
-        retry_after: None,
-    };
+    let fail = |kind, message: String| UpstreamFailure::new(kind, provider, message);
     let resp = match tokio::time::timeout(t.first_byte, prepared.send()).await {
+        // The request went out: the provider may be generating (and billing) already.
         Err(_) => {
-            return Err(fail(
-                FailureKind::Timeout,
-                "no response headers in time".into(),
-            ))
+            return Err(fail(FailureKind::Timeout, "no response headers in time".into()).billable())
         }
-        Ok(Err(e)) if e.is_timeout() => {
+        Ok(Err(e)) if e.is_connect() && e.is_timeout() => {
             return Err(fail(FailureKind::Timeout, "connect timeout".into()))
         }
-        Ok(Err(e)) => return Err(fail(FailureKind::Connect, describe(&e))),
+        Ok(Err(e)) if e.is_connect() => return Err(fail(FailureKind::Connect, describe(&e))),
+        Ok(Err(e)) if e.is_timeout() => {
+            return Err(fail(FailureKind::Timeout, "no response headers in time".into()).billable())
+        }
+        Ok(Err(e)) => return Err(fail(FailureKind::Connect, describe(&e)).billable()),
         Ok(Ok(r)) => r,
     };
     let status = resp.status();
@@ -238,13 +264,13 @@ pub async fn send(
     if retry_after.is_none() {
         retry_after = retry_delay_in_body(&body);
     }
-    Err(UpstreamFailure {
-        kind: FailureKind::Status(status.as_u16()),
-        provider: provider.to_string(),
-        message: upstream_message(&body),
-        raw: Some(truncate(&String::from_utf8_lossy(&body), 2000)),
-        retry_after,
-    })
+    let mut f = fail(
+        FailureKind::Status(status.as_u16()),
+        upstream_message(&body),
+    );
+    f.raw = Some(truncate(&String::from_utf8_lossy(&body), 2000));
+    f.retry_after = retry_after;
+    Err(f)
 }
 
 /// Seconds to wait from `retry-after-ms`, `retry-after` (seconds or an HTTP date).
@@ -504,6 +530,10 @@ pub struct UpstreamFailure {
     pub message: String,
     pub raw: Option<String>,
     pub retry_after: Option<u64>,
+    /// The failure came after the provider took the request and may have started generating (a
+    /// timeout or broken connection after sending, an answer that could not be read): it may bill
+    /// the platform for it.
+    pub billable: bool,
 }
 
 /// Words providers use when a prompt does not fit the model's context window.
@@ -524,6 +554,23 @@ fn says_context_too_long(message: &str) -> bool {
 }
 
 impl UpstreamFailure {
+    pub fn new(kind: FailureKind, provider: &str, message: impl Into<String>) -> UpstreamFailure {
+        UpstreamFailure {
+            kind,
+            provider: provider.to_string(),
+            message: message.into(),
+            raw: None,
+            retry_after: None,
+            billable: false,
+        }
+    }
+
+    /// Marks the failure as one the provider may bill for.
+    pub fn billable(mut self) -> UpstreamFailure {
+        self.billable = true;
+        self
+    }
+
     /// Whether another endpoint (or key) may succeed where this one failed.
     pub fn retryable(&self) -> bool {
         match self.kind {

@@ -47,19 +47,32 @@ pub fn quirks(kind: ProviderKind) -> Quirks {
             max_completion_tokens: false,
             ..base
         },
+        // OpenRouter documents `max_tokens` (and passes it on as each provider needs).
         ProviderKind::Openrouter => Quirks {
             openrouter: true,
+            max_completion_tokens: false,
             ..base
         },
         _ => base,
     }
 }
 
-/// The body an OpenAI-compatible service receives.
+/// The body an OpenAI-compatible service receives: the client's, with the model, the stream switch and
+/// the output cap the hold was computed from (in the one field the service honours, any other dropped)
+/// written over whatever the client sent.
 pub fn body(kind: ProviderKind, upstream_model: &str, call: &ChatCall<'_>) -> Map<String, Value> {
     let q = quirks(kind);
     let mut body = call.body.clone();
     body.insert("model".into(), Value::String(upstream_model.to_string()));
+    body.insert("stream".into(), Value::Bool(call.stream));
+    body.remove("max_tokens");
+    body.remove("max_completion_tokens");
+    let cap = if q.max_completion_tokens {
+        "max_completion_tokens"
+    } else {
+        "max_tokens"
+    };
+    body.insert(cap.into(), json!(call.max_tokens));
     if call.stream && q.stream_options {
         let opts = body.entry("stream_options").or_insert_with(|| json!({}));
         if !opts.is_object() {
@@ -83,16 +96,6 @@ pub fn body(kind: ProviderKind, upstream_model: &str, call: &ChatCall<'_>) -> Ma
         }
         if !q.reasoning_effort {
             body.remove("reasoning_effort");
-        }
-    }
-    if !q.max_completion_tokens {
-        if let Some(v) = body.remove("max_completion_tokens") {
-            let smaller = match (body.get("max_tokens").and_then(Value::as_u64), v.as_u64()) {
-                (Some(a), Some(b)) => Value::from(a.min(b)),
-                (None, _) => v,
-                (Some(a), None) => Value::from(a),
-            };
-            body.insert("max_tokens".into(), smaller);
         }
     }
     if q.random_seed {
@@ -178,6 +181,7 @@ mod tests {
         (body.as_object().cloned().expect("object"), stream)
     }
 
+    /// The gateway's cap (the smaller of the client's and the catalog's) is 50 here.
     fn translate(kind: ProviderKind, body: Value, stream: bool) -> Value {
         let (b, stream) = call(body, stream);
         Value::Object(super::body(
@@ -186,7 +190,7 @@ mod tests {
             &ChatCall {
                 body: &b,
                 stream,
-                max_tokens: 100,
+                max_tokens: 50,
             },
         ))
     }
@@ -198,13 +202,13 @@ mod tests {
         let openai = translate(ProviderKind::Openai, req.clone(), true);
         assert_eq!(
             openai,
-            json!({"model": "up-1", "messages": [], "max_completion_tokens": 50, "seed": 7,
+            json!({"model": "up-1", "messages": [], "max_completion_tokens": 50, "seed": 7, "stream": true,
             "reasoning_effort": "high", "x_custom": 1, "stream_options": {"include_usage": true}})
         );
         let mistral = translate(ProviderKind::Mistral, req.clone(), true);
         assert_eq!(
             mistral,
-            json!({"model": "up-1", "messages": [], "max_tokens": 50, "random_seed": 7, "x_custom": 1})
+            json!({"model": "up-1", "messages": [], "max_tokens": 50, "random_seed": 7, "x_custom": 1, "stream": true})
         );
         let deepseek = translate(
             ProviderKind::Deepseek,
@@ -213,10 +217,34 @@ mod tests {
         );
         assert_eq!(
             deepseek,
-            json!({"model": "up-1", "messages": [], "max_tokens": 50})
+            json!({"model": "up-1", "messages": [], "max_tokens": 50, "stream": false})
         );
         let openrouter = translate(ProviderKind::Openrouter, req, false);
         assert_eq!(openrouter["reasoning"], json!({"effort": "high"}));
+        assert_eq!(openrouter["max_tokens"], json!(50));
+    }
+
+    #[test]
+    fn the_cap_is_always_written_and_nothing_conflicts_with_it() {
+        // No cap from the client: the gateway's is written all the same.
+        let none = translate(ProviderKind::Openai, json!({"messages": []}), false);
+        assert_eq!(none["max_completion_tokens"], json!(50));
+        assert!(none.get("max_tokens").is_none());
+        // A client's larger cap (in either field) never reaches the provider.
+        let both = translate(
+            ProviderKind::Groq,
+            json!({"messages": [], "max_tokens": 9000, "max_completion_tokens": 8000}),
+            false,
+        );
+        assert_eq!(both["max_completion_tokens"], json!(50));
+        assert!(both.get("max_tokens").is_none());
+        let vllm = translate(
+            ProviderKind::Vllm,
+            json!({"messages": [], "max_completion_tokens": 9000}),
+            false,
+        );
+        assert_eq!(vllm["max_tokens"], json!(50));
+        assert!(vllm.get("max_completion_tokens").is_none());
     }
 
     #[test]
@@ -240,6 +268,9 @@ mod tests {
             cache_write: None,
             request: crate::money::Nanos(0),
             max_output_tokens: None,
+            web_search: None,
+            audio_input: None,
+            service_tiers: Vec::new(),
             priority: 0,
             weight: 100,
             markup: crate::money::Markup(0),

@@ -171,6 +171,7 @@ pub async fn seed(
                 completion,
                 cache_read,
                 cache_write: 0,
+                audio: 0,
             };
             let pricing = catalog.pricing(org, model, ep);
             let (cost, charge) = if status == 200 {
@@ -198,6 +199,7 @@ pub async fn seed(
                 usage_estimated: false,
                 cost,
                 charge,
+                held: charge,
                 latency_ms: latency,
                 ttft_ms: streamed.then(|| rng.random_range(80..latency.min(1_500))),
                 finish_reason: (status == 200).then(|| "stop".to_string()),
@@ -210,6 +212,7 @@ pub async fn seed(
                                    "latency_ms": latency }]),
                 created_at,
                 content: None,
+                losses: Vec::new(),
             });
         }
         record(store, &gens).await?;
