@@ -79,6 +79,9 @@ pub struct ProviderRow {
     pub degraded: bool,
 }
 
+/// The most choices (`n`) a request may ask for where the catalog does not say.
+pub const DEFAULT_MAX_N: u64 = 8;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminModel {
     pub id: String,
@@ -88,6 +91,11 @@ pub struct AdminModel {
     pub context_length: u64,
     /// Blank: the context length (or the endpoint's own limit).
     pub max_output_tokens: String,
+    /// The most choices (`n`) a request may ask for; blank: the platform's default.
+    pub max_n: String,
+    /// Upstream time limits in milliseconds; blank: the server's.
+    pub first_byte_timeout_ms: String,
+    pub idle_timeout_ms: String,
     /// Comma-separated: "text, image".
     pub input_modalities: String,
     pub output_modalities: String,
@@ -117,6 +125,12 @@ pub struct AdminEndpoint {
     pub cache_read: String,
     pub cache_write: String,
     pub request_price: String,
+    /// USD per request that searches the web; blank: such requests are refused here.
+    pub web_search: String,
+    /// USD per million audio input tokens; blank: audio is refused here.
+    pub audio_input: String,
+    /// Service tiers beyond the default at a percentage of the list price: "flex=50, priority=200".
+    pub service_tiers: String,
     /// Cost → sale of the cache and per-request prices, for the table ("cache read $0.30 → $0.33").
     pub extras: Vec<String>,
     pub max_output_tokens: String,
@@ -226,6 +240,9 @@ pub enum CatalogOp {
         description: String,
         context_length: String,
         max_output_tokens: String,
+        max_n: String,
+        first_byte_timeout_ms: String,
+        idle_timeout_ms: String,
         input_modalities: String,
         output_modalities: String,
         supported_parameters: String,
@@ -244,6 +261,9 @@ pub enum CatalogOp {
         cache_read: String,
         cache_write: String,
         request_price: String,
+        web_search: String,
+        audio_input: String,
+        service_tiers: String,
         max_output_tokens: String,
         priority: String,
         weight: String,
@@ -414,6 +434,9 @@ pub async fn save_model(
     description: String,
     context_length: String,
     max_output_tokens: String,
+    max_n: String,
+    first_byte_timeout_ms: String,
+    idle_timeout_ms: String,
     input_modalities: String,
     output_modalities: String,
     supported_parameters: String,
@@ -431,6 +454,9 @@ pub async fn save_model(
         description,
         context_length,
         max_output_tokens,
+        max_n,
+        first_byte_timeout_ms,
+        idle_timeout_ms,
         input_modalities,
         output_modalities,
         supported_parameters,
@@ -454,6 +480,9 @@ pub async fn save_endpoint(
     cache_read: String,
     cache_write: String,
     request_price: String,
+    web_search: String,
+    audio_input: String,
+    service_tiers: String,
     max_output_tokens: String,
     priority: String,
     weight: String,
@@ -467,6 +496,9 @@ pub async fn save_endpoint(
         cache_read,
         cache_write,
         request_price,
+        web_search,
+        audio_input,
+        service_tiers,
         max_output_tokens,
         priority,
         weight,
@@ -886,6 +918,9 @@ fn ModelCard(
                             <label>"Cost per 1M cached input read (blank: input price)" <input name="cache_read" inputmode="decimal" value=e.cache_read.clone()/></label>
                             <label>"Cost per 1M cached input written (blank: input price)" <input name="cache_write" inputmode="decimal" value=e.cache_write.clone()/></label>
                             <label>"Cost per request (USD)" <input name="request_price" inputmode="decimal" placeholder="0" value=e.request_price.clone()/></label>
+                            <label title="Requests with web_search_options are refused where this is blank">"Cost per web search (USD; blank: refused)" <input name="web_search" inputmode="decimal" value=e.web_search.clone()/></label>
+                            <label title="Requests with audio parts are refused where this is blank">"Cost per 1M audio input (USD; blank: refused)" <input name="audio_input" inputmode="decimal" value=e.audio_input.clone()/></label>
+                            <label title="A request's service_tier must be one of these (or a default tier); it pays this share of the list price">"Service tiers (% of list price)" <input name="service_tiers" placeholder="flex=50, priority=200" value=e.service_tiers.clone()/></label>
                             <label>"Max output tokens (blank: the model's)" <input name="max_output_tokens" inputmode="numeric" value=e.max_output_tokens.clone()/></label>
                             <label>"Priority (lower is tried first)" <input name="priority" inputmode="numeric" value=e.priority.to_string()/></label>
                             <label>"Weight among equal priority (0: fallback only)" <input name="weight" inputmode="numeric" value=e.weight.to_string()/></label>
@@ -906,6 +941,9 @@ fn ModelCard(
                         <label>"Name" <input name="name" required value=m.name.clone()/></label>
                         <label>"Context length (tokens)" <input name="context_length" inputmode="numeric" required value=m.context_length.to_string()/></label>
                         <label>"Max output tokens (blank: context length)" <input name="max_output_tokens" inputmode="numeric" value=m.max_output_tokens.clone()/></label>
+                        <label title="A request asking for more choices (n) is refused">{format!("Most choices per request (n; blank: {DEFAULT_MAX_N})")} <input name="max_n" inputmode="numeric" value=m.max_n.clone()/></label>
+                        <label title="How long an upstream may take to start answering">"First-token limit (ms; blank: server's)" <input name="first_byte_timeout_ms" inputmode="numeric" value=m.first_byte_timeout_ms.clone()/></label>
+                        <label title="The longest silence allowed once an answer has started">"Idle limit (ms; blank: server's)" <input name="idle_timeout_ms" inputmode="numeric" value=m.idle_timeout_ms.clone()/></label>
                         <label>"Input modalities" <input name="input_modalities" required placeholder="text, image" value=m.input_modalities.clone()/></label>
                         <label>"Output modalities" <input name="output_modalities" required placeholder="text" value=m.output_modalities.clone()/></label>
                         <label>"Tokenizer" <input name="tokenizer" required placeholder="e.g. GPT, Claude, Llama3" value=m.tokenizer.clone()/></label>

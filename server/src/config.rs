@@ -59,6 +59,12 @@ pub struct Config {
     pub db_max_connections: u32,
     /// An instance silent this long is taken for dead and its holds are released.
     pub instance_stale_ms: u64,
+    /// How long a request waits for its credit to be reserved before it is answered 503 with
+    /// `Retry-After` (the database is slow or unreachable).
+    pub admission_timeout_ms: u64,
+    /// Where settlements wait (fsync'd) while the database cannot take them; replayed at start and as
+    /// soon as the database answers.
+    pub journal_dir: PathBuf,
     /// Mark the session cookie Secure (set it when the platform is served over HTTPS).
     pub secure_cookies: bool,
     /// The address people reach the dashboard at, for links in emails (`https://llm.example.com`).
@@ -113,6 +119,8 @@ impl Default for Config {
             shutdown_grace_ms: 30_000,
             db_max_connections: 16,
             instance_stale_ms: 60_000,
+            admission_timeout_ms: 2_000,
+            journal_dir: PathBuf::from("data/journal"),
             secure_cookies: false,
             public_url: None,
             smtp_url: None,
@@ -218,6 +226,13 @@ const ENV: &[(&str, Setter)] = &[
     }),
     ("SWITCHYARD_INSTANCE_STALE_MS", |c, v| {
         num(v).map(|x| c.instance_stale_ms = x)
+    }),
+    ("SWITCHYARD_ADMISSION_TIMEOUT_MS", |c, v| {
+        num(v).map(|x| c.admission_timeout_ms = x)
+    }),
+    ("SWITCHYARD_JOURNAL_DIR", |c, v| {
+        c.journal_dir = v.into();
+        Ok(())
     }),
     ("SWITCHYARD_SECURE_COOKIES", |c, v| {
         num(v).map(|x| c.secure_cookies = x)

@@ -117,6 +117,16 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if crate::store::unavailable(&e) {
+            tracing::warn!(error = %e, "the database is unavailable");
+            let mut a = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the platform's database is unavailable; retry shortly",
+            );
+            a.retry_after = Some(2);
+            return a;
+        }
         ApiError::internal(e)
     }
 }

@@ -56,8 +56,13 @@ impl Application {
         init_tls();
         let cipher = crypto::Cipher::from_config(&cfg)?;
         let catalog = catalog::CatalogHandle::new(catalog::load(&store, &cipher).await?);
-        let (gate, writer) =
-            billing::CreditGate::start(store.clone(), Config::ms(cfg.instance_stale_ms)).await?;
+        let (gate, writer) = billing::CreditGate::start(
+            store.clone(),
+            Config::ms(cfg.instance_stale_ms),
+            &cfg.journal_dir,
+            Config::ms(cfg.admission_timeout_ms.max(1)),
+        )
+        .await?;
         let http = reqwest::Client::builder()
             .connect_timeout(Config::ms(cfg.upstream_connect_timeout_ms))
             .pool_max_idle_per_host(1024)

@@ -22,6 +22,7 @@ fn cli(db: &TestDb, args: &[&str]) -> (bool, String, String) {
         .args(args)
         .env("DATABASE_URL", &db.url)
         .env("SWITCHYARD_SECRET_KEY", KEY_B64)
+        .env("SWITCHYARD_JOURNAL_DIR", db.dir().join("journal"))
         .env("FAKE_UPSTREAM_KEY", UPSTREAM_KEY)
         .output()
         .expect("run switchyard");
@@ -126,6 +127,7 @@ fn start_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
     cmd.arg("serve")
         .env("DATABASE_URL", &db.url)
         .env("SWITCHYARD_SECRET_KEY", KEY_B64)
+        .env("SWITCHYARD_JOURNAL_DIR", db.dir().join("journal"))
         .env("SWITCHYARD_ADDR", "127.0.0.1:0")
         .env("SWITCHYARD_KEY_CACHE_TTL_MS", "200")
         .env("RUST_LOG", "error")

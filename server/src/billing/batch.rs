@@ -206,6 +206,44 @@ pub(super) async fn settle_many(
     Ok(())
 }
 
+/// Releases holds that are still open (a request that gave up on its admission); each once.
+pub(super) async fn release_many(tx: &mut Tx, holds: &[&Hold]) -> Result<(), sqlx::Error> {
+    if holds.is_empty() {
+        return Ok(());
+    }
+    let sqlite = is_sqlite(tx);
+    let sql = format!(
+        "DELETE FROM holds WHERE id IN ({}) RETURNING id",
+        in_list(sqlite, holds.len())
+    );
+    let mut q = sqlx::query_as::<_, (String,)>(&sql);
+    for h in holds {
+        q = q.bind(&h.id);
+    }
+    let released: HashSet<String> = q
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .map(|(id,)| id)
+        .collect();
+    let mut once = HashSet::new();
+    for h in holds {
+        if released.contains(&h.id) && once.insert(h.id.as_str()) {
+            sqlx::query("UPDATE orgs SET reserved_nanos = reserved_nanos - $1 WHERE id = $2")
+                .bind(h.amount.0)
+                .bind(&h.org_id)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("UPDATE api_keys SET reserved_nanos = reserved_nanos - $1 WHERE id = $2")
+                .bind(h.amount.0)
+                .bind(&h.key_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes operator losses: (the generation, the loss's number in it, the loss).
 pub(super) async fn record_losses(
     tx: &mut Tx,

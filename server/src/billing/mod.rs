@@ -5,9 +5,15 @@
 //! by writing the generation, the usage ledger entry and the projections and releasing the hold, in one
 //! transaction, idempotent by generation id. All of this goes through one writer task that commits whatever
 //! is queued in a single transaction (group commit): one commit serves many requests under load.
+//!
+//! When the database cannot take a batch (unreachable, locked, or silent for `BATCH_WAIT`), its
+//! settlements go to the local journal (fsync'd) before their requests are told they are done, admissions
+//! are refused at once (503) until the database answers again, and the journal is replayed — at start,
+//! and every second while it holds anything. No settlement is ever dropped.
 
 pub mod alerts;
 mod batch;
+pub mod journal;
 pub mod ledger;
 pub mod promo;
 pub mod purchases;
@@ -150,6 +156,8 @@ enum Op {
         generation: Box<Generation>,
         reply: Option<oneshot::Sender<Result<(), String>>>,
     },
+    /// Releases a hold whose admission its request gave up waiting for (if it was admitted at all).
+    Release { hold: Hold },
     /// Answered once everything queued before it is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -159,16 +167,38 @@ enum Op {
 pub struct CreditGate {
     tx: mpsc::UnboundedSender<Op>,
     instance_id: String,
+    /// How long a request waits for its admission before it is answered 503.
+    admission_wait: Duration,
 }
 
 const MAX_BATCH: usize = 512;
+/// The longest a batch may take to commit before the database is taken for unavailable.
+const BATCH_WAIT: Duration = Duration::from_secs(5);
+/// While the database is unavailable, how long batches go straight to the journal before it is tried
+/// again.
+const DOWN_PROBE: Duration = Duration::from_secs(1);
 
 impl CreditGate {
-    /// Starts the writer task (and the heartbeat that keeps this instance's holds alive).
+    /// Replays what an earlier run journaled, then starts the writer task (and the heartbeat that keeps
+    /// this instance's holds alive, which also replays the journal while it holds anything).
     pub async fn start(
         store: Store,
         stale_after: Duration,
+        journal_dir: &std::path::Path,
+        admission_wait: Duration,
     ) -> anyhow::Result<(CreditGate, tokio::task::JoinHandle<()>)> {
+        let journal = std::sync::Arc::new(journal::Journal::open(journal_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot use the settlement journal folder {} ({e}); set SWITCHYARD_JOURNAL_DIR to a writable folder",
+                journal_dir.display()
+            )
+        })?);
+        // Settlements journaled by an earlier run go in first: their holds are settled, not released
+        // as an dead instance's.
+        let replayed = replay(&store, &journal).await?;
+        if replayed > 0 {
+            tracing::info!(entries = replayed, "replayed the settlement journal");
+        }
         let instance_id = new_id();
         let now = now_ms();
         sqlx::query("INSERT INTO instances (id, started_at, heartbeat_at) VALUES ($1, $2, $2)")
@@ -178,11 +208,45 @@ impl CreditGate {
             .await?;
         release_stale_holds(&store, &instance_id, stale_after).await?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(writer_loop(store.clone(), rx, instance_id.clone()));
+        let writer = tokio::spawn(writer_loop(
+            Writer {
+                store: store.clone(),
+                instance_id: instance_id.clone(),
+                journal: journal.clone(),
+                down_until: None,
+            },
+            rx,
+        ));
         let hb_store = store.clone();
         let hb_id = instance_id.clone();
-        let gate = CreditGate { tx, instance_id };
+        let gate = CreditGate {
+            tx,
+            instance_id,
+            admission_wait,
+        };
         let weak = gate.tx.downgrade();
+        let replay_store = store.clone();
+        let replay_weak = gate.tx.downgrade();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(DOWN_PROBE).await;
+                if replay_weak.upgrade().is_none() {
+                    break;
+                }
+                if journal.pending() {
+                    match replay(&replay_store, &journal).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(
+                            entries = n,
+                            "the database is back: journaled settlements applied"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the settlement journal waits for the database")
+                        }
+                    }
+                }
+            }
+        });
         tokio::spawn(async move {
             let period = (stale_after / 4).max(Duration::from_millis(200));
             loop {
@@ -232,10 +296,17 @@ impl CreditGate {
                 reply,
             })
             .map_err(|_| Refusal::Unavailable("the platform is shutting down".into()))?;
-        match rx.await {
-            Ok(Ok(())) => Ok(hold),
-            Ok(Err(r)) => Err(r),
-            Err(_) => Err(Refusal::Unavailable("billing writer stopped".into())),
+        match tokio::time::timeout(self.admission_wait, rx).await {
+            Ok(Ok(Ok(()))) => Ok(hold),
+            Ok(Ok(Err(r))) => Err(r),
+            Ok(Err(_)) => Err(Refusal::Unavailable("billing writer stopped".into())),
+            Err(_) => {
+                // It may still be admitted: release it then, whichever comes first.
+                let _ = self.tx.send(Op::Release { hold });
+                Err(Refusal::Unavailable(
+                    "the database did not answer in time".into(),
+                ))
+            }
         }
     }
 
@@ -287,7 +358,16 @@ impl CreditGate {
     }
 }
 
-async fn writer_loop(store: Store, mut rx: mpsc::UnboundedReceiver<Op>, instance_id: String) {
+/// The writer task's state.
+struct Writer {
+    store: Store,
+    instance_id: String,
+    journal: std::sync::Arc<journal::Journal>,
+    /// Set while the database is unavailable: until then batches go straight to the journal.
+    down_until: Option<tokio::time::Instant>,
+}
+
+async fn writer_loop(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>) {
     let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -297,69 +377,169 @@ async fn writer_loop(store: Store, mut rx: mpsc::UnboundedReceiver<Op>, instance
                 Err(_) => break,
             }
         }
-        run_batch(&store, &mut batch, &instance_id).await;
+        run_batch(&mut w, &mut batch).await;
     }
     tracing::info!("billing writer drained");
 }
 
-/// Commits a batch in one transaction; if that fails, each op alone (retrying settlements), so one bad
-/// op cannot take the others down with it.
-async fn run_batch(store: &Store, batch: &mut Vec<Op>, instance_id: &str) {
+/// Commits ops in one transaction, within `BATCH_WAIT`.
+async fn commit(
+    store: &Store,
+    ops: &[Op],
+    instance_id: &str,
+) -> Result<Vec<Result<(), Refusal>>, sqlx::Error> {
     let together = async {
         let mut tx = store.writer.begin().await?;
         // A batch of admissions only need not wait for its WAL flush: if the server dies before it is
         // durable, the requests it admitted die too and nothing was charged. Settlements always wait, and
         // their flush covers every earlier admission.
         if store.backend == crate::store::Backend::Postgres
-            && !batch.iter().any(|op| matches!(op, Op::Settle { .. }))
+            && !ops.iter().any(|op| matches!(op, Op::Settle { .. }))
         {
             sqlx::query("SET LOCAL synchronous_commit TO OFF")
                 .execute(&mut *tx)
                 .await?;
         }
-        let outcomes = apply_ops(&mut tx, batch, instance_id).await?;
+        let outcomes = apply_ops(&mut tx, ops, instance_id).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(outcomes)
     };
-    match together.await {
+    tokio::time::timeout(BATCH_WAIT, together)
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+}
+
+/// Commits a batch in one transaction. If the database is unavailable, the batch goes to the journal;
+/// if one op is at fault, each is committed alone so that it cannot take the others down with it.
+async fn run_batch(w: &mut Writer, batch: &mut Vec<Op>) {
+    if w.down_until
+        .is_some_and(|t| tokio::time::Instant::now() < t)
+    {
+        return divert(w, batch).await;
+    }
+    match commit(&w.store, batch, &w.instance_id).await {
         Ok(outcomes) => {
+            if w.down_until.take().is_some() {
+                tracing::info!("the database answers again");
+            }
             for (op, outcome) in batch.drain(..).zip(outcomes) {
                 reply(op, outcome);
             }
         }
+        Err(e) if crate::store::unavailable(&e) => {
+            tracing::error!(error = %e, ops = batch.len(), "the database is unavailable: settlements go to the journal, admissions are refused");
+            w.down_until = Some(tokio::time::Instant::now() + DOWN_PROBE);
+            divert(w, batch).await;
+        }
         Err(e) => {
             tracing::warn!(error = %e, ops = batch.len(), "batch commit failed; committing one by one");
-            for op in batch.drain(..) {
-                let mut attempt = 0u32;
-                loop {
-                    let one = async {
-                        let mut tx = store.writer.begin().await?;
-                        let o = apply_ops(&mut tx, std::slice::from_ref(&op), instance_id)
-                            .await?
-                            .pop()
-                            .unwrap_or(Ok(()));
-                        tx.commit().await?;
-                        Ok::<_, sqlx::Error>(o)
-                    };
-                    match one.await {
-                        Ok(o) => {
-                            reply(op, o);
-                            break;
-                        }
-                        Err(e) if matches!(op, Op::Settle { .. }) && attempt < 20 => {
-                            attempt += 1;
-                            tracing::error!(error = %e, attempt, "settlement failed; retrying");
-                            tokio::time::sleep(Duration::from_millis(50 * attempt as u64)).await;
-                        }
-                        Err(e) => {
-                            reply(op, Err(Refusal::Unavailable(e.to_string())));
-                            break;
-                        }
+            let ops: Vec<Op> = std::mem::take(batch);
+            let mut rest = ops.into_iter();
+            while let Some(op) = rest.next() {
+                match commit(&w.store, std::slice::from_ref(&op), &w.instance_id).await {
+                    Ok(mut o) => reply(op, o.pop().unwrap_or(Ok(()))),
+                    Err(e) if crate::store::unavailable(&e) => {
+                        w.down_until = Some(tokio::time::Instant::now() + DOWN_PROBE);
+                        let mut left: Vec<Op> = std::iter::once(op).chain(rest).collect();
+                        divert(w, &mut left).await;
+                        return;
                     }
+                    Err(e) => match op {
+                        Op::Settle { ref generation, .. } => {
+                            // Not the database's availability: this settlement itself. It is kept for
+                            // the operator rather than dropped.
+                            tracing::error!(generation = %generation.id, error = %e, "a settlement the database refuses was set aside in the journal folder");
+                            let line = serde_json::to_string(&journal::Entry::Settle {
+                                hold: match &op {
+                                    Op::Settle { hold, .. } => hold.clone(),
+                                    _ => unreachable!("matched a settlement"),
+                                },
+                                generation: generation.clone(),
+                            })
+                            .unwrap_or_default();
+                            journal::reject(w.journal.dir(), &[line]);
+                            reply(op, Err(Refusal::Unavailable(e.to_string())));
+                        }
+                        op => reply(op, Err(Refusal::Unavailable(e.to_string()))),
+                    },
                 }
             }
         }
     }
+}
+
+/// The database cannot take the batch: its settlements (and releases) are journaled, then acknowledged;
+/// admissions are refused, and their holds released when the database answers (their commit may have
+/// gone through before it stopped answering).
+async fn divert(w: &mut Writer, batch: &mut Vec<Op>) {
+    let entries: Vec<journal::Entry> = batch
+        .iter()
+        .filter_map(|op| match op {
+            Op::Settle {
+                hold, generation, ..
+            } => Some(journal::Entry::Settle {
+                hold: hold.clone(),
+                generation: generation.clone(),
+            }),
+            Op::Release { hold } | Op::Admit { hold, .. } => {
+                Some(journal::Entry::Release { hold: hold.clone() })
+            }
+            Op::Flush(_) => None,
+        })
+        .collect();
+    let written = w.journal.append(entries).await;
+    if let Err(e) = &written {
+        tracing::error!(error = %e, "the settlement journal cannot be written; settlements of this batch are lost unless the database returns before this process ends");
+    }
+    for op in batch.drain(..) {
+        let outcome = match (&op, &written) {
+            (Op::Admit { .. }, _) => {
+                Err(Refusal::Unavailable("the database is unavailable".into()))
+            }
+            (_, Ok(())) => Ok(()),
+            (_, Err(e)) => Err(Refusal::Unavailable(e.to_string())),
+        };
+        reply(op, outcome);
+    }
+}
+
+/// Applies what the journal holds: settlements (charged at most what can still be paid where their hold
+/// was released meanwhile) and releases, a file at a time, deleting each once committed. Returns how
+/// many entries were applied.
+pub async fn replay(store: &Store, journal: &journal::Journal) -> anyhow::Result<usize> {
+    let mut applied = 0;
+    for file in journal.take().await? {
+        let (entries, bad) = journal::read(&file)?;
+        journal::reject(journal.dir(), &bad);
+        for chunk in entries.chunks(MAX_BATCH) {
+            let settles: Vec<(&Hold, &Generation)> = chunk
+                .iter()
+                .filter_map(|e| match e {
+                    journal::Entry::Settle { hold, generation } => Some((hold, &**generation)),
+                    _ => None,
+                })
+                .collect();
+            let releases: Vec<&Hold> = chunk
+                .iter()
+                .filter_map(|e| match e {
+                    journal::Entry::Release { hold } => Some(hold),
+                    _ => None,
+                })
+                .collect();
+            let work = async {
+                let mut tx = store.writer.begin().await?;
+                batch::settle_many(&mut tx, &settles, true).await?;
+                batch::release_many(&mut tx, &releases).await?;
+                tx.commit().await
+            };
+            tokio::time::timeout(BATCH_WAIT, work)
+                .await
+                .unwrap_or(Err(sqlx::Error::PoolTimedOut))?;
+            applied += chunk.len();
+        }
+        std::fs::remove_file(&file)?;
+    }
+    Ok(applied)
 }
 
 fn reply(op: Op, outcome: Result<(), Refusal>) {
@@ -381,6 +561,7 @@ fn reply(op: Op, outcome: Result<(), Refusal>) {
                 tracing::error!(generation = %generation.id, reason = ?r, "detached settlement failed");
             }
         }
+        Op::Release { .. } => {}
         Op::Flush(done) => {
             let _ = done.send(());
         }
@@ -404,6 +585,14 @@ async fn apply_ops(
         })
         .collect();
     batch::settle_many(tx, &settles, true).await?;
+    let releases: Vec<&Hold> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Release { hold } => Some(hold),
+            _ => None,
+        })
+        .collect();
+    batch::release_many(tx, &releases).await?;
     let admits: Vec<&Hold> = ops
         .iter()
         .filter_map(|op| match op {

@@ -89,12 +89,15 @@ struct ModelRecord {
     output_modalities: String,
     supported_parameters: String,
     tokenizer: String,
+    max_n: Option<i64>,
+    first_byte_timeout_ms: Option<i64>,
+    idle_timeout_ms: Option<i64>,
 }
 
 const MODEL_COLS: &str =
     "id, slug, name, description, context_length, max_output_tokens, enabled, hidden, \
     sale_input_per_mtok_nanos, sale_output_per_mtok_nanos, input_modalities, output_modalities, \
-    supported_parameters, tokenizer";
+    supported_parameters, tokenizer, max_n, first_byte_timeout_ms, idle_timeout_ms";
 
 impl ModelRecord {
     fn sale(&self) -> Option<(MtokPrice, MtokPrice)> {
@@ -121,11 +124,39 @@ struct EndpointRecord {
     priority: i64,
     weight: i64,
     enabled: i64,
+    web_search_nanos: Option<i64>,
+    audio_input_per_mtok_nanos: Option<i64>,
+    service_tiers: Option<String>,
 }
 
 const ENDPOINT_COLS: &str = "e.id, e.model_id, m.slug AS model_slug, e.provider_id, e.upstream_model, \
     e.input_per_mtok_nanos, e.output_per_mtok_nanos, e.cache_read_per_mtok_nanos, e.cache_write_per_mtok_nanos, \
-    e.request_nanos, e.max_output_tokens, e.priority, e.weight, e.enabled";
+    e.request_nanos, e.max_output_tokens, e.priority, e.weight, e.enabled, e.web_search_nanos, \
+    e.audio_input_per_mtok_nanos, e.service_tiers";
+
+/// Service tiers as the admin page writes them: "flex=50, priority=200".
+fn tiers_text(stored: Option<&str>) -> String {
+    super::parse_service_tiers(stored)
+        .into_iter()
+        .map(|(t, ppm)| format!("{t}={}", Markup(ppm).to_percent_string()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reads "flex=50, priority=200" (percent of the list price) into the stored form.
+fn parse_tiers(v: &str) -> Result<Option<String>, String> {
+    let mut tiers = std::collections::BTreeMap::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, pct) = part.split_once('=').ok_or(
+            "service tiers: write them like flex=50, priority=200 (percent of the list price)",
+        )?;
+        let pct = Markup::parse_percent(pct.trim()).map_err(|e| format!("service tiers: {e}"))?;
+        let name = name.trim().to_ascii_lowercase();
+        super::file::check_service_tier(&name, pct).map_err(|e| format!("service tiers: {e}"))?;
+        tiers.insert(name, pct);
+    }
+    Ok(super::file::service_tiers_json(&tiers))
+}
 
 /// Every provider's keys as the page shows them (never the key itself).
 async fn credentials(
@@ -365,6 +396,12 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
                         } else {
                             String::new()
                         },
+                        web_search: e
+                            .web_search_nanos
+                            .map(|n| Nanos(n).to_usd_string())
+                            .unwrap_or_default(),
+                        audio_input: e.audio_input_per_mtok_nanos.map(mtok).unwrap_or_default(),
+                        service_tiers: tiers_text(e.service_tiers.as_deref()),
                         extras,
                         max_output_tokens: e
                             .max_output_tokens
@@ -404,6 +441,12 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
                     .max_output_tokens
                     .map(|v| v.to_string())
                     .unwrap_or_default(),
+                max_n: m.max_n.map(|v| v.to_string()).unwrap_or_default(),
+                first_byte_timeout_ms: m
+                    .first_byte_timeout_ms
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+                idle_timeout_ms: m.idle_timeout_ms.map(|v| v.to_string()).unwrap_or_default(),
                 input_modalities: list_text(&m.input_modalities),
                 output_modalities: list_text(&m.output_modalities),
                 supported_parameters: list_text(&m.supported_parameters),
@@ -623,7 +666,8 @@ async fn model_json(tx: &mut Tx, id: &str) -> Result<Option<Value>, sqlx::Error>
                "output_modalities": m.output_modalities, "supported_parameters": m.supported_parameters,
                "tokenizer": m.tokenizer, "enabled": m.enabled != 0, "hidden": m.hidden != 0,
                "sale_input": m.sale_input_per_mtok_nanos.map(mtok),
-               "sale_output": m.sale_output_per_mtok_nanos.map(mtok), "markup": markup})
+               "sale_output": m.sale_output_per_mtok_nanos.map(mtok), "markup": markup, "max_n": m.max_n,
+               "first_byte_timeout_ms": m.first_byte_timeout_ms, "idle_timeout_ms": m.idle_timeout_ms})
     }))
 }
 
@@ -639,7 +683,9 @@ async fn endpoint_json(tx: &mut Tx, id: &str) -> Result<Option<Value>, sqlx::Err
                "cost_input": mtok(e.input_per_mtok_nanos), "cost_output": mtok(e.output_per_mtok_nanos),
                "cache_read": e.cache_read_per_mtok_nanos.map(mtok), "cache_write": e.cache_write_per_mtok_nanos.map(mtok),
                "per_request": (e.request_nanos > 0).then(|| Nanos(e.request_nanos).to_usd_string()),
-               "max_output_tokens": e.max_output_tokens, "priority": e.priority, "weight": e.weight, "enabled": e.enabled != 0})
+               "max_output_tokens": e.max_output_tokens, "priority": e.priority, "weight": e.weight, "enabled": e.enabled != 0,
+               "web_search": e.web_search_nanos.map(|n| Nanos(n).to_usd_string()),
+               "audio_input": e.audio_input_per_mtok_nanos.map(mtok), "service_tiers": tiers_text(e.service_tiers.as_deref())})
     }))
 }
 
@@ -735,7 +781,7 @@ fn optional_count(field: &str, v: &str) -> Result<Option<i64>, String> {
             .ok()
             .filter(|n| *n > 0)
             .map(Some)
-            .ok_or_else(|| format!("{field}: a whole number of tokens, or blank")),
+            .ok_or_else(|| format!("{field}: a positive whole number, or blank")),
     }
 }
 
@@ -1246,6 +1292,9 @@ async fn apply(
             description,
             context_length,
             max_output_tokens,
+            max_n,
+            first_byte_timeout_ms,
+            idle_timeout_ms,
             input_modalities,
             output_modalities,
             supported_parameters,
@@ -1276,6 +1325,17 @@ async fn apply(
                 .filter(|c| *c > 0)
                 .ok_or("context length: a whole number of tokens, like 128000")?;
             let max_out = optional_count("max output tokens", &max_output_tokens)?;
+            let max_n = optional_count("most choices per request", &max_n)?;
+            let limit = |field: &str, v: &str| -> Result<Option<i64>, String> {
+                match optional_count(field, v)? {
+                    Some(ms) if !(100..=3_600_000).contains(&ms) => Err(format!(
+                        "{field}: from 100 to 3600000 milliseconds (an hour)"
+                    )),
+                    ms => Ok(ms),
+                }
+            };
+            let first_byte = limit("first-token limit", &first_byte_timeout_ms)?;
+            let idle = limit("idle limit", &idle_timeout_ms)?;
             let inputs = check_list(
                 "input modalities",
                 &input_modalities,
@@ -1304,7 +1364,7 @@ async fn apply(
                 "UPDATE models SET name = $1, description = $2, context_length = $3, enabled = $4, hidden = $5, \
                  sale_input_per_mtok_nanos = $6, sale_output_per_mtok_nanos = $7, updated_at = $8, \
                  max_output_tokens = $9, input_modalities = $10, output_modalities = $11, supported_parameters = $12, \
-                 tokenizer = $13 WHERE id = $14",
+                 tokenizer = $13, max_n = $15, first_byte_timeout_ms = $16, idle_timeout_ms = $17 WHERE id = $14",
             )
             .bind(name)
             .bind(description.trim())
@@ -1320,6 +1380,9 @@ async fn apply(
             .bind(params)
             .bind(tokenizer)
             .bind(&id)
+            .bind(max_n)
+            .bind(first_byte)
+            .bind(idle)
             .execute(&mut **tx)
             .await
             .map_err(internal)?;
@@ -1345,6 +1408,9 @@ async fn apply(
             cache_read,
             cache_write,
             request_price,
+            web_search,
+            audio_input,
+            service_tiers,
             max_output_tokens,
             priority,
             weight,
@@ -1373,6 +1439,16 @@ async fn apply(
                 "" => Nanos::ZERO,
                 v => Nanos::parse_usd(v).map_err(|e| format!("cost per request: {e}"))?,
             };
+            let web_search = match web_search.trim().trim_start_matches('$') {
+                "" => None,
+                v => Some(
+                    Nanos::parse_usd(v)
+                        .map_err(|e| format!("cost per web search: {e}"))?
+                        .0,
+                ),
+            };
+            let audio = optional_price("cost per 1M audio input", &audio_input)?;
+            let tiers = parse_tiers(&service_tiers)?;
             let max_out = optional_count("max output tokens", &max_output_tokens)?;
             let priority: i64 = match priority.trim() {
                 "" => 0,
@@ -1393,7 +1469,8 @@ async fn apply(
             sqlx::query(
                 "UPDATE endpoints SET upstream_model = $1, input_per_mtok_nanos = $2, output_per_mtok_nanos = $3, \
                  enabled = $4, updated_at = $5, cache_read_per_mtok_nanos = $6, cache_write_per_mtok_nanos = $7, \
-                 request_nanos = $8, max_output_tokens = $9, priority = $10, weight = $12 WHERE id = $11",
+                 request_nanos = $8, max_output_tokens = $9, priority = $10, weight = $12, web_search_nanos = $13, \
+                 audio_input_per_mtok_nanos = $14, service_tiers = $15 WHERE id = $11",
             )
             .bind(upstream)
             .bind(input.0)
@@ -1407,6 +1484,9 @@ async fn apply(
             .bind(priority)
             .bind(&id)
             .bind(weight)
+            .bind(web_search)
+            .bind(audio)
+            .bind(tiers)
             .execute(&mut **tx)
             .await
             .map_err(|e| {

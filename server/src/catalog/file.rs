@@ -14,7 +14,7 @@ use crate::crypto::Cipher;
 use crate::money::{Markup, MtokPrice};
 use crate::store::{new_id, now_ms, Store};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use toml::Spanned;
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -77,6 +77,15 @@ pub struct ModelSpec {
     pub context_length: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u64>,
+    /// The most choices (`n`) a request may ask for (absent: the platform's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_n: Option<u64>,
+    /// Upstream time limits for this model, in milliseconds (absent: the server's): until the first
+    /// token, and the longest silence after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_byte_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
     #[serde(default = "text")]
     pub input_modalities: Vec<String>,
     #[serde(default = "text")]
@@ -115,6 +124,15 @@ pub struct EndpointSpec {
     /// USD per request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_request: Option<Usd>,
+    /// USD per request that uses web search (`web_search_options`); absent: such requests are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_search: Option<Usd>,
+    /// USD per million audio input tokens; absent: audio parts are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_input_per_mtok: Option<MtokPrice>,
+    /// Service tiers beyond the default, each at a percentage of the list price (`flex = "50"`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_tiers: BTreeMap<String, Markup>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u64>,
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -284,14 +302,15 @@ pub async fn put_endpoint(
     sqlx::query(
         "INSERT INTO endpoints (id, model_id, provider_id, upstream_model, input_per_mtok_nanos, output_per_mtok_nanos, \
            max_output_tokens, enabled, created_at, updated_at, cache_read_per_mtok_nanos, cache_write_per_mtok_nanos, \
-           request_nanos, priority, weight) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14) \
+           request_nanos, priority, weight, web_search_nanos, audio_input_per_mtok_nanos, service_tiers) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
          ON CONFLICT (model_id, provider_id, upstream_model) DO UPDATE SET \
            input_per_mtok_nanos = excluded.input_per_mtok_nanos, output_per_mtok_nanos = excluded.output_per_mtok_nanos, \
            max_output_tokens = excluded.max_output_tokens, enabled = excluded.enabled, updated_at = excluded.updated_at, \
            cache_read_per_mtok_nanos = excluded.cache_read_per_mtok_nanos, \
            cache_write_per_mtok_nanos = excluded.cache_write_per_mtok_nanos, request_nanos = excluded.request_nanos, \
-           priority = excluded.priority, weight = excluded.weight",
+           priority = excluded.priority, weight = excluded.weight, web_search_nanos = excluded.web_search_nanos, \
+           audio_input_per_mtok_nanos = excluded.audio_input_per_mtok_nanos, service_tiers = excluded.service_tiers",
     )
     .bind(new_id())
     .bind(model_id)
@@ -307,8 +326,45 @@ pub async fn put_endpoint(
     .bind(e.per_request.map_or(0, |u| u.0 .0))
     .bind(e.priority)
     .bind(e.weight.min(1_000_000) as i64)
+    .bind(e.web_search.map(|u| u.0 .0))
+    .bind(e.audio_input_per_mtok.map(|p| p.0))
+    .bind(service_tiers_json(&e.service_tiers))
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Service tiers as stored: `{"flex": 500000}` (parts per million of the list price); none: NULL.
+pub fn service_tiers_json(tiers: &BTreeMap<String, Markup>) -> Option<String> {
+    (!tiers.is_empty()).then(|| {
+        serde_json::Value::Object(
+            tiers
+                .iter()
+                .map(|(t, m)| (t.clone(), serde_json::Value::from(m.0)))
+                .collect(),
+        )
+        .to_string()
+    })
+}
+
+/// A service tier's name and price, as the catalog takes them: a lowercase name that is not a default
+/// tier, at a positive percentage of the list price.
+pub fn check_service_tier(name: &str, percent: Markup) -> Result<(), String> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+        return Err(format!(
+            "service tier {name:?} must be a lowercase name like \"flex\""
+        ));
+    }
+    if super::is_default_tier(name) {
+        return Err(format!(
+            "service tier {name:?} is a default tier: it always costs the list price"
+        ));
+    }
+    if percent.0 <= 0 {
+        return Err(format!(
+            "service tier {name:?} must cost a positive percentage of the list price"
+        ));
+    }
     Ok(())
 }
 
@@ -413,6 +469,21 @@ pub fn check(
                 "line {line}: models.context_length of {slug:?} must be positive"
             ));
         }
+        if m.max_n == Some(0) {
+            problems.push(format!(
+                "line {line}: models.max_n of {slug:?} must be at least 1"
+            ));
+        }
+        for (field, v) in [
+            ("first_byte_timeout_ms", m.first_byte_timeout_ms),
+            ("idle_timeout_ms", m.idle_timeout_ms),
+        ] {
+            if v.is_some_and(|v| !(100..=3_600_000).contains(&v)) {
+                problems.push(format!(
+                    "line {line}: models.{field} of {slug:?} must be from 100 to 3600000 (an hour)"
+                ));
+            }
+        }
         if m.sale_input_per_mtok.is_some() != m.sale_output_per_mtok.is_some() {
             problems.push(format!("line {line}: models.sale_input_per_mtok and sale_output_per_mtok of {slug:?} go together: set both or neither"));
         }
@@ -450,6 +521,14 @@ pub fn check(
                     "line {}: models.endpoints.upstream_model must not be empty",
                     at(e.provider.span())
                 ));
+            }
+            for (tier, percent) in &e.service_tiers {
+                if let Err(msg) = check_service_tier(tier, *percent) {
+                    problems.push(format!(
+                        "line {}: models.endpoints.service_tiers: {msg}",
+                        at(e.provider.span())
+                    ));
+                }
             }
         }
     }
@@ -559,15 +638,16 @@ pub async fn apply(
         sqlx::query(
             "INSERT INTO models (id, slug, name, description, context_length, max_output_tokens, enabled, created_at, updated_at, \
                input_modalities, output_modalities, supported_parameters, tokenizer, hidden, sale_input_per_mtok_nanos, \
-               sale_output_per_mtok_nanos) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13, $14, $15) \
+               sale_output_per_mtok_nanos, max_n, first_byte_timeout_ms, idle_timeout_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
              ON CONFLICT (slug) DO UPDATE SET name = excluded.name, description = excluded.description, \
                context_length = excluded.context_length, max_output_tokens = excluded.max_output_tokens, \
                enabled = excluded.enabled, updated_at = excluded.updated_at, input_modalities = excluded.input_modalities, \
                output_modalities = excluded.output_modalities, supported_parameters = excluded.supported_parameters, \
                tokenizer = excluded.tokenizer, hidden = excluded.hidden, \
                sale_input_per_mtok_nanos = excluded.sale_input_per_mtok_nanos, \
-               sale_output_per_mtok_nanos = excluded.sale_output_per_mtok_nanos",
+               sale_output_per_mtok_nanos = excluded.sale_output_per_mtok_nanos, max_n = excluded.max_n, \
+               first_byte_timeout_ms = excluded.first_byte_timeout_ms, idle_timeout_ms = excluded.idle_timeout_ms",
         )
         .bind(new_id())
         .bind(slug)
@@ -584,6 +664,9 @@ pub async fn apply(
         .bind(m.hidden as i64)
         .bind(m.sale_input_per_mtok.map(|p| p.0))
         .bind(m.sale_output_per_mtok.map(|p| p.0))
+        .bind(m.max_n.map(|v| v as i64))
+        .bind(m.first_byte_timeout_ms.map(|v| v as i64))
+        .bind(m.idle_timeout_ms.map(|v| v as i64))
         .execute(&mut *tx)
         .await?;
         let (model_id,): (String,) = sqlx::query_as("SELECT id FROM models WHERE slug = $1")
@@ -705,63 +788,65 @@ pub async fn export(store: &Store) -> anyhow::Result<String> {
         sale_input_per_mtok_nanos: Option<i64>,
         sale_output_per_mtok_nanos: Option<i64>,
         enabled: i64,
+        max_n: Option<i64>,
+        first_byte_timeout_ms: Option<i64>,
+        idle_timeout_ms: Option<i64>,
     }
     let models: Vec<M> = sqlx::query_as(
         "SELECT id, slug, name, description, context_length, max_output_tokens, input_modalities, output_modalities, \
-                supported_parameters, tokenizer, hidden, sale_input_per_mtok_nanos, sale_output_per_mtok_nanos, enabled \
+                supported_parameters, tokenizer, hidden, sale_input_per_mtok_nanos, sale_output_per_mtok_nanos, enabled, \
+                max_n, first_byte_timeout_ms, idle_timeout_ms \
          FROM models ORDER BY slug",
     )
     .fetch_all(pool)
     .await?;
-    type E = (
-        String,
-        String,
-        String,
-        i64,
-        i64,
-        Option<i64>,
-        Option<i64>,
-        i64,
-        Option<i64>,
-        i64,
-        i64,
-        i64,
-    );
+    #[derive(sqlx::FromRow)]
+    struct E {
+        model_id: String,
+        provider_id: String,
+        upstream_model: String,
+        input_per_mtok_nanos: i64,
+        output_per_mtok_nanos: i64,
+        cache_read_per_mtok_nanos: Option<i64>,
+        cache_write_per_mtok_nanos: Option<i64>,
+        request_nanos: i64,
+        max_output_tokens: Option<i64>,
+        priority: i64,
+        enabled: i64,
+        weight: i64,
+        web_search_nanos: Option<i64>,
+        audio_input_per_mtok_nanos: Option<i64>,
+        service_tiers: Option<String>,
+    }
     let endpoints: Vec<E> = sqlx::query_as(
         "SELECT model_id, provider_id, upstream_model, input_per_mtok_nanos, output_per_mtok_nanos, \
-                cache_read_per_mtok_nanos, cache_write_per_mtok_nanos, request_nanos, max_output_tokens, priority, enabled, weight \
+                cache_read_per_mtok_nanos, cache_write_per_mtok_nanos, request_nanos, max_output_tokens, priority, enabled, \
+                weight, web_search_nanos, audio_input_per_mtok_nanos, service_tiers \
          FROM endpoints ORDER BY priority, provider_id, upstream_model",
     )
     .fetch_all(pool)
     .await?;
     let mut by_model: HashMap<String, Vec<EndpointSpec>> = HashMap::new();
-    for (
-        model_id,
-        provider_id,
-        upstream,
-        i,
-        o,
-        read,
-        write,
-        request,
-        max_out,
-        priority,
-        enabled,
-        weight,
-    ) in endpoints
-    {
-        by_model.entry(model_id).or_default().push(EndpointSpec {
-            provider: span(slugs.get(&provider_id).cloned().unwrap_or(provider_id)),
-            upstream_model: upstream,
-            input_per_mtok: MtokPrice(i),
-            output_per_mtok: MtokPrice(o),
-            cache_read_per_mtok: read.map(MtokPrice),
-            cache_write_per_mtok: write.map(MtokPrice),
-            per_request: (request > 0).then_some(Usd(crate::money::Nanos(request))),
-            max_output_tokens: max_out.map(|v| v as u64),
-            priority,
-            weight: weight.max(0) as u64,
-            enabled: enabled != 0,
+    for e in endpoints {
+        let provider = slugs.get(&e.provider_id).cloned().unwrap_or(e.provider_id);
+        by_model.entry(e.model_id).or_default().push(EndpointSpec {
+            provider: span(provider),
+            upstream_model: e.upstream_model,
+            input_per_mtok: MtokPrice(e.input_per_mtok_nanos),
+            output_per_mtok: MtokPrice(e.output_per_mtok_nanos),
+            cache_read_per_mtok: e.cache_read_per_mtok_nanos.map(MtokPrice),
+            cache_write_per_mtok: e.cache_write_per_mtok_nanos.map(MtokPrice),
+            per_request: (e.request_nanos > 0).then_some(Usd(crate::money::Nanos(e.request_nanos))),
+            web_search: e.web_search_nanos.map(|n| Usd(crate::money::Nanos(n))),
+            audio_input_per_mtok: e.audio_input_per_mtok_nanos.map(MtokPrice),
+            service_tiers: super::parse_service_tiers(e.service_tiers.as_deref())
+                .into_iter()
+                .map(|(t, ppm)| (t, Markup(ppm)))
+                .collect(),
+            max_output_tokens: e.max_output_tokens.map(|v| v as u64),
+            priority: e.priority,
+            weight: e.weight.max(0) as u64,
+            enabled: e.enabled != 0,
         });
     }
     for m in models {
@@ -773,6 +858,9 @@ pub async fn export(store: &Store) -> anyhow::Result<String> {
             description: m.description,
             context_length: m.context_length.max(0) as u64,
             max_output_tokens: m.max_output_tokens.map(|v| v as u64),
+            max_n: m.max_n.map(|v| v as u64),
+            first_byte_timeout_ms: m.first_byte_timeout_ms.map(|v| v as u64),
+            idle_timeout_ms: m.idle_timeout_ms.map(|v| v as u64),
             input_modalities: super::split_list(&m.input_modalities),
             output_modalities: super::split_list(&m.output_modalities),
             supported_parameters: super::split_list(&m.supported_parameters),

@@ -242,8 +242,7 @@ pub struct Model {
     pub endpoints: Vec<Endpoint>,
 }
 
-/// The most choices a request may ask for where the catalog does not say.
-pub const DEFAULT_MAX_N: u64 = 8;
+pub use switchyard_app::catalog_admin::DEFAULT_MAX_N;
 
 impl Model {
     pub fn max_choices(&self) -> u64 {

@@ -4,7 +4,10 @@
 //! written on first sight and read after), stop sequences, and Anthropic's error bodies (`{"type":"error",
 //! "error":{"type","message"}}`) with its rate-limit headers.
 
-use super::{delay, length, text_chars, word, Fake, StreamGuard};
+use super::{
+    delay, image_tokens, length, payload_tokens, text_chars, word, Bill, Fake, MediaRule,
+    StreamGuard,
+};
 use axum::{
     body::Body,
     extract::State,
@@ -44,6 +47,22 @@ pub(super) fn example(schema: &Value) -> Value {
         Some("array") => json!([]),
         _ => json!("Paris"),
     }
+}
+
+/// Tokens of the images and documents in the messages, counted as Claude counts them.
+fn media_tokens(body: &Value) -> u64 {
+    let mut n = 0;
+    for m in body["messages"].as_array().into_iter().flatten() {
+        for b in m["content"].as_array().into_iter().flatten() {
+            let data = b["source"]["data"].as_str();
+            n += match b["type"].as_str() {
+                Some("image") => image_tokens(MediaRule::Claude, data, false),
+                Some("document") => payload_tokens(data.unwrap_or("")),
+                _ => 0,
+            };
+        }
+    }
+    n
 }
 
 /// Tokens of the prompt prefix up to the last block marked `cache_control` (0 when none).
@@ -249,7 +268,8 @@ pub(super) async fn messages(State(f): State<Fake>, headers: HeaderMap, body: By
     let total = (text_chars(&body["system"])
         + text_chars(&body["messages"])
         + body["tools"].to_string().len() * (!tools.is_empty() as usize)) as u64;
-    let prompt = total.div_ceil(4) + 3;
+    let prompt = total.div_ceil(4) + 3 + media_tokens(&body);
+    let output = output + sw.overreport.unwrap_or(0);
     let (prefix, key) = cached_prefix(&body);
     let prefix = prefix.min(prompt);
     let (read, write) = if prefix == 0 {
@@ -262,7 +282,15 @@ pub(super) async fn messages(State(f): State<Fake>, headers: HeaderMap, body: By
     let usage = json!({"input_tokens": prompt - read - write, "output_tokens": output,
         "cache_creation_input_tokens": write, "cache_read_input_tokens": read});
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    let bill = Bill {
+        id: id.clone(),
+        model: model.clone(),
+        prompt,
+        completion: output,
+        finished: true,
+    };
     if body["stream"] != true {
+        f.stats.bill(bill);
         return Json(json!({
             "id": id, "type": "message", "role": "assistant", "model": model, "content": content,
             "stop_reason": stop_reason, "stop_sequence": stop_sequence, "usage": usage,
@@ -272,7 +300,7 @@ pub(super) async fn messages(State(f): State<Fake>, headers: HeaderMap, body: By
     let delay_each = Duration::from_millis(sw.chunk_delay_ms.unwrap_or(f.cfg.chunk_delay_ms));
     let stats = f.stats.clone();
     let stream = async_stream::stream! {
-        let mut guard = StreamGuard { stats: stats.clone(), finished: false };
+        let mut guard = StreamGuard::new(stats.clone(), Some(bill));
         let ev = |name: &str, v: Value| Ok::<Bytes, std::io::Error>(Bytes::from(format!("event: {name}\ndata: {v}\n\n")));
         let mut start_usage = usage.clone();
         start_usage["output_tokens"] = json!(1);
@@ -313,6 +341,7 @@ pub(super) async fn messages(State(f): State<Fake>, headers: HeaderMap, body: By
                     return;
                 }
                 sent += 1;
+                guard.sent = sent.min(output);
                 yield ev("content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": d}));
             }
             yield ev("content_block_stop", json!({"type": "content_block_stop", "index": index}));

@@ -9,7 +9,10 @@
 //! signing, a wrong secret or a stale date is refused as AWS refuses it; a bearer token is checked as a
 //! Bedrock API key. Errors are AWS's: `{"message"}` with `x-amzn-ErrorType` and the documented statuses.
 
-use super::{anthropic::example, delay, length, text_chars, word, Fake, StreamGuard};
+use super::{
+    anthropic::example, delay, image_tokens, length, payload_tokens, text_chars, word, Bill, Fake,
+    MediaRule, StreamGuard,
+};
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use axum::{
     body::Body,
@@ -413,7 +416,22 @@ pub(super) async fn converse(
     let total = (text_chars(&body["system"])
         + text_chars(&body["messages"])
         + tools.iter().map(|t| t.to_string().len()).sum::<usize>()) as u64;
-    let prompt = total.div_ceil(4) + 3;
+    // Images as Claude counts them, documents by their length.
+    let media: u64 = messages
+        .iter()
+        .flat_map(|m| m["content"].as_array().into_iter().flatten())
+        .map(|b| {
+            if let Some(img) = b.get("image") {
+                image_tokens(MediaRule::Claude, img["source"]["bytes"].as_str(), false)
+            } else if let Some(doc) = b.get("document") {
+                payload_tokens(doc["source"]["bytes"].as_str().unwrap_or(""))
+            } else {
+                0
+            }
+        })
+        .sum();
+    let prompt = total.div_ceil(4) + 3 + media;
+    let output = output + sw.overreport.unwrap_or(0);
     let (prefix, key) = cached_prefix(&body);
     let prefix = prefix.min(prompt);
     let (read, write) = if prefix == 0 {
@@ -425,7 +443,15 @@ pub(super) async fn converse(
     };
     let usage = json!({"inputTokens": prompt - read - write, "outputTokens": output,
         "totalTokens": prompt + output, "cacheReadInputTokens": read, "cacheWriteInputTokens": write});
+    let bill = Bill {
+        id: format!("bedrock-{}", uuid::Uuid::new_v4().simple()),
+        model: model.clone(),
+        prompt,
+        completion: output,
+        finished: true,
+    };
     if !stream {
+        f.stats.bill(bill);
         return Json(json!({
             "output": {"message": {"role": "assistant", "content": content}},
             "stopReason": stop, "usage": usage, "metrics": {"latencyMs": 120},
@@ -435,7 +461,7 @@ pub(super) async fn converse(
     let delay_each = Duration::from_millis(sw.chunk_delay_ms.unwrap_or(f.cfg.chunk_delay_ms));
     let stats = f.stats.clone();
     let out = async_stream::stream! {
-        let mut guard = StreamGuard { stats: stats.clone(), finished: false };
+        let mut guard = StreamGuard::new(stats.clone(), Some(bill));
         yield Ok::<Bytes, std::io::Error>(event("messageStart", json!({"role": "assistant"}), 0));
         if sw.malformed {
             // A frame whose checksum does not match its bytes.
@@ -475,6 +501,7 @@ pub(super) async fn converse(
                     return;
                 }
                 sent += 1;
+                guard.sent = sent.min(output);
                 yield Ok(event("contentBlockDelta", json!({"contentBlockIndex": index, "delta": d}), sent as usize));
             }
             yield Ok(event("contentBlockStop", json!({"contentBlockIndex": index}), index));

@@ -3,7 +3,10 @@
 //! thought and `functionCall` parts, `usageMetadata`, prompts blocked for safety (`promptFeedback`), and
 //! Google's error bodies (`{"error":{"code","message","status","details"}}`, with `RetryInfo` on 429).
 
-use super::{delay, length, text_chars, word, Fake, StreamGuard};
+use super::{
+    delay, image_tokens, length, payload_tokens, text_chars, word, Bill, Fake, MediaRule,
+    StreamGuard,
+};
 use axum::{
     body::Body,
     extract::{Path, Query, State},
@@ -92,15 +95,35 @@ pub(super) async fn generate(
         )
             .into_response();
     }
+    // Inline images by Gemini's tiles; audio and documents by their length.
+    let media: u64 = body["contents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["parts"].as_array().into_iter().flatten())
+        .filter_map(|p| p.get("inlineData"))
+        .map(|d| {
+            let data = d["data"].as_str();
+            if d["mimeType"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("image/"))
+            {
+                image_tokens(MediaRule::Gemini, data, false)
+            } else {
+                payload_tokens(data.unwrap_or(""))
+            }
+        })
+        .sum();
     let prompt = ((text_chars(&body["contents"]) + text_chars(&body["systemInstruction"])) as u64)
         .div_ceil(4)
-        + 3;
+        + 3
+        + media;
     let response_id = format!("fake{}", uuid::Uuid::new_v4().simple());
     if sw.safety_block {
         let v = json!({"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}]},
             "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt}, "modelVersion": model, "responseId": response_id});
         return if stream {
-            sse(&f, vec![v], &sw)
+            sse(&f, vec![v], &sw, None)
         } else {
             Json(v).into_response()
         };
@@ -157,8 +180,18 @@ pub(super) async fn generate(
     } else {
         "STOP"
     };
+    // Every candidate is generated (and billed): the count covers them all.
+    let candidates = config["candidateCount"].as_u64().unwrap_or(1).clamp(1, 8);
+    let output = output * candidates + sw.overreport.unwrap_or(0);
     let usage = json!({"promptTokenCount": prompt, "candidatesTokenCount": output, "thoughtsTokenCount": thoughts,
         "totalTokenCount": prompt + output + thoughts});
+    let bill = Bill {
+        id: response_id.clone(),
+        model: model.to_string(),
+        prompt,
+        completion: output + thoughts,
+        finished: true,
+    };
     if !stream {
         let parts: Vec<Value> = events.into_iter().flatten().collect();
         // A non-streamed answer's text is one part.
@@ -176,33 +209,53 @@ pub(super) async fn generate(
                 _ => merged.push(p),
             }
         }
-        let mut v = json!({"candidates": [{"content": {"parts": merged, "role": "model"}, "finishReason": finish, "index": 0}],
-            "modelVersion": model, "responseId": response_id});
+        let all: Vec<Value> = (0..candidates)
+            .map(|i| json!({"content": {"parts": merged, "role": "model"}, "finishReason": finish, "index": i}))
+            .collect();
+        let mut v = json!({"candidates": all, "modelVersion": model, "responseId": response_id});
         if !sw.omit_usage {
             v["usageMetadata"] = usage;
         }
+        f.stats.bill(bill);
         return Json(v).into_response();
     }
     let last = events.len().saturating_sub(1);
+    // Output tokens each event carries (across candidates), for the bill of a stream cut short.
+    let mut per_event = Vec::new();
     let values: Vec<Value> = events
         .into_iter()
         .enumerate()
         .map(|(i, parts)| {
-            let mut c = json!({"content": {"parts": parts, "role": "model"}, "index": 0});
+            let words = parts
+                .iter()
+                .map(|p| {
+                    p["text"]
+                        .as_str()
+                        .map_or(1, |t| t.split_whitespace().count() as u64)
+                })
+                .sum::<u64>();
+            per_event.push(words * candidates);
+            let mut all = Vec::new();
+            for index in 0..candidates {
+                let mut c = json!({"content": {"parts": parts, "role": "model"}, "index": index});
+                if i == last {
+                    c["finishReason"] = json!(finish);
+                }
+                all.push(c);
+            }
             let mut v = json!({"modelVersion": model, "responseId": response_id});
             if i == last {
-                c["finishReason"] = json!(finish);
                 if !sw.omit_usage {
                     v["usageMetadata"] = usage.clone();
                 }
             } else {
                 v["usageMetadata"] = json!({"promptTokenCount": prompt, "totalTokenCount": prompt});
             }
-            v["candidates"] = json!([c]);
+            v["candidates"] = Value::Array(all);
             v
         })
         .collect();
-    sse(&f, values, &sw)
+    sse(&f, values, &sw, Some((bill, per_event)))
 }
 
 /// Google's model list.
@@ -229,13 +282,23 @@ pub(super) async fn models(
     .into_response()
 }
 
-/// Server-sent events as Google sends them (`data: {...}` and CRLF line ends).
-fn sse(f: &Fake, values: Vec<Value>, sw: &super::Switches) -> Response {
+/// Server-sent events as Google sends them (`data: {...}` and CRLF line ends), billed (with the output
+/// tokens of each event) when there is an answer.
+fn sse(
+    f: &Fake,
+    values: Vec<Value>,
+    sw: &super::Switches,
+    bill: Option<(Bill, Vec<u64>)>,
+) -> Response {
     let delay_each = Duration::from_millis(sw.chunk_delay_ms.unwrap_or(f.cfg.chunk_delay_ms));
     let drop_after = sw.drop_after;
     let stats = f.stats.clone();
+    let (bill, per_event) = match bill {
+        Some((b, e)) => (Some(b), e),
+        None => (None, Vec::new()),
+    };
     let stream = async_stream::stream! {
-        let mut guard = StreamGuard { stats: stats.clone(), finished: false };
+        let mut guard = StreamGuard::new(stats.clone(), bill);
         for (i, v) in values.into_iter().enumerate() {
             if !delay_each.is_zero() {
                 tokio::time::sleep(delay_each).await;
@@ -244,6 +307,7 @@ fn sse(f: &Fake, values: Vec<Value>, sw: &super::Switches) -> Response {
                 yield Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fake upstream dropped the connection"));
                 return;
             }
+            guard.sent += per_event.get(i).copied().unwrap_or(0);
             yield Ok::<Bytes, std::io::Error>(Bytes::from(format!("data: {v}\r\n\r\n")));
         }
         guard.finished = true;

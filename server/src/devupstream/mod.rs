@@ -10,7 +10,15 @@
 //! is how tests make one endpoint fail and not the next:
 //!
 //! `{"status": 429|500|503|529|400|401, "malformed": true, "hang": true, "drop_after": 3,
-//!   "chunk_delay_ms": 20, "first_byte_delay_ms": 100, "tokens": 12, "omit_usage": true}`
+//!   "chunk_delay_ms": 20, "first_byte_delay_ms": 100, "tokens": 12, "omit_usage": true,
+//!   "fill": true, "overreport": 500}`
+//!
+//! Like a real provider it bills what it produces: `fill` answers as many tokens as the request allows
+//! (or its own maximum, 8,192, when it names no limit), for every choice of `n` (`candidateCount`);
+//! media parts are counted by each provider's own rules (image tiles and patches from the image's size,
+//! audio and documents by length); `overreport` misreports the usage (and bills it) above what was
+//! produced. Every answer's bill is kept (`GET /_fake/stats` → `bills`): a stream the gateway abandons
+//! bills the tokens it had been sent.
 
 mod anthropic;
 mod bedrock;
@@ -60,7 +68,24 @@ pub struct FakeStats {
     armed: parking_lot::Mutex<Vec<Armed>>,
     /// Prompt prefixes written to the (Anthropic) prompt cache.
     cached: parking_lot::Mutex<std::collections::HashSet<u64>>,
+    /// What each answer billed.
+    bills: parking_lot::Mutex<Vec<Bill>>,
 }
+
+/// What the fake billed for one answer.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Bill {
+    /// The answer's id as the fake gave it (the gateway keeps it as the generation's `upstream_id`).
+    pub id: String,
+    pub model: String,
+    pub prompt: u64,
+    pub completion: u64,
+    /// The answer was sent whole (else: abandoned by the gateway, billed for what it had been sent).
+    pub finished: bool,
+}
+
+/// A fake model's own output limit, used when a request names none.
+pub const FAKE_MAX_OUTPUT: u64 = 8_192;
 
 #[derive(Deserialize, Clone)]
 struct Armed {
@@ -77,6 +102,15 @@ fn one() -> u64 {
 }
 
 impl FakeStats {
+    /// Every bill so far.
+    pub fn bills(&self) -> Vec<Bill> {
+        self.bills.lock().clone()
+    }
+
+    pub(crate) fn bill(&self, b: Bill) {
+        self.bills.lock().push(b);
+    }
+
     /// Whether the prompt prefix is cached already; caches it if not.
     pub(crate) fn cache_seen(&self, key: u64) -> bool {
         !self.cached.lock().insert(key)
@@ -133,6 +167,10 @@ pub(crate) struct Switches {
     pub(crate) safety_block: bool,
     /// Bedrock: answer a stream with this exception (e.g. `throttlingException`) after `messageStart`.
     pub(crate) stream_exception: Option<String>,
+    /// Answer as many tokens as allowed: the request's limit, else the fake's own maximum.
+    pub(crate) fill: bool,
+    /// Report (and bill) this many completion tokens more than were produced.
+    pub(crate) overreport: Option<u64>,
 }
 
 pub fn router(cfg: FakeConfig) -> (Router, Arc<FakeStats>) {
@@ -223,6 +261,7 @@ async fn stats_json(State(f): State<Fake>) -> Json<Value> {
         "last_body": f.stats.last_body.lock().clone(),
         "by_key": *f.stats.by_key.lock(),
         "by_model": *f.stats.by_model.lock(),
+        "bills": f.stats.bills(),
     }))
 }
 
@@ -315,13 +354,98 @@ pub(crate) async fn delay(sw: &Switches) {
     }
 }
 
-/// How many tokens to answer and why it stopped, given the request's output limit.
+/// How many tokens to answer and whether that hit the limit, given the request's output limit: the
+/// answer's natural length (24 words, or `tokens`), or with `fill` everything allowed.
 pub(crate) fn length(sw: &Switches, max: Option<u64>) -> (u64, bool) {
+    if sw.fill {
+        return (max.unwrap_or(FAKE_MAX_OUTPUT), true);
+    }
     let want = sw.tokens.unwrap_or(24);
     match max {
         Some(m) if m < want => (m, true),
         _ => (want, false),
     }
+}
+
+/// The decoded size of a base64 payload, in bytes.
+fn decoded_len(b64: &str) -> u64 {
+    (b64.len() as u64) * 3 / 4
+}
+
+/// How a provider counts media in a prompt.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MediaRule {
+    /// gpt-4o-mini's tiles: 2,833 base, 5,667 a 512 px tile after fitting in 2048² and the short side
+    /// in 768 (low detail: the base only).
+    OpenAi,
+    /// Claude: ⌈w/28⌉ × ⌈h/28⌉ patches, at most 4,784.
+    Claude,
+    /// Gemini 2.x: 258 an image up to 384 px, else 258 a tile.
+    Gemini,
+}
+
+/// Tokens of one image, from its inline payload's header when there is one.
+pub(crate) fn image_tokens(rule: MediaRule, data_url_or_b64: Option<&str>, low: bool) -> u64 {
+    let size = data_url_or_b64.and_then(|d| {
+        if d.starts_with("data:") {
+            crate::providers::limits::image_size(d)
+        } else {
+            crate::providers::limits::image_size(&format!("data:image/png;base64,{d}"))
+        }
+    });
+    match rule {
+        MediaRule::OpenAi => {
+            if low {
+                return 2_833;
+            }
+            let tiles = size.map_or(8, |(w, h)| {
+                let (mut w, mut h) = (w as f64, h as f64);
+                let fit = (2048.0 / w.max(h)).min(1.0);
+                w *= fit;
+                h *= fit;
+                let short = (768.0 / w.min(h)).min(1.0);
+                w *= short;
+                h *= short;
+                ((w / 512.0).ceil() * (h / 512.0).ceil()) as u64
+            });
+            2_833 + 5_667 * tiles
+        }
+        MediaRule::Claude => size
+            .map_or(1_568, |(w, h)| {
+                (w as u64).div_ceil(28) * (h as u64).div_ceil(28)
+            })
+            .min(4_784),
+        MediaRule::Gemini => {
+            size.map_or(258, |(w, h)| crate::providers::limits::gemini_tiles(w, h))
+        }
+    }
+}
+
+/// Tokens of audio or a document from its payload: a token per KB (32 a second of 16 kHz audio).
+pub(crate) fn payload_tokens(b64: &str) -> u64 {
+    decoded_len(b64).div_ceil(1000).max(1)
+}
+
+/// Media tokens in OpenAI-format messages.
+fn openai_media_tokens(body: &Value) -> u64 {
+    let mut n = 0;
+    for m in body["messages"].as_array().into_iter().flatten() {
+        for p in m["content"].as_array().into_iter().flatten() {
+            n += match p["type"].as_str() {
+                Some("image_url") => image_tokens(
+                    MediaRule::OpenAi,
+                    p["image_url"]["url"].as_str(),
+                    p["image_url"]["detail"] == "low",
+                ),
+                Some("input_audio") => {
+                    payload_tokens(p["input_audio"]["data"].as_str().unwrap_or(""))
+                }
+                Some("file") => payload_tokens(p["file"]["file_data"].as_str().unwrap_or("")),
+                _ => 0,
+            };
+        }
+    }
+    n
 }
 
 /// OpenAI-like prompt token count: about four characters a token plus per-message overhead.
@@ -571,27 +695,36 @@ async fn answer_chat(f: &Fake, body: Value) -> Response {
     let max = body["max_completion_tokens"]
         .as_u64()
         .or(body["max_tokens"].as_u64());
-    let want = sw.tokens.unwrap_or(24);
-    let (n, finish) = match max {
-        Some(m) if m < want => (m, "length"),
-        _ => (want, "stop"),
-    };
-    let prompt = prompt_tokens(&body);
+    let (n, hit) = length(&sw, max);
+    let finish = if hit { "length" } else { "stop" };
+    let choices = body["n"].as_u64().unwrap_or(1).clamp(1, 128);
+    let prompt = prompt_tokens(&body) + openai_media_tokens(&body);
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = crate::store::now_ms() / 1000;
-    let usage = json!({"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + n,
+    let completion = n * choices + sw.overreport.unwrap_or(0);
+    let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": sw.cached_tokens.unwrap_or(0).min(prompt)},
         "completion_tokens_details": {"reasoning_tokens": sw.reasoning_tokens.unwrap_or(0).min(n)}});
+    let bill = Bill {
+        id: id.clone(),
+        model: model.clone(),
+        prompt,
+        completion,
+        finished: true,
+    };
     if body["stream"].as_bool() != Some(true) {
         let text: String = (0..n).map(word).collect();
+        let all: Vec<Value> = (0..choices)
+            .map(|c| json!({"index": c, "message": {"role": "assistant", "content": text, "refusal": null}, "logprobs": null, "finish_reason": finish}))
+            .collect();
         let mut v = json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null}, "logprobs": null, "finish_reason": finish}],
-            "system_fingerprint": "fp_switchyard_dev",
+            "choices": all, "system_fingerprint": "fp_switchyard_dev",
         });
         if !sw.omit_usage {
             v["usage"] = usage;
         }
+        f.stats.bill(bill);
         return Json(v).into_response();
     }
     let include_usage =
@@ -599,14 +732,16 @@ async fn answer_chat(f: &Fake, body: Value) -> Response {
     let delay = Duration::from_millis(sw.chunk_delay_ms.unwrap_or(f.cfg.chunk_delay_ms));
     let stats = f.stats.clone();
     let stream = async_stream::stream! {
-        // Counts the stream as abandoned unless it reaches its end.
-        let mut guard = StreamGuard { stats: stats.clone(), finished: false };
-        let chunk = |delta: Value, finish: Value| {
+        // Counts the stream as abandoned unless it reaches its end, and bills what it sent.
+        let mut guard = StreamGuard::new(stats.clone(), Some(bill));
+        let chunk = |c: u64, delta: Value, finish: Value| {
             let v = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "system_fingerprint": "fp_switchyard_dev", "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+                "system_fingerprint": "fp_switchyard_dev", "choices": [{"index": c, "delta": delta, "logprobs": null, "finish_reason": finish}]});
             Ok::<Bytes, std::io::Error>(Bytes::from(format!("data: {v}\n\n")))
         };
-        yield chunk(json!({"role": "assistant", "content": ""}), Value::Null);
+        for c in 0..choices {
+            yield chunk(c, json!({"role": "assistant", "content": ""}), Value::Null);
+        }
         for i in 0..n {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
@@ -617,9 +752,14 @@ async fn answer_chat(f: &Fake, body: Value) -> Response {
                     return;
                 }
             }
-            yield chunk(json!({"content": word(i)}), Value::Null);
+            for c in 0..choices {
+                guard.sent += 1;
+                yield chunk(c, json!({"content": word(i)}), Value::Null);
+            }
         }
-        yield chunk(json!({}), Value::String(finish.to_string()));
+        for c in 0..choices {
+            yield chunk(c, json!({}), Value::String(finish.to_string()));
+        }
         if include_usage {
             let v = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage});
             yield Ok(Bytes::from(format!("data: {v}\n\n")));
@@ -634,9 +774,25 @@ async fn answer_chat(f: &Fake, body: Value) -> Response {
         .expect("valid response")
 }
 
+/// Counts a stream as completed or abandoned when it ends, and bills it: the whole answer when it
+/// finished, else the tokens it had sent.
 pub(crate) struct StreamGuard {
     pub stats: Arc<FakeStats>,
     pub finished: bool,
+    pub bill: Option<Bill>,
+    /// Output tokens sent so far.
+    pub sent: u64,
+}
+
+impl StreamGuard {
+    pub fn new(stats: Arc<FakeStats>, bill: Option<Bill>) -> StreamGuard {
+        StreamGuard {
+            stats,
+            finished: false,
+            bill,
+            sent: 0,
+        }
+    }
 }
 
 impl Drop for StreamGuard {
@@ -647,5 +803,12 @@ impl Drop for StreamGuard {
             &self.stats.streams_abandoned
         };
         c.fetch_add(1, Ordering::Relaxed);
+        if let Some(mut b) = self.bill.take() {
+            if !self.finished {
+                b.completion = self.sent;
+                b.finished = false;
+            }
+            self.stats.bill(b);
+        }
     }
 }

@@ -11,6 +11,7 @@
 //! reading: the provider bills that answer, and so the tenant is charged for it.
 
 use super::collect;
+use super::governed;
 use super::meter::{output_chars, Meter};
 use super::request::{self, ChatRequest};
 use super::route;
@@ -293,10 +294,16 @@ pub(super) async fn run(
         }
     }
     let prefs = req.prefs.clone().over(&key.provider_prefs);
-    let plan = bounded(
-        &req,
+    let extras = governed::read(
+        &req.body,
+        &req.shape.media,
+        prefs.deny_data_collection == Some(true),
+    )?;
+    let plan = governed::apply(
         plan(&state, &key, &catalog, &models, &prefs, &req.body)?,
-    );
+        &extras,
+    )?;
+    let plan = bounded(&req, plan);
     let worst = plan.iter().map(|p| p.hold).max().unwrap_or(Nanos::ZERO);
     let prompt_log = key.log_prompts.then(|| {
         req.body
@@ -418,7 +425,12 @@ fn bounded(req: &ChatRequest, plan: Vec<route::Candidate>) -> Vec<Planned> {
                 .filter_map(|m| limits::allowance(wire, model, *m))
                 .sum();
             let prompt_estimate = (req.prompt_estimate + media).min(prompt_bound);
-            let hold = cand.pricing.charge_bound(prompt_bound, output_bound);
+            // A provider may serve the default tier instead of the one asked for.
+            let held_at = Pricing {
+                tier_ppm: cand.pricing.tier_ppm.max(crate::money::PPM as i64),
+                ..cand.pricing
+            };
+            let hold = held_at.charge_bound(prompt_bound, output_bound);
             Planned {
                 cand,
                 cap,
@@ -1027,9 +1039,17 @@ async fn complete(
         .as_ref()
         .and_then(|m| m.upstream_id.clone())
         .or_else(|| v["id"].as_str().map(str::to_string));
+    let tier = meter
+        .as_ref()
+        .and_then(|m| m.service_tier.clone())
+        .or_else(|| v["service_tier"].as_str().map(str::to_string));
     let generation = billed.generation(Outcome {
         endpoint: Some(ep),
-        pricing: Some(p.cand.pricing),
+        pricing: Some(governed::charged_pricing(
+            ep,
+            p.cand.pricing,
+            tier.as_deref(),
+        )),
         usage,
         upstream_id,
         finish_reason: finish,

@@ -158,13 +158,17 @@ fn merge_list(acc: &mut Vec<Value>, delta: &[Value]) {
     }
 }
 
+/// One choice being rebuilt: its merged delta (the message) and its other fields (`finish_reason`,
+/// `logprobs`).
+type Choice = (Map<String, Value>, Map<String, Value>);
+
 /// A completion being rebuilt from its chunks.
 #[derive(Debug, Default)]
 pub struct Completion {
     /// Top-level fields of the chunks (`id`, `created`, `model`, `system_fingerprint`, …).
     top: Map<String, Value>,
-    /// Per choice index: the merged delta and the choice's other fields (`finish_reason`, `logprobs`).
-    choices: BTreeMap<u64, (Map<String, Value>, Map<String, Value>)>,
+    /// Per choice index.
+    choices: BTreeMap<u64, Choice>,
 }
 
 impl Completion {

@@ -15,6 +15,8 @@ pub struct Meter {
     pub usage: Option<Value>,
     /// The upstream's id of the answer.
     pub upstream_id: Option<String>,
+    /// The service tier the provider says it served (OpenAI's `service_tier`).
+    pub service_tier: Option<String>,
 }
 
 impl Meter {
@@ -25,6 +27,9 @@ impl Meter {
             if let Some(u) = obj.remove("usage").filter(|u| !u.is_null()) {
                 self.usage = Some(u);
             }
+        }
+        if let Some(t) = chunk.get("service_tier").and_then(Value::as_str) {
+            self.service_tier = Some(t.to_string());
         }
         if self.upstream_id.is_none() {
             self.upstream_id = chunk["id"]

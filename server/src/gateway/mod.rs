@@ -5,6 +5,7 @@ mod chat;
 mod collect;
 mod compat;
 mod embeddings;
+mod governed;
 pub mod health;
 pub(crate) mod info;
 mod meter;
@@ -125,10 +126,11 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Arc<KeyInfo>, A
     if !secret.starts_with(KEY_PREFIX) || secret.len() > 200 {
         return Err(ApiError::unauthorized("invalid API key"));
     }
-    let info = state
-        .keys
-        .get(&state.store, secret)
-        .await?
+    // A database that does not answer is a 503 to retry, not a request left hanging.
+    let wait = crate::config::Config::ms(state.cfg.admission_timeout_ms.max(1));
+    let info = tokio::time::timeout(wait, state.keys.get(&state.store, secret))
+        .await
+        .map_err(|_| ApiError::from(sqlx::Error::PoolTimedOut))??
         .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
     if info.revoked {
         return Err(ApiError::unauthorized(

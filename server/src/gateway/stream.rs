@@ -47,7 +47,11 @@ impl Progress {
     fn outcome(&self, cancelled: bool, error: Option<String>) -> Outcome<'_> {
         Outcome {
             endpoint: Some(&self.endpoint),
-            pricing: Some(self.pricing),
+            pricing: Some(super::governed::charged_pricing(
+                &self.endpoint,
+                self.pricing,
+                self.meter.service_tier.as_deref(),
+            )),
             usage: self.usage(),
             upstream_id: self.meter.upstream_id.clone(),
             finish_reason: if error.is_some() {

@@ -234,13 +234,25 @@ fn parts(content: &Value, i: usize) -> Result<Vec<Value>, String> {
 fn usage(u: &Value) -> Value {
     let n = |k: &str| u[k].as_u64().unwrap_or(0);
     let thoughts = n("thoughtsTokenCount");
-    openai_usage(
+    let mut out = openai_usage(
         n("promptTokenCount") + n("toolUsePromptTokenCount"),
         n("candidatesTokenCount") + thoughts,
         n("cachedContentTokenCount"),
         0,
         thoughts,
-    )
+    );
+    // Audio is priced apart from text: its share of the prompt, per modality.
+    let audio: u64 = u["promptTokensDetails"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["modality"] == "AUDIO")
+        .filter_map(|d| d["tokenCount"].as_u64())
+        .sum();
+    if audio > 0 {
+        out["prompt_tokens_details"]["audio_tokens"] = audio.into();
+    }
+    out
 }
 
 /// What one candidate (or the prompt's feedback) says: text, reasoning, tool calls, finish.

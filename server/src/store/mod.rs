@@ -191,6 +191,37 @@ async fn sqlite_pool(url: &str, max: u32) -> anyhow::Result<AnyPool> {
         .with_context(|| "opening the SQLite database".to_string())
 }
 
+/// Whether an error says the database cannot be reached or used right now (rather than that a
+/// statement is wrong): connections refused or broken, the pool exhausted, SQLite locked, PostgreSQL
+/// shutting down or refusing connections.
+pub fn unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // SQLite: BUSY (5) and LOCKED (6) with their extended codes (small numbers); PostgreSQL:
+            // connection exceptions (08…), shutdown (57P0…), too many connections (53300), read-only
+            // (25006).
+            let sqlite_busy = code
+                .parse::<u32>()
+                .is_ok_and(|c| c < 10_000 && matches!(c & 0xff, 5 | 6));
+            sqlite_busy
+                || code.starts_with("08")
+                || code.starts_with("57P0")
+                || code == "53300"
+                || code == "25006"
+                || db.message().contains("database is locked")
+                || db.message().contains("database is busy")
+        }
+        _ => false,
+    }
+}
+
 /// True when the error is a unique-constraint violation (both backends).
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     match e {

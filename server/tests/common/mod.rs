@@ -127,6 +127,7 @@ pub fn test_config(db_url: &str, dir: &std::path::Path) -> Config {
         shutdown_grace_ms: 5_000,
         instance_stale_ms: 1_000,
         site_dir: dir.join("site"),
+        journal_dir: dir.join("journal"),
         ..Config::default()
     }
 }
