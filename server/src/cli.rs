@@ -45,6 +45,14 @@ pub enum Command {
     /// Usage data: synthetic generations, dashboard query timings, pruning the request log.
     #[command(subcommand)]
     Usage(UsageCmd),
+    /// Check every money invariant on the database (balances, key totals, holds, charges against
+    /// holds, orders, rollups, all against the ledger); prints what disagrees with its ids and exits 1.
+    /// Read-only: safe on a live platform and from cron.
+    Audit {
+        /// Print only what disagrees (nothing when all is well).
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Run the fake OpenAI-compatible upstream used for development, tests and benchmarks.
     DevUpstream(DevUpstreamArgs),
 }
@@ -273,6 +281,18 @@ async fn open(cfg: &Config) -> anyhow::Result<Store> {
 async fn dispatch(cfg: Config, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve(cfg, args).await,
+        Command::Audit { quiet } => {
+            let store = open(&cfg).await?;
+            let report = crate::billing::audit::run(&store).await?;
+            print!("{}", report.text(quiet));
+            if !report.clean() {
+                bail!(
+                    "the audit found {} disagreement(s) with the ledger",
+                    report.problems.len()
+                );
+            }
+            Ok(())
+        }
         Command::DevUpstream(a) => {
             let (addr, _) = devupstream::spawn(
                 a.addr,

@@ -113,6 +113,7 @@ async fn audit(app: &TestApp, org: &str) {
         ledger::audit(&app.store, org).await.expect("audit"),
         Vec::<String>::new()
     );
+    common::assert_audit_clean(&app.store).await;
 }
 
 async fn a_purchase_is_credited_once_by_the_webhook(db: Db) {
@@ -295,7 +296,7 @@ async fn forged_stale_and_malformed_webhooks_change_nothing(db: Db) {
     let body = serde_json::to_vec(&json!({
         "id": "evt_forged", "object": "event", "type": "checkout.session.completed",
         "data": {"object": {"id": "cs_x", "object": "checkout.session", "client_reference_id": order,
-            "payment_status": "paid", "amount_total": 1080, "payment_intent": "pi_x"}}
+            "payment_status": "paid", "amount_total": 1080, "payment_intent": "pi_x", "currency": "usd"}}
     }))
     .expect("json");
     let cases = [
@@ -363,7 +364,7 @@ async fn delayed_payments_wrong_amounts_and_refunds_below_zero(db: Db) {
         async move { post_event(app, &body, Some(sig)).await }
     };
     let session = |status: &str, total: i64| {
-        json!({"id": "cs_delayed", "object": "checkout.session", "client_reference_id": order,
+        json!({"id": "cs_delayed", "object": "checkout.session", "client_reference_id": order, "currency": "usd",
                "payment_status": status, "amount_total": total, "payment_intent": "pi_delayed"})
     };
     // A bank transfer: completed but unpaid, then paid later.
@@ -404,13 +405,13 @@ async fn delayed_payments_wrong_amounts_and_refunds_below_zero(db: Db) {
     let (s, r) = send(
         "evt_5",
         "charge.dispute.created",
-        json!({"id": "dp_1", "object": "dispute", "payment_intent": "pi_delayed", "amount": 2110}),
+        json!({"id": "dp_1", "object": "dispute", "payment_intent": "pi_delayed", "amount": 2110, "currency": "usd"}),
     )
     .await;
     assert_eq!((s, r["outcome"].as_str()), (200, Some("reversed")));
     assert_eq!(balance(&app, &ada.org_id).await, Nanos(-5_000_000_000));
     // A refund after the dispute has nothing more to take back.
-    let (s, r) = send("evt_6", "charge.refunded", json!({"id": "ch_1", "object": "charge", "payment_intent": "pi_delayed", "amount_refunded": 2110})).await;
+    let (s, r) = send("evt_6", "charge.refunded", json!({"id": "ch_1", "object": "charge", "payment_intent": "pi_delayed", "amount_refunded": 2110, "currency": "usd"})).await;
     assert_eq!(
         (s, r["outcome"].as_str()),
         (200, Some("nothing more to reverse"))

@@ -12,6 +12,7 @@
 //! and every second while it holds anything. No settlement is ever dropped.
 
 pub mod alerts;
+pub mod audit;
 mod batch;
 pub mod journal;
 pub mod ledger;
@@ -678,6 +679,15 @@ async fn reserve_key(
 /// Records generations that held no credit (synthetic usage for tests and timings) with the very
 /// statements settlement uses: the log, the rollups, one ledger entry each and the projections.
 pub async fn record(store: &Store, gens: &[Generation]) -> Result<(), sqlx::Error> {
+    // Nothing was held for them: what they are charged stands for the hold.
+    let gens: Vec<Generation> = gens
+        .iter()
+        .map(|g| Generation {
+            held: g.held.max(g.charge),
+            ..g.clone()
+        })
+        .collect();
+    let gens = &gens[..];
     let holds: Vec<Hold> = gens
         .iter()
         .map(|g| Hold {

@@ -249,7 +249,7 @@ pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: By
     };
     match handle(&state, id, kind, &event["data"]["object"]).await {
         Ok(outcome) => {
-            tracing::info!(event = %id, kind, outcome, "Stripe event handled");
+            tracing::info!(event = %id, kind, outcome = %outcome, "Stripe event handled");
             Json(json!({"received": true, "outcome": outcome})).into_response()
         }
         // Stripe retries anything but 2xx: a failure here is tried again later.
@@ -265,13 +265,22 @@ pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: By
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
-/// Handles one verified event in one transaction. Returns what happened (for the log and the fake).
-async fn handle(
-    state: &AppState,
-    id: &str,
-    kind: &str,
-    obj: &Value,
-) -> anyhow::Result<&'static str> {
+/// The only currency the platform sells credits in.
+pub const CURRENCY: &str = "usd";
+
+/// Events that move money: their object's currency must be the platform's.
+fn moves_money(kind: &str, obj: &Value) -> bool {
+    match kind {
+        "checkout.session.completed" => obj["payment_status"] == "paid",
+        "checkout.session.async_payment_succeeded" | "charge.refunded" => true,
+        "payment_intent.succeeded" => obj["metadata"]["kind"] == "auto_topup",
+        k => k.starts_with("charge.dispute."),
+    }
+}
+
+/// Handles one verified event in one transaction, keeping what happened with the event (for the admin
+/// page, the log and the fake).
+async fn handle(state: &AppState, id: &str, kind: &str, obj: &Value) -> anyhow::Result<String> {
     // A card kept for automatic top-ups is looked up before the transaction: if Stripe does not answer,
     // the event fails as a whole and Stripe delivers it again.
     let card = match (&state.stripe, obj["payment_intent"].as_str()) {
@@ -304,7 +313,18 @@ async fn handle(
         == 1;
     if !first {
         tx.commit().await?;
-        return Ok("duplicate");
+        return Ok("duplicate".into());
+    }
+    let currency = obj["currency"]
+        .as_str()
+        .unwrap_or("none")
+        .to_ascii_lowercase();
+    if moves_money(kind, obj) && currency != CURRENCY {
+        tracing::error!(event = %id, kind, currency = %currency, "refused a Stripe event in a currency other than the platform's; nothing was credited or taken back");
+        let outcome = format!("refused: currency {currency} (the platform sells credits in usd)");
+        record_outcome(&mut tx, id, &outcome).await?;
+        tx.commit().await?;
+        return Ok(outcome);
     }
     let session = Payment {
         order: order_ref.as_deref(),
@@ -314,12 +334,12 @@ async fn handle(
         customer: obj["customer"].as_str(),
         card: card.as_ref(),
     };
-    let outcome = match kind {
+    let outcome: String = match kind {
         "checkout.session.completed" if obj["payment_status"] == "paid" => {
-            paid(&mut tx, session).await?
+            paid(&mut tx, session).await?.into()
         }
-        "checkout.session.completed" => "awaiting payment",
-        "checkout.session.async_payment_succeeded" => paid(&mut tx, session).await?,
+        "checkout.session.completed" => "awaiting payment".into(),
+        "checkout.session.async_payment_succeeded" => paid(&mut tx, session).await?.into(),
         // Off-session charges (automatic top-ups) carry the order in the PaymentIntent's metadata.
         "payment_intent.succeeded" if obj["metadata"]["kind"] == "auto_topup" => {
             let charge = Payment {
@@ -328,14 +348,14 @@ async fn handle(
                 payment_intent: obj["id"].as_str(),
                 ..Payment::default()
             };
-            paid(&mut tx, charge).await?
+            paid(&mut tx, charge).await?.into()
         }
         "payment_intent.payment_failed" if obj["metadata"]["kind"] == "auto_topup" => {
             sqlx::query("UPDATE orders SET status = 'failed' WHERE id = $1 AND status = 'pending'")
                 .bind(&order_ref)
                 .execute(&mut *tx)
                 .await?;
-            "order closed"
+            "order closed".into()
         }
         "checkout.session.async_payment_failed" | "checkout.session.expired" => {
             let status = if kind.ends_with("expired") {
@@ -348,14 +368,27 @@ async fn handle(
                 .bind(&order_ref)
                 .execute(&mut *tx)
                 .await?;
-            "order closed"
+            "order closed".into()
         }
-        "charge.refunded" => refunded(&mut tx, id, obj, false).await?,
-        "charge.dispute.created" => refunded(&mut tx, id, obj, true).await?,
-        _ => "ignored",
+        "charge.refunded"
+        | "charge.dispute.created"
+        | "charge.dispute.funds_withdrawn"
+        | "charge.dispute.closed"
+        | "charge.dispute.funds_reinstated" => reverse(&mut tx, id, kind, obj).await?.into(),
+        _ => "ignored".into(),
     };
+    record_outcome(&mut tx, id, &outcome).await?;
     tx.commit().await?;
     Ok(outcome)
+}
+
+async fn record_outcome(tx: &mut Tx, event: &str, outcome: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE stripe_events SET outcome = $1 WHERE id = $2")
+        .bind(outcome)
+        .bind(event)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Whether an event was already handled (a redelivery needs no call to Stripe).
@@ -386,6 +419,9 @@ pub async fn paid(tx: &mut Tx, p: Payment<'_>) -> anyhow::Result<&'static str> {
     let Some(order) = p.order else {
         return Ok("no order reference");
     };
+    if let Some(pi) = p.payment_intent {
+        lock_payment(tx, pi).await?;
+    }
     let row: Option<(String, i64, i64, String, String)> = sqlx::query_as(
         "SELECT org_id, amount_nanos, fee_nanos, status, kind FROM orders WHERE id = $1",
     )
@@ -442,6 +478,25 @@ pub async fn paid(tx: &mut Tx, p: Payment<'_>) -> anyhow::Result<&'static str> {
         note,
     )
     .await?;
+    // Refunds and disputes that arrived before this payment are applied now.
+    if let Some(pi) = p.payment_intent {
+        let waiting: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT event_id, type, object FROM stripe_pending WHERE payment_intent = $1 ORDER BY received_at, event_id",
+        )
+        .bind(pi)
+        .fetch_all(&mut **tx)
+        .await?;
+        for (event, kind, object) in waiting {
+            let obj: Value = serde_json::from_str(&object)?;
+            let outcome = reverse(tx, &event, &kind, &obj).await?;
+            sqlx::query("DELETE FROM stripe_pending WHERE event_id = $1")
+                .bind(&event)
+                .execute(&mut **tx)
+                .await?;
+            record_outcome(tx, &event, &format!("{outcome} (after its payment)")).await?;
+            tracing::info!(order, event = %event, kind = %kind, outcome, "applied a Stripe event that arrived before its payment");
+        }
+    }
     if let Some(card) = p.card {
         // A new card also clears the declines of the old one (a charge that went through in this
         // crossing still counts: `topup_armed` is left as it is).
@@ -461,65 +516,203 @@ pub async fn paid(tx: &mut Tx, p: Payment<'_>) -> anyhow::Result<&'static str> {
     Ok("credited")
 }
 
-/// Takes back the credits of a refunded (or disputed) payment: as much as was refunded, at most what
-/// the order granted and not yet taken back. The balance may go negative; the gateway then answers 402.
-async fn refunded(
+/// Serialises the events of one payment on PostgreSQL (a payment and a refund of it handled at once
+/// must not miss each other: the refund would wait for a payment that has already passed it). SQLite
+/// has one writer.
+async fn lock_payment(tx: &mut Tx, payment_intent: &str) -> Result<(), sqlx::Error> {
+    if !crate::store::is_sqlite(tx) {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))::text")
+            .bind(payment_intent)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A refund or a dispute of a paid order, serialised on the order's row (PostgreSQL locks it; SQLite
+/// has one writer) so that two of them handled at once cannot both take the same credits back:
+///
+/// - `charge.refunded`: Stripe says how much of the charge is refunded so far; the credits not yet taken
+///   back by refunds or disputes follow it (the fee is not credits).
+/// - `charge.dispute.created` (or `funds_withdrawn`): the dispute's amount, at most the credits left.
+/// - `charge.dispute.closed` won (or `funds_reinstated`, or an inquiry closed without a chargeback):
+///   what the dispute took comes back; lost: it stays taken.
+///
+/// An event for a payment the platform has not seen yet waits (`stripe_pending`) and is applied when
+/// the payment lands. The balance may go negative; the gateway then answers 402.
+async fn reverse(
     tx: &mut Tx,
     event: &str,
+    kind: &str,
     obj: &Value,
-    dispute: bool,
 ) -> anyhow::Result<&'static str> {
     let Some(pi) = obj["payment_intent"].as_str() else {
         return Ok("no payment intent");
     };
-    let row: Option<(String, String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT id, org_id, amount_nanos, fee_nanos, refunded_nanos FROM orders \
-         WHERE stripe_payment_intent = $1 AND status IN ('paid', 'refunded', 'disputed')",
-    )
+    lock_payment(tx, pi).await?;
+    let lock = if crate::store::is_sqlite(tx) {
+        ""
+    } else {
+        " FOR UPDATE"
+    };
+    let row: Option<(String, String, i64, i64, i64)> = sqlx::query_as(&format!(
+        "SELECT id, org_id, amount_nanos, refunded_nanos, disputed_nanos FROM orders \
+         WHERE stripe_payment_intent = $1 AND status IN ('paid', 'refunded', 'disputed'){lock}"
+    ))
     .bind(pi)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some((order, org, credits, _fee, taken_back)) = row else {
-        return Ok("no paid order for this payment");
+    let Some((order, org, credits, refunded, disputed)) = row else {
+        sqlx::query(
+            "INSERT INTO stripe_pending (event_id, type, payment_intent, object, received_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(event)
+        .bind(kind)
+        .bind(pi)
+        .bind(obj.to_string())
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+        tracing::warn!(
+            event,
+            kind,
+            payment_intent = pi,
+            "a refund or dispute arrived before its payment; it waits for it"
+        );
+        return Ok("waiting for its payment");
     };
-    // Refunded money goes to the credits first; the fee is not credits.
-    let refunded_total = if dispute {
-        credits
-    } else {
-        obj["amount_refunded"].as_i64().unwrap_or(0) * CENT
+    let status_after = |refunded: i64, disputed: i64| {
+        if disputed > 0 {
+            "disputed"
+        } else if refunded > 0 {
+            "refunded"
+        } else {
+            "paid"
+        }
     };
-    let reverse = refunded_total.min(credits) - taken_back;
-    if reverse <= 0 {
-        return Ok("nothing more to reverse");
+    let set_order = |refunded: i64, disputed: i64| {
+        sqlx::query(
+            "UPDATE orders SET refunded_nanos = $1, disputed_nanos = $2, status = $3 WHERE id = $4",
+        )
+        .bind(refunded)
+        .bind(disputed)
+        .bind(status_after(refunded, disputed))
+        .bind(order.clone())
+    };
+    let cents = |k: &str| obj[k].as_i64().unwrap_or(0).max(0) * CENT;
+    match kind {
+        "charge.refunded" => {
+            // Refunded money goes to the credits first; what disputes took is not taken twice.
+            let reverse = cents("amount_refunded").min(credits - disputed) - refunded;
+            if reverse <= 0 {
+                return Ok("nothing more to reverse");
+            }
+            set_order(refunded + reverse, disputed)
+                .execute(&mut **tx)
+                .await?;
+            super::ledger::post(
+                tx,
+                &org,
+                Nanos(-reverse),
+                "refund",
+                &format!("refund:{event}"),
+                Some(&order),
+                Some("card payment refunded"),
+            )
+            .await?;
+            Ok("reversed")
+        }
+        "charge.dispute.created" | "charge.dispute.funds_withdrawn" => {
+            let Some(dispute) = obj["id"].as_str() else {
+                return Ok("no dispute id");
+            };
+            let known: Option<(String,)> = sqlx::query_as("SELECT id FROM disputes WHERE id = $1")
+                .bind(dispute)
+                .fetch_optional(&mut **tx)
+                .await?;
+            if known.is_some() {
+                return Ok("dispute already taken back");
+            }
+            let take = cents("amount").min(credits - refunded - disputed).max(0);
+            sqlx::query(
+                "INSERT INTO disputes (id, order_id, amount_nanos, status, created_at) VALUES ($1, $2, $3, 'open', $4)",
+            )
+            .bind(dispute)
+            .bind(&order)
+            .bind(take)
+            .bind(now_ms())
+            .execute(&mut **tx)
+            .await?;
+            set_order(refunded, disputed + take)
+                .execute(&mut **tx)
+                .await?;
+            if take > 0 {
+                super::ledger::post(
+                    tx,
+                    &org,
+                    Nanos(-take),
+                    "refund",
+                    &format!("dispute:{dispute}"),
+                    Some(&order),
+                    Some("card payment disputed"),
+                )
+                .await?;
+            }
+            tracing::warn!(order = %order, org = %org, dispute, "a card payment was disputed; its credits are taken back");
+            Ok("reversed")
+        }
+        _ => {
+            // Closed, or its funds reinstated.
+            let Some(dispute) = obj["id"].as_str() else {
+                return Ok("no dispute id");
+            };
+            let row: Option<(i64, String)> = sqlx::query_as(&format!(
+                "SELECT amount_nanos, status FROM disputes WHERE id = $1{lock}"
+            ))
+            .bind(dispute)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some((taken, status)) = row else {
+                return Ok("no such dispute");
+            };
+            if status != "open" {
+                return Ok("dispute already closed");
+            }
+            let won = kind == "charge.dispute.funds_reinstated"
+                || matches!(obj["status"].as_str(), Some("won" | "warning_closed"));
+            if !won {
+                sqlx::query("UPDATE disputes SET status = 'lost', closed_at = $1 WHERE id = $2")
+                    .bind(now_ms())
+                    .bind(dispute)
+                    .execute(&mut **tx)
+                    .await?;
+                return Ok("dispute lost");
+            }
+            sqlx::query("UPDATE disputes SET status = 'won', closed_at = $1 WHERE id = $2")
+                .bind(now_ms())
+                .bind(dispute)
+                .execute(&mut **tx)
+                .await?;
+            set_order(refunded, disputed - taken)
+                .execute(&mut **tx)
+                .await?;
+            if taken > 0 {
+                super::ledger::post(
+                    tx,
+                    &org,
+                    Nanos(taken),
+                    "adjustment",
+                    &format!("dispute-won:{dispute}"),
+                    Some(&order),
+                    Some("dispute won: credits restored"),
+                )
+                .await?;
+            }
+            tracing::info!(order = %order, org = %org, dispute, "a dispute was won; its credits are restored");
+            Ok("restored")
+        }
     }
-    let status = if dispute { "disputed" } else { "refunded" };
-    sqlx::query(
-        "UPDATE orders SET refunded_nanos = refunded_nanos + $1, status = $2 WHERE id = $3",
-    )
-    .bind(reverse)
-    .bind(status)
-    .bind(&order)
-    .execute(&mut **tx)
-    .await?;
-    let note = if dispute {
-        "card payment disputed"
-    } else {
-        "card payment refunded"
-    };
-    super::ledger::post(
-        tx,
-        &org,
-        Nanos(-reverse),
-        "refund",
-        &format!("refund:{event}"),
-        Some(&order),
-        Some(note),
-    )
-    .await?;
-    if dispute {
-        tracing::warn!(order = %order, org = %org, "a card payment was disputed; its credits are taken back");
-    }
-    Ok("reversed")
 }
 
 /// An order as the billing pages show it.

@@ -350,12 +350,14 @@ impl TestApp {
             .expect("org")
     }
 
-    /// The ledger invariants hold and no hold is left behind.
+    /// The ledger invariants hold: this organisation's, and `switchyard audit`'s over the whole
+    /// database.
     pub async fn assert_books_balance(&self) {
         let problems = ledger::audit(&self.store, &self.org_id)
             .await
             .expect("audit");
         assert!(problems.is_empty(), "ledger audit: {problems:?}");
+        assert_audit_clean(&self.store).await;
     }
 
     pub async fn assert_no_holds(&self) {
@@ -417,6 +419,12 @@ pub fn sse_events(text: &str) -> Vec<String> {
 pub fn expected_charge(prompt: u64, completion: u64) -> i64 {
     let raw = (prompt * 500 + completion * 1500) as i128 * 11; // x10 for the 1.1
     ((raw + 9) / 10) as i64
+}
+
+/// `switchyard audit` finds nothing wrong (every money invariant, every organisation).
+pub async fn assert_audit_clean(store: &Store) {
+    let report = switchyard::billing::audit::run(store).await.expect("audit");
+    assert!(report.clean(), "switchyard audit:\n{}", report.text(false));
 }
 
 /// The signed-in user acting in their first organisation.
