@@ -50,6 +50,16 @@ pub struct AdminPurchase {
     pub automatic: bool,
 }
 
+/// A Stripe event that needs a person's eye: refused (a currency the platform does not sell in), or a
+/// refund or dispute still waiting for the payment it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentEvent {
+    pub id: String,
+    pub kind: String,
+    pub outcome: String,
+    pub received: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminPromo {
     pub code: String,
@@ -80,6 +90,8 @@ pub struct AdminData {
     pub outbox_in_use: bool,
     /// The newest orders of every organisation.
     pub purchases: Vec<AdminPurchase>,
+    /// Stripe events refused or waiting, newest first.
+    pub payment_events: Vec<PaymentEvent>,
     /// A fresh token for the grant form: a form sent twice grants once.
     pub nonce: String,
     pub promos: Vec<AdminPromo>,
@@ -187,6 +199,7 @@ pub fn AdminPage() -> impl IntoView {
                                 <a href="#users">{format!("Users ({})", d.users.len())}</a>
                                 <a href="#orgs">{format!("Organisations ({})", d.orgs.len())}</a>
                                 <a href="#purchases">{format!("Purchases ({})", d.purchases.len())}</a>
+                                {(!d.payment_events.is_empty()).then(|| view! { <a href="#payment-events" class="warn">{format!("Payment events to check ({})", d.payment_events.len())}</a> })}
                                 <a href="#outbox">{format!("Outbox ({})", d.outbox.len())}</a>
                             </nav>
                             {move || outcome_line(toggle.value().get())}
@@ -294,7 +307,7 @@ pub fn AdminPage() -> impl IntoView {
                                     view! {
                                         <div class="table-wrap">
                                         <table class="admin-table admin-purchases">
-                                            <thead><tr><th>"Date"</th><th>"Organisation"</th><th>"How"</th><th class="num">"Credits"</th><th class="num">"Fee"</th><th>"Status"</th><th class="num">"Refunded"</th></tr></thead>
+                                            <thead><tr><th>"Date"</th><th>"Organisation"</th><th>"How"</th><th class="num">"Credits"</th><th class="num">"Fee"</th><th>"Status"</th><th class="num" title="Refunded, and taken back by open or lost disputes">"Taken back"</th></tr></thead>
                                             <tbody>
                                                 {d.purchases.iter().map(|p| view! {
                                                     <tr title=p.id.clone()>
@@ -313,6 +326,27 @@ pub fn AdminPage() -> impl IntoView {
                                     }.into_any()
                                 }}
                             </section>
+                            {(!d.payment_events.is_empty()).then(|| view! {
+                                <section class="panel" id="payment-events">
+                                    <h2>"Payment events to check"</h2>
+                                    <p class="muted">"Stripe events that moved no money: refused (a currency other than USD), or a refund or dispute waiting for the payment it belongs to (applied when that payment arrives)."</p>
+                                    <div class="table-wrap">
+                                    <table class="admin-table admin-payment-events">
+                                        <thead><tr><th>"Received"</th><th>"Event"</th><th>"Type"</th><th>"What happened"</th></tr></thead>
+                                        <tbody>
+                                            {d.payment_events.iter().map(|e| view! {
+                                                <tr>
+                                                    <td>{e.received.clone()}</td>
+                                                    <td><code>{e.id.clone()}</code></td>
+                                                    <td>{e.kind.clone()}</td>
+                                                    <td>{e.outcome.clone()}</td>
+                                                </tr>
+                                            }).collect_view()}
+                                        </tbody>
+                                    </table>
+                                    </div>
+                                </section>
+                            })}
                             <section class="panel" id="outbox">
                                 <h2>"Outbox"</h2>
                                 <p class="muted">{if d.outbox_in_use {

@@ -230,6 +230,23 @@ pub struct Analytics {
     /// The sum of every positive balance: credit the platform owes its tenants.
     pub liability_nanos: i64,
     pub orgs_in_credit: i64,
+    /// What providers billed that no tenant was charged for, per provider and kind.
+    pub losses: Vec<LossRow>,
+    pub loss_cost_nanos: i64,
+    pub uncollected_nanos: i64,
+}
+
+/// Operator losses of one kind at one provider over the period.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LossRow {
+    pub provider: String,
+    /// `over_hold`, `abandoned`, `hold_released` or `instance_died`.
+    pub kind: String,
+    pub count: i64,
+    /// The provider cost at stake (an abandoned attempt's worst case).
+    pub cost_nanos: i64,
+    /// What tenants would have been charged for it.
+    pub uncollected_nanos: i64,
 }
 
 /// Money for the dashboards: cents from a cent up ("$1,234.57", rounded half up), finer below

@@ -743,6 +743,7 @@ pub fn AnalyticsPage() -> impl IntoView {
                                 <div class="card" data-card="requests"><div class="card-label">"Requests"</div><div class="card-value">{compact(a.requests)}</div><div class="muted small">{format!("{} errors", pct(a.errors, a.requests))}</div></div>
                                 <div class="card" data-card="purchases"><div class="card-label">"Credit purchases"</div><div class="card-value">{usd(a.purchases_nanos)}</div><div class="muted small">{format!("{} payments · {} refunded ({})", a.purchases, usd(a.refunds_nanos), a.refunds)}</div></div>
                                 <div class="card" data-card="liability"><div class="card-label">"Owed to tenants"</div><div class="card-value" title=format!("{} nano-USD", a.liability_nanos)>{usd(a.liability_nanos)}</div><div class="muted small">{format!("unspent credit of {} organisation{}", a.orgs_in_credit, if a.orgs_in_credit == 1 { "" } else { "s" })}</div></div>
+                                <div class="card" data-card="uncollected" title="What providers may have billed the platform that no tenant was charged for"><div class="card-label">"Uncollected"</div><div class="card-value" title=format!("{} nano-USD", a.uncollected_nanos)>{usd(a.uncollected_nanos)}</div><div class="muted small">{format!("provider cost at stake {}", usd(a.loss_cost_nanos))}</div></div>
                             </section>
                             <section class="panel">
                                 <div class="chart-controls">
@@ -760,11 +761,51 @@ pub fn AnalyticsPage() -> impl IntoView {
                                 <MoneyTable title="Models" rows=a.by_model.clone() health=false/>
                                 <MoneyTable title="Top organisations" rows=a.by_org.clone() health=false/>
                             </div>
+                            <LossTable rows=a.losses.clone()/>
                         }.into_any()
                     }
                 })}
             </Transition>
         </main>
+    }
+}
+
+/// What providers billed that no tenant paid, by provider and why.
+#[component]
+fn LossTable(rows: Vec<crate::usage::LossRow>) -> impl IntoView {
+    let why = |kind: &str| match kind {
+        "over_hold" => "usage reported above the hold (the tenant paid the hold)",
+        "abandoned" => "attempt given up after the provider may have started (worst case)",
+        "hold_released" => "settled after its hold was released; the balance could not pay all",
+        "instance_died" => "in flight when its instance died (the hold is the bound)",
+        _ => "",
+    };
+    view! {
+        <section class="panel money-table losses">
+            <h2>"Operator losses"</h2>
+            {if rows.is_empty() {
+                view! { <p class="muted">"None in this period: every token providers billed was charged to a tenant."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap">
+                    <table class="data-table">
+                        <thead><tr><th>"Provider"</th><th>"Why"</th><th class="num">"Count"</th><th class="num">"Provider cost"</th><th class="num">"Uncollected"</th></tr></thead>
+                        <tbody>
+                            {rows.into_iter().map(|r| view! {
+                                <tr data-loss=r.kind.clone()>
+                                    <td>{r.provider.clone()}</td>
+                                    <td>{why(&r.kind)}</td>
+                                    <td class="num">{r.count}</td>
+                                    <td class="num" title=format!("{} nano-USD", r.cost_nanos)>{usd(r.cost_nanos)}</td>
+                                    <td class="num" title=format!("{} nano-USD", r.uncollected_nanos)>{usd(r.uncollected_nanos)}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                    </div>
+                }.into_any()
+            }}
+        </section>
     }
 }
 

@@ -1123,6 +1123,31 @@ pub async fn analytics(
     .fetch_one(&store.pool)
     .await
     .map_err(internal)?;
+    // Losses are rare and kept apart from the rollups: read straight from their table.
+    let losses: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT provider_slug, kind, COUNT(*), CAST(SUM(cost_nanos) AS BIGINT), CAST(SUM(uncollected_nanos) AS BIGINT) \
+         FROM operator_losses WHERE created_at >= $1 GROUP BY provider_slug, kind ORDER BY 5 DESC, 1, 2",
+    )
+    .bind(w.start)
+    .fetch_all(&store.pool)
+    .await
+    .map_err(internal)?;
+    let losses: Vec<switchyard_app::usage::LossRow> = losses
+        .into_iter()
+        .map(
+            |(p, kind, count, cost, uncollected)| switchyard_app::usage::LossRow {
+                provider: if p.is_empty() {
+                    "(no provider recorded)".into()
+                } else {
+                    p
+                },
+                kind,
+                count,
+                cost_nanos: cost,
+                uncollected_nanos: uncollected,
+            },
+        )
+        .collect();
     Ok(Analytics {
         range: range.to_string(),
         group: group.to_string(),
@@ -1140,6 +1165,9 @@ pub async fn analytics(
         refunds: kind("refund").1,
         liability_nanos: liability,
         orgs_in_credit: in_credit,
+        loss_cost_nanos: losses.iter().map(|l| l.cost_nanos).sum(),
+        uncollected_nanos: losses.iter().map(|l| l.uncollected_nanos).sum(),
+        losses,
     })
 }
 

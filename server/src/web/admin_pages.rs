@@ -56,13 +56,33 @@ pub async fn overview(state: &AppState, me: &str) -> Result<AdminData, String> {
         .collect();
     type OrderRow = (String, String, i64, i64, i64, String, i64, String);
     let orders: Vec<OrderRow> = sqlx::query_as(
-        "SELECT o.id, g.name, o.created_at, o.amount_nanos, o.fee_nanos, o.status, o.refunded_nanos, o.kind \
+        "SELECT o.id, g.name, o.created_at, o.amount_nanos, o.fee_nanos, o.status, \
+                o.refunded_nanos + o.disputed_nanos, o.kind \
          FROM orders o JOIN orgs g ON g.id = o.org_id ORDER BY o.created_at DESC LIMIT 100",
     )
     .fetch_all(&store.pool)
     .await
     .map_err(internal)?;
+    let events: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT id, type, outcome, received_at FROM stripe_events \
+         WHERE outcome LIKE 'refused%' OR outcome = 'waiting for its payment' \
+         ORDER BY received_at DESC, id LIMIT 100",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .map_err(internal)?;
     Ok(AdminData {
+        payment_events: events
+            .into_iter()
+            .map(
+                |(id, kind, outcome, at)| switchyard_app::admin::PaymentEvent {
+                    id,
+                    kind,
+                    outcome: outcome.unwrap_or_default(),
+                    received: super::minute(at),
+                },
+            )
+            .collect(),
         purchases: orders
             .into_iter()
             .map(
