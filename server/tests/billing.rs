@@ -1212,7 +1212,125 @@ async fn a_top_up_whose_answer_is_lost_is_credited_by_its_webhook_and_never_char
     ledger_sums_to_balance(&app, &ada.org_id).await;
 }
 
+/// Signs and posts an event, as Stripe would.
+async fn stripe_event(app: &TestApp, id: &str, kind: &str, object: Value) -> (u16, Value) {
+    let body = serde_json::to_vec(
+        &json!({"id": id, "object": "event", "type": kind, "data": {"object": object}}),
+    )
+    .expect("json");
+    let sig = stripe_sig::sign(&body, SECRET, now());
+    post_event(app, &body, Some(sig)).await
+}
+
+async fn taken_back(app: &TestApp, order: &str) -> (String, i64, i64) {
+    sqlx::query_as("SELECT status, refunded_nanos, disputed_nanos FROM orders WHERE id = $1")
+        .bind(order)
+        .fetch_one(&app.store.pool)
+        .await
+        .expect("order")
+}
+
+async fn refunds_and_disputes_are_exact(db: Db) {
+    let (app, _fake) = app_with_stripe(db).await;
+    let ada = owner(&app, "ada@example.com").await;
+    let usd = |s: &str| Nanos::parse_usd(s).expect("usd");
+    let session = |order: &str, pi: &str, currency: &str| {
+        json!({"id": format!("cs_{pi}"), "object": "checkout.session", "client_reference_id": order,
+               "payment_status": "paid", "amount_total": 2110, "payment_intent": pi, "currency": currency})
+    };
+    let refund = |pi: &str, cents: i64| {
+        json!({"id": format!("ch_{pi}"), "object": "charge", "payment_intent": pi, "amount": 2110,
+               "amount_refunded": cents, "currency": "usd"})
+    };
+
+    // A payment in another currency credits nothing; it is kept, refused, for the admin to see.
+    let order = checkout(&app, &ada, "20").await;
+    let (s, r) = stripe_event(&app, "evt_eur", "checkout.session.completed", session(&order, "pi_eur", "eur")).await;
+    assert_eq!(s, 200);
+    assert!(r["outcome"].as_str().expect("outcome").starts_with("refused: currency eur"), "{r}");
+    assert_eq!(balance(&app, &ada.org_id).await, Nanos(0));
+    let admin = switchyard::web::admin_pages::overview(&app.state, "nobody").await.expect("admin data");
+    assert!(admin.payment_events.iter().any(|e| e.id == "evt_eur" && e.outcome.contains("currency eur")), "{:?}", admin.payment_events);
+    audit(&app, &ada.org_id).await;
+
+    // Two partial refunds of one payment handled at once take back exactly the refunded amount
+    // ($5, then $10 in all: Stripe reports the running total), whichever is handled first. Three
+    // orders, to give a race every chance.
+    let mut total = Nanos(0);
+    for round in 0..3 {
+        let order = checkout(&app, &ada, "20").await;
+        let pi = format!("pi_twice_{round}");
+        let (s, _) = stripe_event(&app, &format!("evt_paid_{round}"), "checkout.session.completed", session(&order, &pi, "usd")).await;
+        assert_eq!(s, 200);
+        let (e1, e2) = (format!("evt_r1_{round}"), format!("evt_r2_{round}"));
+        let (a, b) = tokio::join!(
+            stripe_event(&app, &e1, "charge.refunded", refund(&pi, 500)),
+            stripe_event(&app, &e2, "charge.refunded", refund(&pi, 1000)),
+        );
+        assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+        assert_eq!(taken_back(&app, &order).await, ("refunded".into(), usd("10").0, 0));
+        total = Nanos(total.0 + usd("10").0);
+        assert_eq!(balance(&app, &ada.org_id).await, total);
+        audit(&app, &ada.org_id).await;
+    }
+
+    // A refund that arrives before its payment waits for it, and is applied when the payment lands.
+    let order = checkout(&app, &ada, "20").await;
+    let (s, r) = stripe_event(&app, "evt_early_refund", "charge.refunded", refund("pi_early", 700)).await;
+    assert_eq!((s, r["outcome"].as_str()), (200, Some("waiting for its payment")));
+    assert_eq!(balance(&app, &ada.org_id).await, total);
+    let admin = switchyard::web::admin_pages::overview(&app.state, "nobody").await.expect("admin data");
+    assert!(admin.payment_events.iter().any(|e| e.id == "evt_early_refund"));
+    let (s, r) = stripe_event(&app, "evt_late_payment", "checkout.session.completed", session(&order, "pi_early", "usd")).await;
+    assert_eq!((s, r["outcome"].as_str()), (200, Some("credited")));
+    assert_eq!(taken_back(&app, &order).await, ("refunded".into(), usd("7").0, 0));
+    total = Nanos(total.0 + usd("13").0);
+    assert_eq!(balance(&app, &ada.org_id).await, total);
+    let admin = switchyard::web::admin_pages::overview(&app.state, "nobody").await.expect("admin data");
+    assert!(!admin.payment_events.iter().any(|e| e.id == "evt_early_refund"), "applied, no longer waiting");
+    audit(&app, &ada.org_id).await;
+
+    // A partial dispute takes back only its amount; won, it gives it back.
+    let order = checkout(&app, &ada, "20").await;
+    let (s, _) = stripe_event(&app, "evt_paid_d", "checkout.session.completed", session(&order, "pi_disputed", "usd")).await;
+    assert_eq!(s, 200);
+    total = Nanos(total.0 + usd("20").0);
+    let dispute = |status: &str, cents: i64| {
+        json!({"id": "dp_partial", "object": "dispute", "payment_intent": "pi_disputed", "amount": cents,
+               "currency": "usd", "status": status})
+    };
+    let (_, r) = stripe_event(&app, "evt_d1", "charge.dispute.created", dispute("needs_response", 600)).await;
+    assert_eq!(r["outcome"], "reversed");
+    // Stripe's funds_withdrawn for the same dispute takes nothing more.
+    let (_, r) = stripe_event(&app, "evt_d2", "charge.dispute.funds_withdrawn", dispute("needs_response", 600)).await;
+    assert_eq!(r["outcome"], "dispute already taken back");
+    assert_eq!(taken_back(&app, &order).await, ("disputed".into(), 0, usd("6").0));
+    assert_eq!(balance(&app, &ada.org_id).await, Nanos(total.0 - usd("6").0));
+    audit(&app, &ada.org_id).await;
+    let (_, r) = stripe_event(&app, "evt_d3", "charge.dispute.closed", dispute("won", 600)).await;
+    assert_eq!(r["outcome"], "restored");
+    let (_, r) = stripe_event(&app, "evt_d4", "charge.dispute.funds_reinstated", dispute("won", 600)).await;
+    assert_eq!(r["outcome"], "dispute already closed");
+    assert_eq!(taken_back(&app, &order).await, ("paid".into(), 0, 0));
+    assert_eq!(balance(&app, &ada.org_id).await, total);
+    audit(&app, &ada.org_id).await;
+    // A dispute lost keeps what it took.
+    let lost = |status: &str| {
+        json!({"id": "dp_lost", "object": "dispute", "payment_intent": "pi_disputed", "amount": 2110,
+               "currency": "usd", "status": status})
+    };
+    let (_, r) = stripe_event(&app, "evt_d5", "charge.dispute.created", lost("needs_response")).await;
+    assert_eq!(r["outcome"], "reversed");
+    let (_, r) = stripe_event(&app, "evt_d6", "charge.dispute.closed", lost("lost")).await;
+    assert_eq!(r["outcome"], "dispute lost");
+    assert_eq!(taken_back(&app, &order).await, ("disputed".into(), 0, usd("20").0));
+    assert_eq!(balance(&app, &ada.org_id).await, Nanos(total.0 - usd("20").0));
+    audit(&app, &ada.org_id).await;
+    app.stop().await;
+}
+
 both_backends!(
+    refunds_and_disputes_are_exact,
     a_top_up_whose_answer_is_lost_is_credited_by_its_webhook_and_never_charged_twice,
     automatic_top_up_charges_the_saved_card_once_per_crossing,
     declined_top_ups_back_off_then_pause,
