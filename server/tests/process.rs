@@ -492,10 +492,104 @@ async fn a_hard_kill_loses_at_most_the_requests_in_flight(db: Db) {
     .expect("usd")
     .0;
     assert_eq!(after.usage.0, first_cost);
+    // What the provider may bill for the cut request is the operator's recorded loss, bounded by its
+    // hold.
+    let lost: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT kind, uncollected_nanos FROM operator_losses WHERE org_id = $1",
+    )
+    .bind(&org)
+    .fetch_all(&store.pool)
+    .await
+    .expect("losses");
+    assert_eq!(lost, vec![("instance_died".to_string(), before.reserved.0)]);
     assert!(ledger::audit(&store, &org).await.expect("audit").is_empty());
+    let (ok, out, err) = cli(&tdb, &["audit"]);
+    assert!(ok && out.contains("OK:"), "{out}{err}");
+    assert!(out.contains("operator loss instance_died: 1"), "{out}");
     let child = &mut server.child;
     signal(child, "-TERM");
     assert!(child.wait().expect("wait").success());
+}
+
+async fn a_hard_kill_during_an_outage_loses_nothing_that_finished(db: Db) {
+    let tdb = TestDb::new(db).await;
+    let key = operator_setup(&tdb, 50).await;
+    let relay = match db {
+        Db::Postgres => Some(common::Relay::start("127.0.0.1:5432".parse().expect("addr")).await),
+        Db::Sqlite => None,
+    };
+    let url = relay
+        .as_ref()
+        .map_or(tdb.url.clone(), |r| tdb.url.replace("127.0.0.1:5432", &r.addr.to_string()));
+    let mut server = start_server(
+        &tdb,
+        &[("DATABASE_URL", &url), ("SWITCHYARD_ADMISSION_TIMEOUT_MS", "500")],
+    );
+    // Three streams (20 tokens, 50 ms apart) admitted, then the database goes away.
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let url = format!("{}/api/v1/chat/completions", server.base);
+        let key = key.clone();
+        streams.push(tokio::spawn(async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(key)
+                .json(&chat_body(json!({"stream": true, "x_fake": {"tokens": 20}})))
+                .send()
+                .await
+                .expect("req");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut lock = None;
+    match &relay {
+        Some(r) => r.cut(),
+        None => {
+            use sqlx::Connection;
+            let mut c = sqlx::SqliteConnection::connect(&tdb.url).await.expect("open");
+            sqlx::query("BEGIN EXCLUSIVE").execute(&mut c).await.expect("lock");
+            lock = Some(c);
+        }
+    }
+    // They are answered to the end, each with its cost: their settlements are in the journal.
+    for s in streams {
+        let (status, text) = s.await.expect("task");
+        assert_eq!(status, 200);
+        assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+        assert!(text.contains("\"cost\""), "{text}");
+    }
+    let journal = tdb.dir().join("journal");
+    let files = || std::fs::read_dir(&journal).map_or(0, |d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl")).count());
+    assert!(files() > 0, "the settlements wait in the journal");
+    // The process dies hard; the database comes back.
+    signal(&server.child, "-KILL");
+    let _ = server.child.wait();
+    match (&relay, lock.take()) {
+        (Some(r), _) => r.restore(),
+        (None, Some(mut c)) => {
+            use sqlx::Connection;
+            sqlx::query("ROLLBACK").execute(&mut c).await.expect("unlock");
+            c.close().await.expect("close");
+        }
+        (None, None) => {}
+    }
+    // The next start replays the journal before it serves: nothing that finished is lost.
+    let mut server = start_server(&tdb, &[("SWITCHYARD_INSTANCE_STALE_MS", "500")]);
+    let store = Store::open(&tdb.url, 2).await.expect("store");
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM generations g JOIN ledger l ON l.idempotency_key = 'gen:' || g.id \
+         WHERE g.status = 200 AND g.completion_tokens = 20",
+    )
+    .fetch_one(&store.pool)
+    .await
+    .expect("count");
+    assert_eq!(n, 3, "every finished stream is recorded and charged once");
+    assert_eq!(files(), 0, "the journal is empty");
+    let (ok, out, err) = cli(&tdb, &["audit"]);
+    assert!(ok && out.contains("OK:"), "{out}{err}");
+    signal(&server.child, "-TERM");
+    assert!(server.child.wait().expect("wait").success());
 }
 
 /// The official `openai` Python package, in its own process, streaming and not.
@@ -591,5 +685,6 @@ both_backends!(
     cli_sets_up_a_platform_that_serves_requests,
     sigterm_drains_streams_and_flushes_usage,
     a_hard_kill_loses_at_most_the_requests_in_flight,
+    a_hard_kill_during_an_outage_loses_nothing_that_finished,
     the_openai_python_sdk_works_and_cost_matches_credits,
 );

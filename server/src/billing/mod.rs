@@ -175,8 +175,7 @@ pub struct CreditGate {
 const MAX_BATCH: usize = 512;
 /// The longest a batch may take to commit before the database is taken for unavailable.
 const BATCH_WAIT: Duration = Duration::from_secs(5);
-/// While the database is unavailable, how long batches go straight to the journal before it is tried
-/// again.
+/// While the database is unavailable (batches go straight to the journal), how often it is asked.
 const DOWN_PROBE: Duration = Duration::from_secs(1);
 
 impl CreditGate {
@@ -201,6 +200,7 @@ impl CreditGate {
             tracing::info!(entries = replayed, "replayed the settlement journal");
         }
         let instance_id = new_id();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let now = now_ms();
         sqlx::query("INSERT INTO instances (id, started_at, heartbeat_at) VALUES ($1, $2, $2)")
             .bind(&instance_id)
@@ -214,7 +214,7 @@ impl CreditGate {
                 store: store.clone(),
                 instance_id: instance_id.clone(),
                 journal: journal.clone(),
-                down_until: None,
+                down: down.clone(),
             },
             rx,
         ));
@@ -228,11 +228,22 @@ impl CreditGate {
         let weak = gate.tx.downgrade();
         let replay_store = store.clone();
         let replay_weak = gate.tx.downgrade();
+        let probe_down = down.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(DOWN_PROBE).await;
                 if replay_weak.upgrade().is_none() {
                     break;
+                }
+                // While the database is taken for unavailable, it is asked every second; once it
+                // answers, admissions and settlements go to it again.
+                if probe_down.load(std::sync::atomic::Ordering::SeqCst) {
+                    let ping = sqlx::query("SELECT 1").execute(&replay_store.writer);
+                    if !matches!(tokio::time::timeout(BATCH_WAIT, ping).await, Ok(Ok(_))) {
+                        continue;
+                    }
+                    probe_down.store(false, std::sync::atomic::Ordering::SeqCst);
+                    tracing::info!("the database answers again");
                 }
                 if journal.pending() {
                     match replay(&replay_store, &journal).await {
@@ -364,8 +375,9 @@ struct Writer {
     store: Store,
     instance_id: String,
     journal: std::sync::Arc<journal::Journal>,
-    /// Set while the database is unavailable: until then batches go straight to the journal.
-    down_until: Option<tokio::time::Instant>,
+    /// Set while the database is unavailable (batches go straight to the journal); cleared by the
+    /// probe that asks it every second.
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn writer_loop(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>) {
@@ -413,23 +425,19 @@ async fn commit(
 /// Commits a batch in one transaction. If the database is unavailable, the batch goes to the journal;
 /// if one op is at fault, each is committed alone so that it cannot take the others down with it.
 async fn run_batch(w: &mut Writer, batch: &mut Vec<Op>) {
-    if w.down_until
-        .is_some_and(|t| tokio::time::Instant::now() < t)
-    {
+    use std::sync::atomic::Ordering::SeqCst;
+    if w.down.load(SeqCst) {
         return divert(w, batch).await;
     }
     match commit(&w.store, batch, &w.instance_id).await {
         Ok(outcomes) => {
-            if w.down_until.take().is_some() {
-                tracing::info!("the database answers again");
-            }
             for (op, outcome) in batch.drain(..).zip(outcomes) {
                 reply(op, outcome);
             }
         }
         Err(e) if crate::store::unavailable(&e) => {
             tracing::error!(error = %e, ops = batch.len(), "the database is unavailable: settlements go to the journal, admissions are refused");
-            w.down_until = Some(tokio::time::Instant::now() + DOWN_PROBE);
+            w.down.store(true, SeqCst);
             divert(w, batch).await;
         }
         Err(e) => {
@@ -440,7 +448,7 @@ async fn run_batch(w: &mut Writer, batch: &mut Vec<Op>) {
                 match commit(&w.store, std::slice::from_ref(&op), &w.instance_id).await {
                     Ok(mut o) => reply(op, o.pop().unwrap_or(Ok(()))),
                     Err(e) if crate::store::unavailable(&e) => {
-                        w.down_until = Some(tokio::time::Instant::now() + DOWN_PROBE);
+                        w.down.store(true, SeqCst);
                         let mut left: Vec<Op> = std::iter::once(op).chain(rest).collect();
                         divert(w, &mut left).await;
                         return;
