@@ -1245,12 +1245,33 @@ async fn refunds_and_disputes_are_exact(db: Db) {
 
     // A payment in another currency credits nothing; it is kept, refused, for the admin to see.
     let order = checkout(&app, &ada, "20").await;
-    let (s, r) = stripe_event(&app, "evt_eur", "checkout.session.completed", session(&order, "pi_eur", "eur")).await;
+    let (s, r) = stripe_event(
+        &app,
+        "evt_eur",
+        "checkout.session.completed",
+        session(&order, "pi_eur", "eur"),
+    )
+    .await;
     assert_eq!(s, 200);
-    assert!(r["outcome"].as_str().expect("outcome").starts_with("refused: currency eur"), "{r}");
+    assert!(
+        r["outcome"]
+            .as_str()
+            .expect("outcome")
+            .starts_with("refused: currency eur"),
+        "{r}"
+    );
     assert_eq!(balance(&app, &ada.org_id).await, Nanos(0));
-    let admin = switchyard::web::admin_pages::overview(&app.state, "nobody").await.expect("admin data");
-    assert!(admin.payment_events.iter().any(|e| e.id == "evt_eur" && e.outcome.contains("currency eur")), "{:?}", admin.payment_events);
+    let admin = switchyard::web::admin_pages::overview(&app.state, "nobody")
+        .await
+        .expect("admin data");
+    assert!(
+        admin
+            .payment_events
+            .iter()
+            .any(|e| e.id == "evt_eur" && e.outcome.contains("currency eur")),
+        "{:?}",
+        admin.payment_events
+    );
     audit(&app, &ada.org_id).await;
 
     // Two partial refunds of one payment handled at once take back exactly the refunded amount
@@ -1260,7 +1281,13 @@ async fn refunds_and_disputes_are_exact(db: Db) {
     for round in 0..3 {
         let order = checkout(&app, &ada, "20").await;
         let pi = format!("pi_twice_{round}");
-        let (s, _) = stripe_event(&app, &format!("evt_paid_{round}"), "checkout.session.completed", session(&order, &pi, "usd")).await;
+        let (s, _) = stripe_event(
+            &app,
+            &format!("evt_paid_{round}"),
+            "checkout.session.completed",
+            session(&order, &pi, "usd"),
+        )
+        .await;
         assert_eq!(s, 200);
         let (e1, e2) = (format!("evt_r1_{round}"), format!("evt_r2_{round}"));
         let (a, b) = tokio::join!(
@@ -1268,7 +1295,10 @@ async fn refunds_and_disputes_are_exact(db: Db) {
             stripe_event(&app, &e2, "charge.refunded", refund(&pi, 1000)),
         );
         assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
-        assert_eq!(taken_back(&app, &order).await, ("refunded".into(), usd("10").0, 0));
+        assert_eq!(
+            taken_back(&app, &order).await,
+            ("refunded".into(), usd("10").0, 0)
+        );
         total = Nanos(total.0 + usd("10").0);
         assert_eq!(balance(&app, &ada.org_id).await, total);
         audit(&app, &ada.org_id).await;
@@ -1276,40 +1306,101 @@ async fn refunds_and_disputes_are_exact(db: Db) {
 
     // A refund that arrives before its payment waits for it, and is applied when the payment lands.
     let order = checkout(&app, &ada, "20").await;
-    let (s, r) = stripe_event(&app, "evt_early_refund", "charge.refunded", refund("pi_early", 700)).await;
-    assert_eq!((s, r["outcome"].as_str()), (200, Some("waiting for its payment")));
+    let (s, r) = stripe_event(
+        &app,
+        "evt_early_refund",
+        "charge.refunded",
+        refund("pi_early", 700),
+    )
+    .await;
+    assert_eq!(
+        (s, r["outcome"].as_str()),
+        (200, Some("waiting for its payment"))
+    );
     assert_eq!(balance(&app, &ada.org_id).await, total);
-    let admin = switchyard::web::admin_pages::overview(&app.state, "nobody").await.expect("admin data");
-    assert!(admin.payment_events.iter().any(|e| e.id == "evt_early_refund"));
-    let (s, r) = stripe_event(&app, "evt_late_payment", "checkout.session.completed", session(&order, "pi_early", "usd")).await;
+    let admin = switchyard::web::admin_pages::overview(&app.state, "nobody")
+        .await
+        .expect("admin data");
+    assert!(admin
+        .payment_events
+        .iter()
+        .any(|e| e.id == "evt_early_refund"));
+    let (s, r) = stripe_event(
+        &app,
+        "evt_late_payment",
+        "checkout.session.completed",
+        session(&order, "pi_early", "usd"),
+    )
+    .await;
     assert_eq!((s, r["outcome"].as_str()), (200, Some("credited")));
-    assert_eq!(taken_back(&app, &order).await, ("refunded".into(), usd("7").0, 0));
+    assert_eq!(
+        taken_back(&app, &order).await,
+        ("refunded".into(), usd("7").0, 0)
+    );
     total = Nanos(total.0 + usd("13").0);
     assert_eq!(balance(&app, &ada.org_id).await, total);
-    let admin = switchyard::web::admin_pages::overview(&app.state, "nobody").await.expect("admin data");
-    assert!(!admin.payment_events.iter().any(|e| e.id == "evt_early_refund"), "applied, no longer waiting");
+    let admin = switchyard::web::admin_pages::overview(&app.state, "nobody")
+        .await
+        .expect("admin data");
+    assert!(
+        !admin
+            .payment_events
+            .iter()
+            .any(|e| e.id == "evt_early_refund"),
+        "applied, no longer waiting"
+    );
     audit(&app, &ada.org_id).await;
 
     // A partial dispute takes back only its amount; won, it gives it back.
     let order = checkout(&app, &ada, "20").await;
-    let (s, _) = stripe_event(&app, "evt_paid_d", "checkout.session.completed", session(&order, "pi_disputed", "usd")).await;
+    let (s, _) = stripe_event(
+        &app,
+        "evt_paid_d",
+        "checkout.session.completed",
+        session(&order, "pi_disputed", "usd"),
+    )
+    .await;
     assert_eq!(s, 200);
     total = Nanos(total.0 + usd("20").0);
     let dispute = |status: &str, cents: i64| {
         json!({"id": "dp_partial", "object": "dispute", "payment_intent": "pi_disputed", "amount": cents,
                "currency": "usd", "status": status})
     };
-    let (_, r) = stripe_event(&app, "evt_d1", "charge.dispute.created", dispute("needs_response", 600)).await;
+    let (_, r) = stripe_event(
+        &app,
+        "evt_d1",
+        "charge.dispute.created",
+        dispute("needs_response", 600),
+    )
+    .await;
     assert_eq!(r["outcome"], "reversed");
     // Stripe's funds_withdrawn for the same dispute takes nothing more.
-    let (_, r) = stripe_event(&app, "evt_d2", "charge.dispute.funds_withdrawn", dispute("needs_response", 600)).await;
+    let (_, r) = stripe_event(
+        &app,
+        "evt_d2",
+        "charge.dispute.funds_withdrawn",
+        dispute("needs_response", 600),
+    )
+    .await;
     assert_eq!(r["outcome"], "dispute already taken back");
-    assert_eq!(taken_back(&app, &order).await, ("disputed".into(), 0, usd("6").0));
-    assert_eq!(balance(&app, &ada.org_id).await, Nanos(total.0 - usd("6").0));
+    assert_eq!(
+        taken_back(&app, &order).await,
+        ("disputed".into(), 0, usd("6").0)
+    );
+    assert_eq!(
+        balance(&app, &ada.org_id).await,
+        Nanos(total.0 - usd("6").0)
+    );
     audit(&app, &ada.org_id).await;
     let (_, r) = stripe_event(&app, "evt_d3", "charge.dispute.closed", dispute("won", 600)).await;
     assert_eq!(r["outcome"], "restored");
-    let (_, r) = stripe_event(&app, "evt_d4", "charge.dispute.funds_reinstated", dispute("won", 600)).await;
+    let (_, r) = stripe_event(
+        &app,
+        "evt_d4",
+        "charge.dispute.funds_reinstated",
+        dispute("won", 600),
+    )
+    .await;
     assert_eq!(r["outcome"], "dispute already closed");
     assert_eq!(taken_back(&app, &order).await, ("paid".into(), 0, 0));
     assert_eq!(balance(&app, &ada.org_id).await, total);
@@ -1319,12 +1410,24 @@ async fn refunds_and_disputes_are_exact(db: Db) {
         json!({"id": "dp_lost", "object": "dispute", "payment_intent": "pi_disputed", "amount": 2110,
                "currency": "usd", "status": status})
     };
-    let (_, r) = stripe_event(&app, "evt_d5", "charge.dispute.created", lost("needs_response")).await;
+    let (_, r) = stripe_event(
+        &app,
+        "evt_d5",
+        "charge.dispute.created",
+        lost("needs_response"),
+    )
+    .await;
     assert_eq!(r["outcome"], "reversed");
     let (_, r) = stripe_event(&app, "evt_d6", "charge.dispute.closed", lost("lost")).await;
     assert_eq!(r["outcome"], "dispute lost");
-    assert_eq!(taken_back(&app, &order).await, ("disputed".into(), 0, usd("20").0));
-    assert_eq!(balance(&app, &ada.org_id).await, Nanos(total.0 - usd("20").0));
+    assert_eq!(
+        taken_back(&app, &order).await,
+        ("disputed".into(), 0, usd("20").0)
+    );
+    assert_eq!(
+        balance(&app, &ada.org_id).await,
+        Nanos(total.0 - usd("20").0)
+    );
     audit(&app, &ada.org_id).await;
     app.stop().await;
 }

@@ -41,7 +41,10 @@ impl Outage {
             Outage::Postgres(r) => r.restore(),
             Outage::Sqlite { lock, .. } => {
                 if let Some(mut c) = lock.take() {
-                    sqlx::query("ROLLBACK").execute(&mut c).await.expect("unlock");
+                    sqlx::query("ROLLBACK")
+                        .execute(&mut c)
+                        .await
+                        .expect("unlock");
                     use sqlx::Connection;
                     c.close().await.expect("close");
                 }
@@ -60,7 +63,10 @@ async fn start(db: Db) -> (TestApp, Outage) {
         c.admission_timeout_ms = 500;
         c.key_cache_ttl_ms = 100;
         if let Some(a) = relay_addr {
-            let url = c.database_url.expose().replace("127.0.0.1:5432", &a.to_string());
+            let url = c
+                .database_url
+                .expose()
+                .replace("127.0.0.1:5432", &a.to_string());
             c.database_url = switchyard::config::Secret::new(url);
         }
     })
@@ -125,7 +131,11 @@ async fn settlements_wait_out_an_outage_and_land_once(db: Db) {
         .await;
     assert_eq!(r.status().as_u16(), 503);
     assert!(r.headers().get("retry-after").is_some());
-    assert!(asked.elapsed() < Duration::from_secs(3), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["error"]["code"], 503, "{v}");
 
@@ -145,7 +155,10 @@ async fn settlements_wait_out_an_outage_and_land_once(db: Db) {
         assert!(usage["usage"]["cost"].as_f64().expect("cost") > 0.0);
         gens.push(gen);
     }
-    assert!(journal_files(&app) > 0, "the settlements wait in the journal");
+    assert!(
+        journal_files(&app) > 0,
+        "the settlements wait in the journal"
+    );
     assert!(down_at.elapsed() < Duration::from_secs(20));
 
     // The database returns: every settlement lands, once.
@@ -162,7 +175,11 @@ async fn settlements_wait_out_an_outage_and_land_once(db: Db) {
             break;
         }
     }
-    assert!(landed, "the journal was replayed ({} files left)", journal_files(&app));
+    assert!(
+        landed,
+        "the journal was replayed ({} files left)",
+        journal_files(&app)
+    );
     for gen in &gens {
         let (count, charge): (i64, i64) = sqlx::query_as(
             "SELECT COUNT(*), CAST(COALESCE(SUM(-amount_nanos), 0) AS BIGINT) FROM ledger WHERE reference = $1",

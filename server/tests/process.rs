@@ -494,13 +494,12 @@ async fn a_hard_kill_loses_at_most_the_requests_in_flight(db: Db) {
     assert_eq!(after.usage.0, first_cost);
     // What the provider may bill for the cut request is the operator's recorded loss, bounded by its
     // hold.
-    let lost: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT kind, uncollected_nanos FROM operator_losses WHERE org_id = $1",
-    )
-    .bind(&org)
-    .fetch_all(&store.pool)
-    .await
-    .expect("losses");
+    let lost: Vec<(String, i64)> =
+        sqlx::query_as("SELECT kind, uncollected_nanos FROM operator_losses WHERE org_id = $1")
+            .bind(&org)
+            .fetch_all(&store.pool)
+            .await
+            .expect("losses");
     assert_eq!(lost, vec![("instance_died".to_string(), before.reserved.0)]);
     assert!(ledger::audit(&store, &org).await.expect("audit").is_empty());
     let (ok, out, err) = cli(&tdb, &["audit"]);
@@ -518,12 +517,15 @@ async fn a_hard_kill_during_an_outage_loses_nothing_that_finished(db: Db) {
         Db::Postgres => Some(common::Relay::start("127.0.0.1:5432".parse().expect("addr")).await),
         Db::Sqlite => None,
     };
-    let url = relay
-        .as_ref()
-        .map_or(tdb.url.clone(), |r| tdb.url.replace("127.0.0.1:5432", &r.addr.to_string()));
+    let url = relay.as_ref().map_or(tdb.url.clone(), |r| {
+        tdb.url.replace("127.0.0.1:5432", &r.addr.to_string())
+    });
     let mut server = start_server(
         &tdb,
-        &[("DATABASE_URL", &url), ("SWITCHYARD_ADMISSION_TIMEOUT_MS", "500")],
+        &[
+            ("DATABASE_URL", &url),
+            ("SWITCHYARD_ADMISSION_TIMEOUT_MS", "500"),
+        ],
     );
     // Three streams (20 tokens, 50 ms apart) admitted, then the database goes away.
     let mut streams = Vec::new();
@@ -534,7 +536,9 @@ async fn a_hard_kill_during_an_outage_loses_nothing_that_finished(db: Db) {
             let r = reqwest::Client::new()
                 .post(url)
                 .bearer_auth(key)
-                .json(&chat_body(json!({"stream": true, "x_fake": {"tokens": 20}})))
+                .json(&chat_body(
+                    json!({"stream": true, "x_fake": {"tokens": 20}}),
+                ))
                 .send()
                 .await
                 .expect("req");
@@ -547,8 +551,13 @@ async fn a_hard_kill_during_an_outage_loses_nothing_that_finished(db: Db) {
         Some(r) => r.cut(),
         None => {
             use sqlx::Connection;
-            let mut c = sqlx::SqliteConnection::connect(&tdb.url).await.expect("open");
-            sqlx::query("BEGIN EXCLUSIVE").execute(&mut c).await.expect("lock");
+            let mut c = sqlx::SqliteConnection::connect(&tdb.url)
+                .await
+                .expect("open");
+            sqlx::query("BEGIN EXCLUSIVE")
+                .execute(&mut c)
+                .await
+                .expect("lock");
             lock = Some(c);
         }
     }
@@ -560,7 +569,13 @@ async fn a_hard_kill_during_an_outage_loses_nothing_that_finished(db: Db) {
         assert!(text.contains("\"cost\""), "{text}");
     }
     let journal = tdb.dir().join("journal");
-    let files = || std::fs::read_dir(&journal).map_or(0, |d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl")).count());
+    let files = || {
+        std::fs::read_dir(&journal).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+                .count()
+        })
+    };
     assert!(files() > 0, "the settlements wait in the journal");
     // The process dies hard; the database comes back.
     signal(&server.child, "-KILL");
@@ -569,7 +584,10 @@ async fn a_hard_kill_during_an_outage_loses_nothing_that_finished(db: Db) {
         (Some(r), _) => r.restore(),
         (None, Some(mut c)) => {
             use sqlx::Connection;
-            sqlx::query("ROLLBACK").execute(&mut c).await.expect("unlock");
+            sqlx::query("ROLLBACK")
+                .execute(&mut c)
+                .await
+                .expect("unlock");
             c.close().await.expect("close");
         }
         (None, None) => {}

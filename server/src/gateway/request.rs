@@ -203,7 +203,13 @@ pub fn parse(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
         .get("prediction")
         .filter(|p| !p.is_null())
         .map_or(0, |p| p.to_string().len() as u64);
-    let prompt_estimate = (chars as u64).div_ceil(4) + 4 * messages.len() as u64 + 3;
+    // Tool definitions and schemas are prompt the provider reads (and bills) too.
+    let declared: usize = ["tools", "response_format"]
+        .iter()
+        .filter_map(|k| body.get(*k).filter(|v| !v.is_null()))
+        .map(|v| v.to_string().len())
+        .sum();
+    let prompt_estimate = ((chars + declared) as u64).div_ceil(4) + 4 * messages.len() as u64 + 3;
     Ok(ChatRequest {
         models,
         prefs,

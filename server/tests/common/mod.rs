@@ -444,7 +444,9 @@ pub struct Relay {
 
 impl Relay {
     pub async fn start(target: SocketAddr) -> Relay {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let conns = Arc::new(parking_lot::Mutex::new(Vec::new()));
@@ -477,4 +479,3 @@ impl Relay {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
-
