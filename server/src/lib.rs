@@ -176,8 +176,8 @@ impl Application {
         alerts.abort();
         topups.abort();
         pruner.abort();
-        // Anything cut without settling queued its settlement from a destructor; give it a moment.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Streams whose clients left are read for a moment more and settled from a task: let them finish.
+        tokio::time::sleep(gateway::stream::DRAIN + Duration::from_millis(50)).await;
         state.gate.close(&state.store).await;
         drop(writer);
         state.store.close().await;

@@ -12,7 +12,7 @@ mod meter;
 mod request;
 pub mod route;
 mod sse;
-mod stream;
+pub mod stream;
 
 use crate::error::ApiError;
 use crate::keys::{KeyInfo, KeyKind, KEY_PREFIX};

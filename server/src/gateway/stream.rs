@@ -8,9 +8,10 @@ use super::chat::{
     StreamStart, Usage, GEN_HEADER,
 };
 use super::meter::Meter;
+use super::sse::SseReader;
 use crate::catalog::Endpoint;
 use crate::money::Pricing;
-use crate::providers::Timeouts;
+use crate::providers::{Timeouts, Translator};
 use axum::{
     body::Body,
     http::{header, HeaderValue},
@@ -20,9 +21,18 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use std::{convert::Infallible, time::Instant};
 
+/// How long the upstream is still read after the client went away: what the provider already sent (in
+/// buffers, on the wire) it bills, so it is counted; then the connection is closed, which stops it.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_millis(250);
+/// Reading after the client left stops at the first silence this long.
+const DRAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// What has streamed so far; settles on drop if the stream did not finish.
 struct Progress {
     billed: Option<Billed>,
+    /// The rest of the upstream stream, and its translation.
+    reader: Option<SseReader>,
+    translator: Translator,
     prompt_estimate: u64,
     endpoint: Endpoint,
     pricing: Pricing,
@@ -68,14 +78,81 @@ impl Progress {
     }
 }
 
-impl Drop for Progress {
-    fn drop(&mut self) {
+impl Progress {
+    /// Reads what the upstream already sent (until it is silent for `DRAIN_QUIET`, at most `DRAIN`),
+    /// counting it, then closes the connection.
+    async fn drain(&mut self) {
+        let Some(mut reader) = self.reader.take() else {
+            return;
+        };
+        let until = tokio::time::Instant::now() + DRAIN;
+        let mut chunks = Vec::new();
+        loop {
+            let wait =
+                DRAIN_QUIET.min(until.saturating_duration_since(tokio::time::Instant::now()));
+            if wait.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(wait, reader.next_data()).await {
+                Ok(Ok(Some(data))) => {
+                    let done = self.translator.feed(&data, &mut chunks).unwrap_or(true);
+                    for mut c in chunks.drain(..) {
+                        meter(self, &mut c);
+                    }
+                    self.partial_usage = self
+                        .translator
+                        .partial_usage()
+                        .or(self.partial_usage.take());
+                    if done {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Settles a stream its client left, for what was produced.
+    fn settle_left(&mut self) {
         let Some(mut billed) = self.billed.take() else {
             return;
         };
+        self.reader = None;
         let generation = billed.generation(self.outcome(true, None));
         tracing::info!(generation = %generation.id, completion_tokens = generation.completion_tokens, "client disconnected mid-stream; billing what was produced");
         billed.settle_detached(generation);
+    }
+}
+
+/// A stream dropped before it finished: its client went away. What the upstream already sent is read
+/// (briefly, in a task of its own) and billed.
+impl Drop for Progress {
+    fn drop(&mut self) {
+        let Some(billed) = self.billed.take() else {
+            return;
+        };
+        let shutting_down = *billed.state.cut_streams.borrow();
+        let mut left = Progress {
+            billed: Some(billed),
+            reader: self.reader.take(),
+            translator: std::mem::replace(&mut self.translator, Translator::OpenAi),
+            prompt_estimate: self.prompt_estimate,
+            endpoint: self.endpoint.clone(),
+            pricing: self.pricing,
+            ttft_ms: self.ttft_ms,
+            meter: std::mem::take(&mut self.meter),
+            partial_usage: self.partial_usage.take(),
+            finish: self.finish.take(),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) if left.reader.is_some() && !shutting_down => {
+                rt.spawn(async move {
+                    left.drain().await;
+                    left.settle_left();
+                });
+            }
+            _ => left.settle_left(),
+        }
     }
 }
 
@@ -167,7 +244,15 @@ pub(super) fn respond(
     let slug = billed.model.slug.clone();
     let created = billed.created_at / 1000;
     let provider_name = endpoint.provider.name.clone();
+    let StreamStart {
+        reader,
+        translator,
+        pending,
+        mut done,
+    } = start;
     let mut p = Progress {
+        reader,
+        translator,
         prompt_estimate: planned.prompt_estimate,
         billed: Some(billed),
         endpoint,
@@ -183,20 +268,13 @@ pub(super) fn respond(
         .as_ref()
         .map(|b| b.state.cut_streams.subscribe())
         .expect("not settled yet");
-    let StreamStart {
-        reader,
-        mut translator,
-        pending,
-        mut done,
-    } = start;
     // What arrived before the response is counted now: a client gone before the body is read still
     // owes it.
     let mut chunks = pending;
     for v in chunks.iter_mut() {
         meter(&mut p, v);
     }
-    p.partial_usage = translator.partial_usage();
-    let mut reader = reader;
+    p.partial_usage = p.translator.partial_usage();
     let body = async_stream::stream! {
         let mut failure: Option<Failure> = None;
         for v in chunks.drain(..) {
@@ -211,7 +289,7 @@ pub(super) fn respond(
                 failure = Some(Failure { message: format!("provider {provider_name} went on past the output cap it was given; the answer was cut"), error_type: "upstream_error" });
                 break;
             }
-            let Some(r) = reader.as_mut() else { break };
+            let Some(r) = p.reader.as_mut() else { break };
             let woke = tokio::select! {
                 next = r.next_data() => Wake::Data(next),
                 _ = tokio::time::sleep_until(deadline.into()) => Wake::Idle,
@@ -225,7 +303,7 @@ pub(super) fn respond(
                 Wake::Data(next) => {
                     deadline = Instant::now() + idle;
                     match next {
-                        Ok(Some(data)) => match translator.feed(&data, &mut chunks) {
+                        Ok(Some(data)) => match p.translator.feed(&data, &mut chunks) {
                             Ok(d) => done = d,
                             Err(f) => {
                                 let message = format!("provider {provider_name} failed mid-stream: {}", f.message);
@@ -236,14 +314,14 @@ pub(super) fn respond(
                         Ok(None) => {
                             // A protocol without an end marker (or an upstream that closes after its
                             // finish reason without [DONE]) still finished.
-                            done = translator.finish(&mut chunks) || p.finish.is_some() || chunks.iter().any(|c| c["choices"][0]["finish_reason"].is_string());
+                            done = p.translator.finish(&mut chunks) || p.finish.is_some() || chunks.iter().any(|c| c["choices"][0]["finish_reason"].is_string());
                             if !done {
                                 failure = Some(Failure::upstream(format!("provider {provider_name} closed the stream before it finished")));
                             }
                         }
                         Err(e) => failure = Some(Failure::upstream(format!("provider {provider_name}'s stream broke: {e}"))),
                     }
-                    p.partial_usage = translator.partial_usage().or(p.partial_usage.take());
+                    p.partial_usage = p.translator.partial_usage().or(p.partial_usage.take());
                     for mut v in chunks.drain(..) {
                         meter(&mut p, &mut v);
                         if let Step::Forward(b) = step(&mut p, &gen_id, &slug, v) {
@@ -253,7 +331,7 @@ pub(super) fn respond(
                 }
             }
         }
-        drop(reader); // closes the upstream connection before we bill
+        p.reader = None; // closes the upstream connection before we bill
         if let Some(f) = &failure {
             tracing::warn!(generation = %gen_id, error = %f.message, "stream ended with an error");
             yield Ok(event(&json!({

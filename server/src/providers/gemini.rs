@@ -255,7 +255,7 @@ fn usage(u: &Value) -> Value {
     out
 }
 
-/// What one candidate (or the prompt's feedback) says: text, reasoning, tool calls, finish.
+/// What one candidate says: text, reasoning, tool calls, finish.
 struct Said {
     text: String,
     reasoning: String,
@@ -263,8 +263,34 @@ struct Said {
     native: Option<String>,
 }
 
-fn read_candidate(v: &Value, calls_before: usize) -> Said {
-    let c = &v["candidates"][0];
+/// The candidates of an answer or stream event, each with its index (`candidateCount` asks for more
+/// than one; each is generated and billed); a blocked prompt is one candidate carrying the block reason.
+fn candidates(v: &Value, calls_before: &dyn Fn(u64) -> usize) -> Vec<(u64, Said)> {
+    let all = v["candidates"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if all.is_empty() {
+        let native = v["promptFeedback"]["blockReason"]
+            .as_str()
+            .map(str::to_string);
+        return vec![(
+            0,
+            Said {
+                text: String::new(),
+                reasoning: String::new(),
+                calls: Vec::new(),
+                native,
+            },
+        )];
+    }
+    all.iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let index = c["index"].as_u64().unwrap_or(i as u64);
+            (index, read_candidate(c, calls_before(index)))
+        })
+        .collect()
+}
+
+fn read_candidate(c: &Value, calls_before: usize) -> Said {
     let mut said = Said {
         text: String::new(),
         reasoning: String::new(),
@@ -292,11 +318,6 @@ fn read_candidate(v: &Value, calls_before: usize) -> Said {
             }
         }
     }
-    if v["candidates"].as_array().is_none_or(|a| a.is_empty()) {
-        if let Some(block) = v["promptFeedback"]["blockReason"].as_str() {
-            said.native = Some(block.to_string());
-        }
-    }
     said
 }
 
@@ -317,28 +338,33 @@ pub fn answer(ctx: &Ctx, v: Value) -> Result<Value, String> {
     if !(v["candidates"].is_array() || v["promptFeedback"].is_object()) {
         return Err("response has neither candidates nor prompt feedback".into());
     }
-    let said = read_candidate(&v, 0);
-    let native = said.native.clone().unwrap_or_else(|| "STOP".into());
-    let mut calls = said.calls;
-    for c in calls.iter_mut() {
-        if let Some(o) = c.as_object_mut() {
-            o.remove("index");
-        }
-    }
-    let mut message = json!({"role": "assistant", "content": if said.text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(said.text) }});
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls.clone());
-    }
-    if !ctx.hide_reasoning && !said.reasoning.is_empty() {
-        message["reasoning"] = json!(said.reasoning);
-    }
+    let choices: Vec<Value> = candidates(&v, &|_| 0)
+        .into_iter()
+        .map(|(index, said)| {
+            let native = said.native.clone().unwrap_or_else(|| "STOP".into());
+            let mut calls = said.calls;
+            for c in calls.iter_mut() {
+                if let Some(o) = c.as_object_mut() {
+                    o.remove("index");
+                }
+            }
+            let mut message = json!({"role": "assistant", "content": if said.text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(said.text) }});
+            if !calls.is_empty() {
+                message["tool_calls"] = Value::Array(calls.clone());
+            }
+            if !ctx.hide_reasoning && !said.reasoning.is_empty() {
+                message["reasoning"] = json!(said.reasoning);
+            }
+            json!({"index": index, "message": message, "finish_reason": finish(&native, !calls.is_empty()),
+                "native_finish_reason": native, "logprobs": null})
+        })
+        .collect();
     Ok(json!({
         "id": v["responseId"].as_str().map_or_else(|| format!("gemini-{}", crate::store::new_id()), str::to_string),
         "object": "chat.completion",
         "created": crate::store::now_ms() / 1000,
         "model": v["modelVersion"],
-        "choices": [{"index": 0, "message": message, "finish_reason": finish(&native, !calls.is_empty()),
-            "native_finish_reason": native, "logprobs": null}],
+        "choices": choices,
         "usage": usage(&v["usageMetadata"]),
     }))
 }
@@ -351,9 +377,10 @@ pub struct StreamState {
     model: Value,
     created: i64,
     usage: Option<Value>,
-    calls: usize,
-    finished: bool,
-    started: bool,
+    /// Per candidate: tool calls so far, whether it started and whether it finished.
+    calls: std::collections::BTreeMap<u64, usize>,
+    started: std::collections::BTreeSet<u64>,
+    finished: std::collections::BTreeSet<u64>,
 }
 
 impl StreamState {
@@ -364,15 +391,15 @@ impl StreamState {
             model: Value::Null,
             created: crate::store::now_ms() / 1000,
             usage: None,
-            calls: 0,
-            finished: false,
-            started: false,
+            calls: Default::default(),
+            started: Default::default(),
+            finished: Default::default(),
         }
     }
 
-    fn chunk(&self, delta: Value, finish: Option<(&str, &str)>) -> Value {
+    fn chunk(&self, index: u64, delta: Value, finish: Option<(&str, &str)>) -> Value {
         let mut choice =
-            json!({"index": 0, "delta": delta, "finish_reason": null, "logprobs": null});
+            json!({"index": index, "delta": delta, "finish_reason": null, "logprobs": null});
         if let Some((f, native)) = finish {
             choice["finish_reason"] = json!(f);
             choice["native_finish_reason"] = json!(native);
@@ -394,26 +421,26 @@ impl StreamState {
         if v["usageMetadata"].is_object() {
             self.usage = Some(v["usageMetadata"].clone());
         }
-        let said = read_candidate(&v, self.calls);
-        if !self.started {
-            self.started = true;
-            out.push(self.chunk(json!({"role": "assistant", "content": ""}), None));
-        }
-        if !said.reasoning.is_empty() && !self.ctx.hide_reasoning {
-            out.push(self.chunk(json!({"reasoning": said.reasoning}), None));
-        }
-        if !said.text.is_empty() {
-            out.push(self.chunk(json!({"content": said.text}), None));
-        }
-        if !said.calls.is_empty() {
-            self.calls += said.calls.len();
-            out.push(self.chunk(json!({"tool_calls": said.calls}), None));
-        }
-        if let Some(native) = said.native {
-            if !self.finished {
-                self.finished = true;
-                let f = finish(&native, self.calls > 0);
-                out.push(self.chunk(json!({}), Some((f, &native))));
+        let calls = self.calls.clone();
+        for (i, said) in candidates(&v, &|i| calls.get(&i).copied().unwrap_or(0)) {
+            if self.started.insert(i) {
+                out.push(self.chunk(i, json!({"role": "assistant", "content": ""}), None));
+            }
+            if !said.reasoning.is_empty() && !self.ctx.hide_reasoning {
+                out.push(self.chunk(i, json!({"reasoning": said.reasoning}), None));
+            }
+            if !said.text.is_empty() {
+                out.push(self.chunk(i, json!({"content": said.text}), None));
+            }
+            if !said.calls.is_empty() {
+                *self.calls.entry(i).or_default() += said.calls.len();
+                out.push(self.chunk(i, json!({"tool_calls": said.calls}), None));
+            }
+            if let Some(native) = said.native {
+                if self.finished.insert(i) {
+                    let f = finish(&native, self.calls.get(&i).is_some_and(|n| *n > 0));
+                    out.push(self.chunk(i, json!({}), Some((f, &native))));
+                }
             }
         }
         Ok(false)
@@ -426,7 +453,8 @@ impl StreamState {
 
     /// The body ended: the usage chunk, if the stream finished. `true` when it did.
     pub fn finish(&mut self, out: &mut Vec<Value>) -> bool {
-        if !self.finished {
+        // Complete when every candidate that began has its finish reason.
+        if self.finished.is_empty() || self.started.iter().any(|i| !self.finished.contains(i)) {
             return false;
         }
         if let Some(u) = self.usage.take() {
