@@ -19,6 +19,20 @@ let base;
 let demoKey;
 let demoLogin;
 let browser;
+const WEBHOOK_SECRET = 'whsec_browser_test';
+
+/// Posts a Stripe event signed as Stripe signs them.
+async function stripeEvent(id, type, object) {
+  const { createHmac } = await import('node:crypto');
+  const body = JSON.stringify({ id, object: 'event', type, data: { object } });
+  const t = Math.floor(Date.now() / 1000);
+  const v1 = createHmac('sha256', WEBHOOK_SECRET).update(`${t}.${body}`).digest('hex');
+  return fetch(`${base}/webhooks/stripe`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'stripe-signature': `t=${t},v1=${v1}` },
+    body,
+  });
+}
 let dbUrl;
 let dataDir;
 
@@ -32,6 +46,9 @@ before(async () => {
       DATABASE_URL: dbUrl,
       SWITCHYARD_ADDR: '127.0.0.1:0',
       SWITCHYARD_SECRET_KEY_FILE: `${dir}/secret.key`,
+      SWITCHYARD_JOURNAL_DIR: `${dir}/journal`,
+      // The Stripe fake signs with this; the test signs a payment of its own with it too.
+      SWITCHYARD_STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
       SWITCHYARD_KEY_CACHE_TTL_MS: '200',
       // Balances are compared with alerts and top-up thresholds twice a second.
       SWITCHYARD_LOW_BALANCE_CHECK_MS: '500',
@@ -678,11 +695,20 @@ test('the admin area lists users and organisations; pages work at phone width', 
   try {
     const page = await signIn(ctx, demoLogin.email, demoLogin.password);
     const errors = watchErrors(page);
+    // A payment in euros credits nothing and waits for a person's eye.
+    const refused = await stripeEvent('evt_browser_eur', 'checkout.session.completed', {
+      id: 'cs_browser_eur', object: 'checkout.session', client_reference_id: 'ord_unknown', payment_status: 'paid',
+      amount_total: 2110, payment_intent: 'pi_browser_eur', currency: 'eur',
+    });
+    assert.equal(refused.status, 200);
+    assert.match((await refused.json()).outcome, /^refused: currency eur/);
     await page.click('header a:has-text("Admin")');
     await page.waitForURL(/\/admin$/);
     await page.waitForSelector('tr.admin-user');
     assert.ok(await page.locator('tr.admin-user').count() >= 2);
     assert.match(await page.locator('.admin-orgs').innerText(), /Demo/);
+    const events = await page.locator('#payment-events').innerText();
+    assert.match(events, /evt_browser_eur[\s\S]*refused: currency eur/);
     await page.screenshot({ path: path.join(shots, 'admin.png'), fullPage: true });
 
     await page.setViewportSize({ width: 390, height: 844 });
@@ -1053,11 +1079,12 @@ test('usage: the overview charts spend, the activity log filters and explains a 
   await cli(['admin', 'create', '--email', analyst.email, '--password', analyst.password]);
   const said = await cli(['usage', 'seed', '3000', '--org', `${analyst.email} (personal)`, '--days', '60', '--keys', '2']);
   assert.match(said, /seeded 3000 generations/);
-  // And one real call in the demo organisation, so the platform has two organisations with usage.
+  // And one real call in the demo organisation, so the platform has two organisations with usage; its
+  // provider reports (and bills) far more than it was told to write, which the operator eats.
   const call = await fetch(`${base}/api/v1/chat/completions`, {
     method: 'POST',
     headers: { authorization: `Bearer ${demoKey}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'demo/fast-1', messages: [{ role: 'user', content: 'Hello' }] }),
+    body: JSON.stringify({ model: 'demo/fast-1', max_tokens: 5, messages: [{ role: 'user', content: 'Hello' }], x_fake: { overreport: 200000 } }),
   });
   assert.equal(call.status, 200);
   const ctx = await otherBrowser();
@@ -1127,6 +1154,9 @@ test('usage: the overview charts spend, the activity log filters and explains a 
     assert.match(await page.locator('[data-card=liability] .card-value').innerText(), /^\$/);
     assert.ok(await page.locator('.money-table').first().locator('tbody tr').count() >= 1);
     assert.match(await page.locator('.money-table').first().innerText(), /Providers[\s\S]*dev/);
+    // What the provider billed beyond the hold is the operator's, shown per provider.
+    assert.match(await page.locator('[data-card=uncollected] .card-value').innerText(), /^\$\d/);
+    assert.match(await page.locator('.losses tr[data-loss=over_hold]').innerText(), /usage reported above the hold/);
     await page.selectOption('.analytics-page select[name=group]', 'org');
     await page.waitForFunction(() => /analyst@example\.com \(personal\)/.test(document.querySelector('.legend')?.innerText || '')
       && /Demo/.test(document.querySelector('.legend')?.innerText || ''));

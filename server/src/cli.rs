@@ -666,7 +666,11 @@ async fn serve(mut cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
     // With --demo and no Stripe account configured, purchases go to the built-in Stripe fake.
     let fake_stripe = if args.demo && cfg.stripe_secret_key.is_none() {
         let key = format!("sk_test_demo_{}", uuid::Uuid::new_v4().simple());
-        let secret = format!("whsec_demo_{}", uuid::Uuid::new_v4().simple());
+        // A webhook secret the operator set is kept (and signs the fake's events); else a fresh one.
+        let secret = match cfg.stripe_webhook_secrets.first() {
+            Some(s) => s.expose().to_string(),
+            None => format!("whsec_demo_{}", uuid::Uuid::new_v4().simple()),
+        };
         let (_, fake) = crate::devstripe::spawn("127.0.0.1:0".parse()?, Some(key.clone())).await?;
         cfg.stripe_secret_key = Some(crate::config::Secret::new(key));
         cfg.stripe_api_base = fake.base_url();

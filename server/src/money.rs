@@ -249,45 +249,21 @@ impl Pricing {
     /// the prompt the provider's cache turns out to read or write, or turns out to be audio (the
     /// charge is linear in each part, so its maximum is at one of these corners).
     pub fn charge_bound(&self, prompt: u64, completion: u64) -> Nanos {
-        let all = |cache_read, cache_write, audio| Tokens {
-            prompt,
-            completion,
-            cache_read,
-            cache_write,
-            audio,
-        };
-        [
-            all(0, 0, 0),
-            all(prompt, 0, 0),
-            all(0, prompt, 0),
-            all(0, 0, prompt),
-        ]
-        .into_iter()
-        .map(|t| self.charge(t))
-        .max()
-        .unwrap_or(Nanos::ZERO)
+        corners(prompt, completion)
+            .into_iter()
+            .map(|t| self.charge(t))
+            .max()
+            .unwrap_or(Nanos::ZERO)
     }
 
     /// The most the provider can bill for so many prompt and completion tokens (the counterpart of
     /// `charge_bound` at cost).
     pub fn cost_bound(&self, prompt: u64, completion: u64) -> Nanos {
-        let all = |cache_read, cache_write, audio| Tokens {
-            prompt,
-            completion,
-            cache_read,
-            cache_write,
-            audio,
-        };
-        [
-            all(0, 0, 0),
-            all(prompt, 0, 0),
-            all(0, prompt, 0),
-            all(0, 0, prompt),
-        ]
-        .into_iter()
-        .map(|t| self.cost(t))
-        .max()
-        .unwrap_or(Nanos::ZERO)
+        corners(prompt, completion)
+            .into_iter()
+            .map(|t| self.cost(t))
+            .max()
+            .unwrap_or(Nanos::ZERO)
     }
 
     /// The tenant's price per input and output token, as OpenRouter shows them.
@@ -354,6 +330,23 @@ impl Pricing {
         let scaled = price.0 as i128 * (PPM + markup.0 as i128);
         format_scaled(scaled, 15)
     }
+}
+
+/// A prompt all plain, all read from the cache, all written to it, all audio.
+fn corners(prompt: u64, completion: u64) -> [Tokens; 4] {
+    let all = |cache_read, cache_write, audio| Tokens {
+        prompt,
+        completion,
+        cache_read,
+        cache_write,
+        audio,
+    };
+    [
+        all(0, 0, 0),
+        all(prompt, 0, 0),
+        all(0, prompt, 0),
+        all(0, 0, prompt),
+    ]
 }
 
 fn div_ceil(a: i128, b: i128) -> i128 {

@@ -432,7 +432,9 @@ async fn the_books_hold_under_a_random_workload(db: Db) {
     // for the requests it served there plus the losses recorded there.
     let bills = app.fake_stats.bills();
     assert!(bills.len() as i64 >= served / 2);
-    let gens: Vec<(Option<String>, Option<String>, i64, i64, i64, i64)> = sqlx::query_as(
+    // (upstream model, upstream id, prompt, completion, cost, estimated)
+    type Row = (Option<String>, Option<String>, i64, i64, i64, i64);
+    let gens: Vec<Row> = sqlx::query_as(
         "SELECT upstream_model, upstream_id, prompt_tokens, completion_tokens, cost_nanos, usage_estimated FROM generations",
     )
     .fetch_all(&app.store.pool)

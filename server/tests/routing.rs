@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{sse_events, Db, TestApp, BEDROCK_KEY, UPSTREAM_KEY};
+use common::{arm, ask, sse_events, Db, TestApp, BEDROCK_KEY, UPSTREAM_KEY};
 use serde_json::{json, Value};
 use std::time::Duration;
 use switchyard::{catalog, crypto::Cipher, money::Nanos};
@@ -195,21 +195,6 @@ async fn start(db: Db) -> TestApp {
     app
 }
 
-/// Makes the fake answer the next `times` requests for `model` with these switches.
-async fn arm(app: &TestApp, model: &str, times: u64, switches: Value) {
-    let mut body = switches;
-    body["model"] = json!(model);
-    body["times"] = json!(times);
-    let r = app
-        .http
-        .post(format!("http://{}/_fake/arm", app.fake))
-        .json(&body)
-        .send()
-        .await
-        .expect("arm");
-    assert_eq!(r.status(), 204);
-}
-
 async fn fake_count(app: &TestApp, model: &str) -> u64 {
     let v: Value = app
         .http
@@ -237,19 +222,6 @@ fn charge(
 ) -> i64 {
     let raw = (prompt * input_nanos_per_tok + completion * output_nanos_per_tok) as i128 * 11;
     ((raw + 9) / 10) as i64
-}
-
-async fn ask(app: &TestApp, body: Value) -> (u16, Value, String) {
-    let r = app.chat(body).await;
-    let status = r.status().as_u16();
-    let gen = r
-        .headers()
-        .get("x-generation-id")
-        .map(|h| h.to_str().expect("ascii").to_string())
-        .unwrap_or_default();
-    let text = r.text().await.expect("body");
-    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, v, gen)
 }
 
 fn msg(model: &str, extra: Value) -> Value {

@@ -29,20 +29,8 @@ pub(super) async fn settle_many(
     }
     let sqlite = is_sqlite(tx);
     // 1. Release the holds that are still open.
-    let sql = format!(
-        "DELETE FROM holds WHERE id IN ({}) RETURNING id",
-        in_list(sqlite, items.len())
-    );
-    let mut q = sqlx::query_as::<_, (String,)>(&sql);
-    for (h, _) in items {
-        q = q.bind(&h.id);
-    }
-    let released: HashSet<String> = q
-        .fetch_all(&mut **tx)
-        .await?
-        .into_iter()
-        .map(|(id,)| id)
-        .collect();
+    let holds: Vec<&Hold> = items.iter().map(|(h, _)| *h).collect();
+    let released = delete_holds(tx, &holds).await?;
 
     // Charges whose hold was released before they settled, limited to what can still be paid.
     let capped = if cap_unheld {
@@ -206,26 +194,29 @@ pub(super) async fn settle_many(
     Ok(())
 }
 
-/// Releases holds that are still open (a request that gave up on its admission); each once.
-pub(super) async fn release_many(tx: &mut Tx, holds: &[&Hold]) -> Result<(), sqlx::Error> {
-    if holds.is_empty() {
-        return Ok(());
-    }
-    let sqlite = is_sqlite(tx);
+/// Deletes the holds that are still there; returns which it deleted (each is released once).
+async fn delete_holds(tx: &mut Tx, holds: &[&Hold]) -> Result<HashSet<String>, sqlx::Error> {
     let sql = format!(
         "DELETE FROM holds WHERE id IN ({}) RETURNING id",
-        in_list(sqlite, holds.len())
+        in_list(is_sqlite(tx), holds.len())
     );
     let mut q = sqlx::query_as::<_, (String,)>(&sql);
     for h in holds {
         q = q.bind(&h.id);
     }
-    let released: HashSet<String> = q
-        .fetch_all(&mut **tx)
+    Ok(q.fetch_all(&mut **tx)
         .await?
         .into_iter()
         .map(|(id,)| id)
-        .collect();
+        .collect())
+}
+
+/// Releases holds that are still open (a request that gave up on its admission); each once.
+pub(super) async fn release_many(tx: &mut Tx, holds: &[&Hold]) -> Result<(), sqlx::Error> {
+    if holds.is_empty() {
+        return Ok(());
+    }
+    let released = delete_holds(tx, holds).await?;
     let mut once = HashSet::new();
     for h in holds {
         if released.contains(&h.id) && once.insert(h.id.as_str()) {

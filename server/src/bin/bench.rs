@@ -1,7 +1,7 @@
 //! Gateway benchmark: starts the fake upstream and the gateway as separate processes on loopback, then
 //! sends the same load directly to the upstream (the baseline) and through the gateway (auth, credit
 //! admission, proxying, settlement all on), and prints throughput, latency, the gateway's overhead and
-//! its peak RSS.
+//! its peak RSS. It ends with `switchyard audit` on the database it used, and fails if the audit does.
 //!
 //!   cargo run --release -p switchyard --bin bench -- [--seconds 10] [--concurrency 64] [--rate 500] [--database-url URL]
 
@@ -302,6 +302,7 @@ async fn main() -> anyhow::Result<()> {
         .env("DATABASE_URL", &db_url)
         .env("SWITCHYARD_SECRET_KEY", key_b64)
         .env("SWITCHYARD_ADDR", "127.0.0.1:0")
+        .env("SWITCHYARD_JOURNAL_DIR", dir.join("journal"))
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped());
     let mut child = cmd.spawn()?;
@@ -373,24 +374,30 @@ async fn main() -> anyhow::Result<()> {
         None => println!("gateway peak RSS: unavailable (no /proc)"),
     }
 
-    // Every request was billed: the ledger still balances.
-    let store = Store::open(&db_url, 2).await?;
+    // Every request was billed: `switchyard audit` finds the books whole (the gateway drains first).
     drop(gateway);
     drop(upstream);
-    let problems = ledger::audit(&store, &org.id).await?;
+    let store = Store::open(&db_url, 2).await?;
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM generations WHERE org_id = $1")
         .bind(&org.id)
         .fetch_one(&store.pool)
         .await?;
-    println!(
-        "generations recorded: {n}; ledger audit: {}",
-        if problems.is_empty() {
-            "balanced".to_string()
-        } else {
-            format!("{problems:?}")
-        }
-    );
+    store.close().await;
+    println!("generations recorded: {n}");
+    let audit = Command::new(&bin)
+        .args(["audit", "--quiet"])
+        .env("DATABASE_URL", &db_url)
+        .env("RUST_LOG", "error")
+        .output()?;
+    print!("{}", String::from_utf8_lossy(&audit.stdout));
     let _ = std::fs::remove_dir_all(&dir);
+    if !audit.status.success() {
+        bail!(
+            "switchyard audit failed after the benchmark: {}",
+            String::from_utf8_lossy(&audit.stderr).trim()
+        );
+    }
+    println!("switchyard audit: clean");
     Ok(())
 }
 

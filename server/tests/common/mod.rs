@@ -421,6 +421,35 @@ pub fn expected_charge(prompt: u64, completion: u64) -> i64 {
     ((raw + 9) / 10) as i64
 }
 
+/// Makes the fake answer the next `times` requests for the upstream `model` with these switches.
+pub async fn arm(app: &TestApp, model: &str, times: u64, switches: Value) {
+    let mut body = switches;
+    body["model"] = json!(model);
+    body["times"] = json!(times);
+    let r = app
+        .http
+        .post(format!("http://{}/_fake/arm", app.fake))
+        .json(&body)
+        .send()
+        .await
+        .expect("arm");
+    assert_eq!(r.status(), 204);
+}
+
+/// A chat request: its status, its body (JSON, or the text of a stream) and its generation id.
+pub async fn ask(app: &TestApp, body: Value) -> (u16, Value, String) {
+    let r = app.chat(body).await;
+    let status = r.status().as_u16();
+    let gen = r
+        .headers()
+        .get("x-generation-id")
+        .map(|h| h.to_str().expect("ascii").to_string())
+        .unwrap_or_default();
+    let text = r.text().await.expect("body");
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, v, gen)
+}
+
 /// `switchyard audit` finds nothing wrong (every money invariant, every organisation).
 pub async fn assert_audit_clean(store: &Store) {
     let report = switchyard::billing::audit::run(store).await.expect("audit");
