@@ -684,6 +684,22 @@ async fn reserve_key(
     Ok(Ok(()))
 }
 
+/// Operator losses since `since` (Unix ms), per provider and kind: (provider, kind, count, provider cost
+/// at stake, uncollected), the largest first.
+pub async fn losses_since(
+    store: &Store,
+    since: i64,
+) -> Result<Vec<(String, String, i64, i64, i64)>, sqlx::Error> {
+    // Losses are rare and kept apart from the rollups: read straight from their table.
+    sqlx::query_as(
+        "SELECT provider_slug, kind, COUNT(*), CAST(SUM(cost_nanos) AS BIGINT), CAST(SUM(uncollected_nanos) AS BIGINT) \
+         FROM operator_losses WHERE created_at >= $1 GROUP BY provider_slug, kind ORDER BY 5 DESC, 1, 2",
+    )
+    .bind(since)
+    .fetch_all(&store.pool)
+    .await
+}
+
 /// Records generations that held no credit (synthetic usage for tests and timings) with the very
 /// statements settlement uses: the log, the rollups, one ledger entry each and the projections.
 pub async fn record(store: &Store, gens: &[Generation]) -> Result<(), sqlx::Error> {

@@ -715,6 +715,20 @@ async fn reverse(
     }
 }
 
+/// Stripe events that moved no money and need a person's eye, newest first: refused ones and refunds or
+/// disputes still waiting for their payment. (id, type, outcome, received at.)
+pub async fn events_to_check(
+    store: &crate::store::Store,
+) -> Result<Vec<(String, String, Option<String>, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, type, outcome, received_at FROM stripe_events \
+         WHERE outcome LIKE 'refused%' OR outcome = 'waiting for its payment' \
+         ORDER BY received_at DESC, id LIMIT 100",
+    )
+    .fetch_all(&store.pool)
+    .await
+}
+
 /// An order as the billing pages show it.
 #[derive(sqlx::FromRow, Clone, Debug)]
 pub struct Order {

@@ -1123,15 +1123,9 @@ pub async fn analytics(
     .fetch_one(&store.pool)
     .await
     .map_err(internal)?;
-    // Losses are rare and kept apart from the rollups: read straight from their table.
-    let losses: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT provider_slug, kind, COUNT(*), CAST(SUM(cost_nanos) AS BIGINT), CAST(SUM(uncollected_nanos) AS BIGINT) \
-         FROM operator_losses WHERE created_at >= $1 GROUP BY provider_slug, kind ORDER BY 5 DESC, 1, 2",
-    )
-    .bind(w.start)
-    .fetch_all(&store.pool)
-    .await
-    .map_err(internal)?;
+    let losses = crate::billing::losses_since(store, w.start)
+        .await
+        .map_err(internal)?;
     let losses: Vec<switchyard_app::usage::LossRow> = losses
         .into_iter()
         .map(

@@ -63,14 +63,9 @@ pub async fn overview(state: &AppState, me: &str) -> Result<AdminData, String> {
     .fetch_all(&store.pool)
     .await
     .map_err(internal)?;
-    let events: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(
-        "SELECT id, type, outcome, received_at FROM stripe_events \
-         WHERE outcome LIKE 'refused%' OR outcome = 'waiting for its payment' \
-         ORDER BY received_at DESC, id LIMIT 100",
-    )
-    .fetch_all(&store.pool)
-    .await
-    .map_err(internal)?;
+    let events = crate::billing::purchases::events_to_check(store)
+        .await
+        .map_err(internal)?;
     Ok(AdminData {
         payment_events: events
             .into_iter()
