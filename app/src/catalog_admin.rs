@@ -81,6 +81,8 @@ pub struct ProviderRow {
 
 /// The most choices (`n`) a request may ask for where the catalog does not say.
 pub const DEFAULT_MAX_N: u64 = 8;
+/// The output cap of a request that names none, on a model whose catalog entry names no limit.
+pub const DEFAULT_OUTPUT_CAP: u64 = 4096;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminModel {
@@ -940,7 +942,7 @@ fn ModelCard(
                         <label>"Id (what clients call)" <input name="slug" required value=slug_now.clone()/></label>
                         <label>"Name" <input name="name" required value=m.name.clone()/></label>
                         <label>"Context length (tokens)" <input name="context_length" inputmode="numeric" required value=m.context_length.to_string()/></label>
-                        <label>"Max output tokens (blank: context length)" <input name="max_output_tokens" inputmode="numeric" value=m.max_output_tokens.clone()/></label>
+                        <label title="Every request gets this cap (lower if it asks), and its provider is told it; blank: what a request asks, within the context window, else 4,096">"Max output tokens (blank: 4,096 unless asked)" <input name="max_output_tokens" inputmode="numeric" value=m.max_output_tokens.clone()/></label>
                         <label title="A request asking for more choices (n) is refused">{format!("Most choices per request (n; blank: {DEFAULT_MAX_N})")} <input name="max_n" inputmode="numeric" value=m.max_n.clone()/></label>
                         <label title="How long an upstream may take to start answering">"First-token limit (ms; blank: server's)" <input name="first_byte_timeout_ms" inputmode="numeric" value=m.first_byte_timeout_ms.clone()/></label>
                         <label title="The longest silence allowed once an answer has started">"Idle limit (ms; blank: server's)" <input name="idle_timeout_ms" inputmode="numeric" value=m.idle_timeout_ms.clone()/></label>

@@ -89,6 +89,7 @@ api_key = "{BEDROCK_KEY}"
     );
     s += &model("pair", "oai", "cap-pair", "max_n = 2");
     s += &model("slow", "oai", "cap-slow", "idle_timeout_ms = 300");
+    s += &model("uncapped", "oai", "cap-uncapped", "").replace("max_output_tokens = 1000\n", "");
     s += &model("think", "anth", "cap-think", "")
         .replace("max_output_tokens = 1000", "max_output_tokens = 4000");
     // Priced extras: flex at half price, web search at a cent a request, audio input at $40/M.
@@ -257,6 +258,29 @@ async fn every_provider_is_told_the_cap_it_was_held_for(db: Db) {
             );
             sound(&app).await;
         }
+    }
+    // A model the catalog gives no output limit: the request's own (within the context window), else
+    // 4,096 — never the whole window.
+    app.grant("5").await;
+    for (max, told) in [
+        (None, 4096),
+        (Some(20_000), 20_000),
+        (Some(500_000), 100_000),
+    ] {
+        let mut extra = json!({});
+        if let Some(m) = max {
+            extra["max_tokens"] = json!(m);
+        }
+        let (s, v, gen) = ask(&app, msg("cap/uncapped", extra)).await;
+        assert_eq!(s, 200, "{v}");
+        let sent = app.fake_stats.last_body.lock().clone().expect("body");
+        assert_eq!(sent["max_completion_tokens"], json!(told), "{max:?}");
+        let (_, _, charge, held, _, _) = generation(&app, &gen).await;
+        assert!(charge <= held);
+        assert!(
+            held >= told * 30_000 * 11 / 10,
+            "held {held} for {told} tokens"
+        );
     }
     // max_tokens of zero or less, and n of zero, are the client's mistakes.
     for bad in [

@@ -242,7 +242,7 @@ pub struct Model {
     pub endpoints: Vec<Endpoint>,
 }
 
-pub use switchyard_app::catalog_admin::DEFAULT_MAX_N;
+pub use switchyard_app::catalog_admin::{DEFAULT_MAX_N, DEFAULT_OUTPUT_CAP};
 
 impl Model {
     pub fn max_choices(&self) -> u64 {

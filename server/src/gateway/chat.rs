@@ -483,14 +483,21 @@ pub(super) async fn admit(
     })
 }
 
-/// The output cap a request gets at this endpoint: its own `max_tokens`, never above the endpoint's (or
-/// model's) limit, else that limit; the context window when the catalog names none.
+/// The output cap a request gets at this endpoint (and its provider is told): its own `max_tokens`, never
+/// above the endpoint's (or model's) limit, else that limit. Where the catalog names no limit, the
+/// request's own within the context window, else `DEFAULT_OUTPUT_CAP` — not the whole window, which
+/// providers that count the prompt and the cap together refuse, and which would hold a fortune.
 fn output_cap(req: &ChatRequest, model: &Model, ep: &Endpoint) -> u64 {
-    let limit = ep
-        .max_output_tokens
-        .or(model.max_output_tokens)
-        .unwrap_or(model.context_length);
-    req.max_tokens.map_or(limit, |m| m.min(limit)).max(1)
+    let cap = match (
+        req.max_tokens,
+        ep.max_output_tokens.or(model.max_output_tokens),
+    ) {
+        (Some(asked), Some(limit)) => asked.min(limit),
+        (None, Some(limit)) => limit,
+        (Some(asked), None) => asked.min(model.context_length),
+        (None, None) => crate::catalog::DEFAULT_OUTPUT_CAP.min(model.context_length),
+    };
+    cap.max(1)
 }
 
 fn refusal_error(r: Refusal, needed: Nanos) -> ApiError {
