@@ -52,7 +52,7 @@ pub(super) async fn read_to_end(
     loop {
         for mut c in chunks.drain(..) {
             meter.note(&mut c);
-            answer.add(&c);
+            answer.add(c);
         }
         if done {
             break;
@@ -120,31 +120,31 @@ pub(super) async fn read_to_end(
 /// Keys whose value is an identifier: a repeat replaces it.
 const IDENTIFIERS: &[&str] = &["index", "type", "id", "role", "name", "format"];
 
-/// Merges `delta` into `acc`.
-pub fn merge(acc: &mut Map<String, Value>, delta: &Map<String, Value>) {
+/// Merges `delta` into `acc` (taking what it needs from `delta`, which is used up).
+pub fn merge(acc: &mut Map<String, Value>, delta: Map<String, Value>) {
     for (k, dv) in delta {
         if dv.is_null() {
-            acc.entry(k.clone()).or_insert(Value::Null);
+            acc.entry(k).or_insert(Value::Null);
             continue;
         }
-        let Some(av) = acc.get_mut(k) else {
-            acc.insert(k.clone(), dv.clone());
+        let Some(av) = acc.get_mut(&k) else {
+            acc.insert(k, dv);
             continue;
         };
         if IDENTIFIERS.contains(&k.as_str()) || av.is_null() {
-            *av = dv.clone();
+            *av = dv;
             continue;
         }
         match (av, dv) {
-            (Value::String(a), Value::String(d)) => a.push_str(d),
+            (Value::String(a), Value::String(d)) => a.push_str(&d),
             (Value::Object(a), Value::Object(d)) => merge(a, d),
             (Value::Array(a), Value::Array(d)) => merge_list(a, d),
-            (av, dv) => *av = dv.clone(),
+            (av, dv) => *av = dv,
         }
     }
 }
 
-fn merge_list(acc: &mut Vec<Value>, delta: &[Value]) {
+fn merge_list(acc: &mut Vec<Value>, delta: Vec<Value>) {
     for item in delta {
         let index = item.get("index").and_then(Value::as_u64);
         let found = index.and_then(|i| {
@@ -153,7 +153,7 @@ fn merge_list(acc: &mut Vec<Value>, delta: &[Value]) {
         });
         match (found, item) {
             (Some(Value::Object(a)), Value::Object(d)) => merge(a, d),
-            _ => acc.push(item.clone()),
+            (_, item) => acc.push(item),
         }
     }
 }
@@ -173,48 +173,48 @@ pub struct Completion {
 
 impl Completion {
     /// Adds one chunk (its usage already taken out by the meter).
-    pub fn add(&mut self, chunk: &Value) {
-        let Some(obj) = chunk.as_object() else {
+    pub fn add(&mut self, chunk: Value) {
+        let Value::Object(obj) = chunk else {
             return;
         };
         for (k, v) in obj {
             match k.as_str() {
-                "choices" | "object" | "usage" => {}
+                "object" | "usage" => {}
+                "choices" => {
+                    let Value::Array(choices) = v else { continue };
+                    for c in choices {
+                        self.add_choice(c);
+                    }
+                }
                 _ if v.is_null() => {}
                 _ => {
-                    self.top.insert(k.clone(), v.clone());
+                    self.top.insert(k, v);
                 }
             }
         }
-        for c in obj
-            .get("choices")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let index = c["index"].as_u64().unwrap_or(0);
-            let (message, rest) = self.choices.entry(index).or_default();
-            if let Some(d) = c.get("delta").and_then(Value::as_object) {
-                merge(message, d);
-            }
-            if let Some(o) = c.as_object() {
-                for (k, v) in o {
-                    match k.as_str() {
-                        "delta" | "index" => {}
-                        "logprobs" if v.is_object() => {
-                            let acc = rest.entry(k.clone()).or_insert_with(|| json!({}));
-                            match (acc, v) {
-                                (Value::Object(a), Value::Object(d)) => merge(a, d),
-                                (acc, v) => *acc = v.clone(),
-                            }
-                        }
-                        _ if v.is_null() => {
-                            rest.entry(k.clone()).or_insert(Value::Null);
-                        }
-                        _ => {
-                            rest.insert(k.clone(), v.clone());
-                        }
+    }
+
+    fn add_choice(&mut self, c: Value) {
+        let Value::Object(o) = c else { return };
+        let index = o.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let (message, rest) = self.choices.entry(index).or_default();
+        for (k, v) in o {
+            match (k.as_str(), v) {
+                ("index", _) => {}
+                ("delta", Value::Object(d)) => merge(message, d),
+                ("delta", _) => {}
+                ("logprobs", Value::Object(d)) => {
+                    let acc = rest.entry(k).or_insert_with(|| json!({}));
+                    match acc {
+                        Value::Object(a) => merge(a, d),
+                        acc => *acc = Value::Object(d),
                     }
+                }
+                (_, Value::Null) => {
+                    rest.entry(k).or_insert(Value::Null);
+                }
+                (_, v) => {
+                    rest.insert(k, v);
                 }
             }
         }
@@ -342,7 +342,7 @@ mod tests {
         ];
         let mut c = Completion::default();
         for ch in &chunks {
-            c.add(ch);
+            c.add(ch.clone());
         }
         let v = c.finish();
         assert_eq!(
@@ -360,7 +360,7 @@ mod tests {
         // And back: a complete answer streams as the same content.
         let mut again = Completion::default();
         for ch in chunks_of(&v) {
-            again.add(&ch);
+            again.add(ch);
         }
         assert_eq!(again.finish()["choices"], v["choices"]);
     }
@@ -368,7 +368,7 @@ mod tests {
     #[test]
     fn a_message_with_only_tool_calls_has_null_content() {
         let mut c = Completion::default();
-        c.add(&json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "x", "function": {"name": "f", "arguments": "{}"}}]}}]}));
+        c.add(json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "x", "function": {"name": "f", "arguments": "{}"}}]}}]}));
         let v = c.finish();
         assert_eq!(v["choices"][0]["message"]["content"], Value::Null);
         assert_eq!(v["choices"][0]["finish_reason"], Value::Null);
