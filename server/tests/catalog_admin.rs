@@ -1434,7 +1434,129 @@ async fn every_kind_of_provider_is_added_listed_and_tested(db: Db) {
     app.stop().await;
 }
 
+async fn priced_extras_and_model_limits_are_set_on_the_admin_page(db: Db) {
+    let app = TestApp::start(db).await;
+    app.grant("10").await;
+    let root = admin(&app).await;
+    let ep = endpoint_of(&app, "test/fast", "fake").await;
+    // Service tiers, a web-search price and an audio price on the endpoint.
+    let mut op = price_as(&ep, "fast-1", "0.50", "1.50", true);
+    if let CatalogOp::SaveEndpoint {
+        web_search,
+        audio_input,
+        service_tiers,
+        ..
+    } = &mut op
+    {
+        *web_search = "0.01".into();
+        *audio_input = "40".into();
+        *service_tiers = "flex=50, Priority=200".into();
+    }
+    change(&app.state, &root, op.clone()).await.expect("save");
+    // Bad tiers are refused, saying how to write them.
+    for (bad, says) in [
+        ("flex", "like flex=50"),
+        ("default=50", "default tier"),
+        ("flex=0", "positive percentage"),
+        ("flex=fast", "decimal"),
+    ] {
+        let mut op = op.clone();
+        if let CatalogOp::SaveEndpoint { service_tiers, .. } = &mut op {
+            *service_tiers = bad.into();
+        }
+        let e = change(&app.state, &root, op).await.expect_err(bad);
+        assert!(e.contains(says), "{bad}: {e}");
+    }
+    // The model's most choices and its time limits.
+    let model = model_id(&app, "test/fast").await;
+    let mut m = model_rules(&model, "", ("", ""), false);
+    if let CatalogOp::SaveModel {
+        slug,
+        name,
+        max_n,
+        first_byte_timeout_ms,
+        idle_timeout_ms,
+        max_output_tokens,
+        ..
+    } = &mut m
+    {
+        *slug = "test/fast".into();
+        *name = "Test Fast".into();
+        *max_n = "2".into();
+        *first_byte_timeout_ms = "9000".into();
+        *idle_timeout_ms = "4000".into();
+        *max_output_tokens = "1000".into();
+    }
+    change(&app.state, &root, m.clone())
+        .await
+        .expect("save model");
+    if let CatalogOp::SaveModel {
+        idle_timeout_ms, ..
+    } = &mut m
+    {
+        *idle_timeout_ms = "50".into();
+    }
+    let e = change(&app.state, &root, m).await.expect_err("too short");
+    assert!(e.contains("idle limit"), "{e}");
+    // The page shows what was saved; the export carries it; the gateway honours it.
+    let p = page(&app.state).await.expect("page");
+    let fast = p
+        .models
+        .iter()
+        .find(|m| m.slug == "test/fast")
+        .expect("model");
+    assert_eq!(
+        (fast.max_n.as_str(), fast.idle_timeout_ms.as_str()),
+        ("2", "4000")
+    );
+    let e = &fast.endpoints[0];
+    assert_eq!(
+        (
+            e.web_search.as_str(),
+            e.audio_input.as_str(),
+            e.service_tiers.as_str()
+        ),
+        ("0.01", "40.00", "flex=50, priority=200")
+    );
+    let toml = switchyard::catalog::file::export(&app.store)
+        .await
+        .expect("export");
+    for line in [
+        "max_n = 2",
+        "idle_timeout_ms = 4000",
+        "web_search = \"0.01\"",
+        "flex = \"50\"",
+    ] {
+        assert!(toml.contains(line), "{line} in\n{toml}");
+    }
+    app.state
+        .catalog
+        .refresh(
+            &app.store,
+            &switchyard::crypto::Cipher::from_config(&app.cfg).expect("cipher"),
+        )
+        .await
+        .expect("refresh");
+    let (s, v) = call_with(
+        &app,
+        json!({"model": "test/fast", "n": 3, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = call_with(&app, json!({"model": "test/fast", "service_tier": "flex", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(s, 200, "{v}");
+    app.assert_books_balance().await;
+    app.stop().await;
+}
+
+async fn call_with(app: &TestApp, body: Value) -> (u16, Value) {
+    let r = app.chat(body).await;
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
 both_backends!(
+    priced_extras_and_model_limits_are_set_on_the_admin_page,
     every_kind_of_provider_is_added_listed_and_tested,
     key_pools_share_traffic_by_weight_and_a_refused_key_fails_over,
     cache_request_and_organisation_prices_are_charged_exactly,
