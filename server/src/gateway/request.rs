@@ -202,12 +202,12 @@ pub fn parse(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
     let output_extra = body
         .get("prediction")
         .filter(|p| !p.is_null())
-        .map_or(0, |p| p.to_string().len() as u64);
+        .map_or(0, |p| json_len(p) as u64);
     // Tool definitions and schemas are prompt the provider reads (and bills) too.
     let declared: usize = ["tools", "response_format"]
         .iter()
         .filter_map(|k| body.get(*k).filter(|v| !v.is_null()))
-        .map(|v| v.to_string().len())
+        .map(json_len)
         .sum();
     let prompt_estimate = ((chars + declared) as u64).div_ceil(4) + 4 * messages.len() as u64 + 3;
     Ok(ChatRequest {
@@ -225,6 +225,23 @@ pub fn parse(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
         prompt_estimate,
         body,
     })
+}
+
+/// The length of a value's JSON text, counted without writing it anywhere.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 /// A content part that is not text: what kind of media it is, and how many of the request's bytes are
