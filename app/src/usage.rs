@@ -174,7 +174,6 @@ pub struct ActivityPage {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptView {
     pub provider: String,
-    pub credential: String,
     pub status: i64,
     pub error_type: String,
     pub message: String,

@@ -634,7 +634,6 @@ fn GenerationPanel(d: GenerationDetail, on_close: impl Fn() + 'static) -> impl I
                             view! {
                                 <li class:failed=!ok>
                                     <strong>{a.provider.clone()}</strong>
-                                    {(!a.credential.is_empty()).then(|| format!(" · key {}", a.credential))}
                                     {format!(" · {} · {}", if a.status == 0 { "no answer".to_string() } else { format!("HTTP {}", a.status) }, ms(a.latency_ms))}
                                     {(!ok).then(|| view! { <span class="muted block">{format!("{}{}", if a.error_type.is_empty() { String::new() } else { format!("{}: ", a.error_type) }, a.message)}</span> })}
                                 </li>

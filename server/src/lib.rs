@@ -63,7 +63,9 @@ impl Application {
             Config::ms(cfg.admission_timeout_ms.max(1)),
         )
         .await?;
+        // Provider calls never follow redirects: the key and the prompt go to the configured origin only.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Config::ms(cfg.upstream_connect_timeout_ms))
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)

@@ -1654,6 +1654,9 @@ async fn list_upstream(
         .await
         .map_err(|e| format!("{name} did not answer at {base}: {}", error_chain(&e)))?;
     let status = r.status();
+    if status.is_redirection() {
+        return Err(crate::providers::redirect_refused(name, r.headers()));
+    }
     let body: Value = r.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
         let msg = body["error"]["message"]

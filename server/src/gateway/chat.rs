@@ -580,7 +580,7 @@ async fn dispatch(
                     state.health.record(&ep.id, true);
                     billed
                         .attempts
-                        .push(attempt(ep, cred, 200, None, attempt_started));
+                        .push(attempt(ep, 200, None, attempt_started));
                     billed.model = p.cand.model.clone();
                     let start = match start {
                         Start::Stream(s) => s,
@@ -604,7 +604,7 @@ async fn dispatch(
                     state.health.record(&ep.id, true);
                     billed
                         .attempts
-                        .push(attempt(ep, cred, 200, None, attempt_started));
+                        .push(attempt(ep, 200, None, attempt_started));
                     billed.model = p.cand.model.clone();
                     return Ok(complete(billed, p, answer, meter, cut, ttft).await);
                 }
@@ -663,7 +663,7 @@ pub(super) fn pick_key<'a>(
                 f.retry_after = Some(secs);
                 billed
                     .attempts
-                    .push(attempt(ep, None, 429, Some(&f), Instant::now()));
+                    .push(attempt(ep, 429, Some(&f), Instant::now()));
                 *last = Some(f);
             }
             None
@@ -695,9 +695,7 @@ pub(super) fn failed(
         FailureKind::Status(s) => s,
         _ => 0,
     };
-    billed
-        .attempts
-        .push(attempt(ep, cred, status, Some(&f), started));
+    billed.attempts.push(attempt(ep, status, Some(&f), started));
     let health = &billed.state.health;
     if f.counts_against_health() {
         health.record(&ep.id, false);
@@ -758,16 +756,15 @@ pub(super) async fn unanswered(
     res
 }
 
+/// An attempt as the generation records it (which key of the pool served stays out: tenants read this).
 pub(super) fn attempt(
     ep: &Endpoint,
-    cred: Option<&Credential>,
     status: u16,
     f: Option<&UpstreamFailure>,
     started: Instant,
 ) -> Value {
     json!({
         "provider": ep.provider.slug,
-        "credential": cred.map(|c| c.label.clone()),
         "endpoint_id": ep.id,
         "status": status,
         "error_type": f.map(|f| f.error_type()),

@@ -139,7 +139,7 @@ async fn dispatch(
             match result {
                 Ok(v) => {
                     billed.state.health.record(&ep.id, true);
-                    billed.attempts.push(attempt(ep, cred, 200, None, started));
+                    billed.attempts.push(attempt(ep, 200, None, started));
                     return answer(billed, cand, v).await;
                 }
                 Err(f) => {

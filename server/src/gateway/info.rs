@@ -206,7 +206,13 @@ pub async fn generation(
             "no generation {id:?} for this organisation (it may still be in flight)"
         )));
     };
-    let attempts: Value = serde_json::from_str(&r.attempts).unwrap_or(Value::Array(vec![]));
+    let mut attempts: Value = serde_json::from_str(&r.attempts).unwrap_or(Value::Array(vec![]));
+    // Rows logged before key labels were kept out of the attempts: tenants never see them.
+    for a in attempts.as_array_mut().into_iter().flatten() {
+        if let Some(o) = a.as_object_mut() {
+            o.remove("credential");
+        }
+    }
     let (pt, ct, latency, ttft) = (
         r.prompt_tokens,
         r.completion_tokens,

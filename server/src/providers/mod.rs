@@ -257,6 +257,12 @@ pub async fn send(
     if status.is_success() {
         return Ok(resp);
     }
+    if status.is_redirection() {
+        return Err(fail(
+            FailureKind::Status(status.as_u16()),
+            redirect_refused(provider, resp.headers()),
+        ));
+    }
     let mut retry_after = retry_after(resp.headers());
     let body = read_capped(resp, 64 * 1024, t.idle)
         .await
@@ -271,6 +277,45 @@ pub async fn send(
     f.raw = Some(truncate(&String::from_utf8_lossy(&body), 2000));
     f.retry_after = retry_after;
     Err(f)
+}
+
+/// What a redirect is told as: where it pointed (its host only), and that it was not followed.
+pub fn redirect_refused(provider: &str, headers: &reqwest::header::HeaderMap) -> String {
+    let target = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| reqwest::Url::parse(l).ok())
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| u.port().map_or(h.to_string(), |p| format!("{h}:{p}")))
+        })
+        .unwrap_or_else(|| "another address".into());
+    format!(
+        "provider {provider} redirected to {target}; redirects are not followed (the key and the prompt go to the configured address only): fix the provider's base URL"
+    )
+}
+
+/// Provider text with anything shaped like a credential blanked: API keys (`sk-…`, `AKIA…`, `AIza…`),
+/// bearer tokens, `key=`/`api-key:` values and long opaque tokens. Error text shown to tenants goes
+/// through this; a provider may echo what it was sent.
+pub fn scrub(text: &str) -> String {
+    use std::sync::OnceLock;
+    static SHAPES: OnceLock<regex::Regex> = OnceLock::new();
+    let re = SHAPES.get_or_init(|| {
+        regex::Regex::new(concat!(
+            r"(?i)(bearer\s+|(?:api[-_]?key|x-api-key|x-goog-api-key|key|token|secret|password|signature)[\x22']?\s*[:=]\s*[\x22']?)[^\s\x22',;&]+",
+            r"|\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{8,}",
+            r"|\bAKIA[0-9A-Z]{12,}",
+            r"|\bAIza[0-9A-Za-z_\-]{20,}",
+            r"|\b[A-Za-z0-9+/_\-]{40,}={0,2}",
+        ))
+        .expect("a valid pattern")
+    });
+    re.replace_all(text, |c: &regex::Captures<'_>| match c.get(1) {
+        Some(prefix) => format!("{}[redacted]", prefix.as_str()),
+        None => "[redacted]".to_string(),
+    })
+    .into_owned()
 }
 
 /// Seconds to wait from `retry-after-ms`, `retry-after` (seconds or an HTTP date).
@@ -695,7 +740,7 @@ pub fn upstream_message(body: &[u8]) -> String {
                 cur = &cur[*k];
             }
             if let Some(s) = cur.as_str() {
-                return truncate(s, 500);
+                return scrub(&truncate(s, 500));
             }
         }
     }
@@ -703,7 +748,35 @@ pub fn upstream_message(body: &[u8]) -> String {
     if text.trim().is_empty() {
         "(empty response body)".into()
     } else {
-        truncate(text.trim(), 500)
+        scrub(&truncate(text.trim(), 500))
+    }
+}
+
+#[cfg(test)]
+mod scrub_tests {
+    #[test]
+    fn credentials_in_provider_text_are_blanked() {
+        let said = "Incorrect API key provided: sk-proj-abcdefghijklmnop1234. Authorization: Bearer eyJhbGciOi.x.y; \
+                    key=AIzaSyA-abcdefghijklmnopqrstuvwxyz1234 api-key: \"azure-secret-value\" AKIAIOSFODNN7EXAMPLE \
+                    token 'aGVsbG8gd29ybGQgdGhpcyBpcyBhIGxvbmcgYmFzZTY0IHNlY3JldA=='";
+        let out = super::scrub(said);
+        for secret in [
+            "sk-proj-abcdefghijklmnop1234",
+            "eyJhbGciOi.x.y",
+            "AIzaSyA-abcdefghijklmnopqrstuvwxyz1234",
+            "azure-secret-value",
+            "AKIAIOSFODNN7EXAMPLE",
+            "aGVsbG8gd29ybGQgdGhpcyBpcyBhIGxvbmcgYmFzZTY0IHNlY3JldA",
+        ] {
+            assert!(!out.contains(secret), "{secret} left in {out}");
+        }
+        assert!(
+            out.starts_with("Incorrect API key provided: [redacted]"),
+            "{out}"
+        );
+        // Ordinary error text is left as it is.
+        let plain = "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.";
+        assert_eq!(super::scrub(plain), plain);
     }
 }
 

@@ -801,7 +801,6 @@ pub async fn generation(
             .iter()
             .map(|a| AttemptView {
                 provider: text(a, "provider"),
-                credential: text(a, "credential"),
                 status: num(a, "status"),
                 error_type: text(a, "error_type"),
                 message: text(a, "message"),
