@@ -752,6 +752,17 @@ pub fn upstream_message(body: &[u8]) -> String {
     }
 }
 
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 #[cfg(test)]
 mod scrub_tests {
     #[test]
@@ -778,15 +789,4 @@ mod scrub_tests {
         let plain = "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.";
         assert_eq!(super::scrub(plain), plain);
     }
-}
-
-pub fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
