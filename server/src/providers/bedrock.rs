@@ -8,7 +8,8 @@
 //! fake), its `?region=` query.
 //!
 //! Translation: system and developer messages become `system`; turns alternate with content blocks (text,
-//! images and documents from data URLs or `s3://` locations, `toolUse`, `toolResult`, `reasoningContent`
+//! images and documents from data URLs (never `s3://` locations, which Bedrock would read with the
+//! platform's AWS identity), `toolUse`, `toolResult`, `reasoningContent`
 //! with signatures), `cache_control` marks become `cachePoint` blocks; `max_tokens`, `temperature` (clamped
 //! to 0–1), `top_p` and `stop` go in `inferenceConfig`; tools and `tool_choice` in `toolConfig`;
 //! `response_format` is a forced tool whose input is the answer; `reasoning` on a Claude model becomes
@@ -525,10 +526,12 @@ fn blocks(content: &Value, i: usize) -> Result<Vec<Value>, String> {
             Some(Part::Image(url)) => {
                 let (format, source) = match super::data_url(url) {
                     Some((media, data)) => (image_format(media), json!({"bytes": data})),
-                    None if url.starts_with("s3://") => {
-                        (image_format(url), json!({"s3Location": {"uri": url}}))
-                    }
-                    None => return Err(format!("messages[{i}].content[{j}]: Bedrock takes images as data: URLs or s3:// locations, not web URLs")),
+                    // Bedrock would read it with the platform's own AWS identity: a tenant could
+                    // have any bucket the platform can see read into its prompt.
+                    None if url.starts_with("s3://") => return Err(format!(
+                        "messages[{i}].content[{j}]: s3:// locations are refused (Bedrock would read them with the platform's AWS identity); send the image as a data: URL"
+                    )),
+                    None => return Err(format!("messages[{i}].content[{j}]: Bedrock takes images as data: URLs, not web URLs")),
                 };
                 let format = format.ok_or_else(|| {
                     format!(
@@ -945,7 +948,15 @@ mod tests {
             100,
         )
         .expect_err("web image");
-        assert!(e.contains("data: URLs or s3://"), "{e}");
+        assert!(e.contains("as data: URLs"), "{e}");
+        let e = translate(
+            "anthropic.claude-x",
+            json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "s3://someone-elses-bucket/private.png"}}]}]}),
+            false,
+            100,
+        )
+        .expect_err("a bucket the platform can read");
+        assert!(e.contains("s3:// locations are refused"), "{e}");
         let e = translate(
             "anthropic.claude-x",
             json!({"messages": [{"role": "user", "content": "hi"}], "reasoning": {"effort": "high"}}),
