@@ -173,9 +173,13 @@ pub mod backend {
         fn rename_org<'a>(&'a self, who: &'a Who, name: &'a str) -> Res<'a, ()>;
         fn invite<'a>(&'a self, who: &'a Who, email: &'a str, role: &'a str) -> Res<'a, ()>;
         fn revoke_invitation<'a>(&'a self, who: &'a Who, id: &'a str) -> Res<'a, ()>;
-        fn set_role<'a>(&'a self, who: &'a Who, user_id: &'a str, role: &'a str) -> Res<'a, ()>;
-        /// Removes a member; with their own id, the user leaves.
-        fn remove_member<'a>(&'a self, who: &'a Who, user_id: &'a str) -> Res<'a, ()>;
+        /// Changes a member's role; says what the change took from them (management keys,
+        /// invitations).
+        fn set_role<'a>(&'a self, who: &'a Who, user_id: &'a str, role: &'a str)
+            -> Res<'a, String>;
+        /// Removes a member (with their own id, the user leaves); says which keys and invitations went
+        /// with them.
+        fn remove_member<'a>(&'a self, who: &'a Who, user_id: &'a str) -> Res<'a, String>;
         /// An invitation as its link shows it, to whoever holds the link.
         fn invitation<'a>(
             &'a self,
@@ -202,12 +206,13 @@ pub mod backend {
             reason: &'a str,
             nonce: &'a str,
         ) -> Res<'a, String>;
+        /// Disables or enables an account; says which of its keys stop (or work again).
         fn admin_set_user_disabled<'a>(
             &'a self,
             who: &'a Who,
             user_id: &'a str,
             disabled: bool,
-        ) -> Res<'a, ()>;
+        ) -> Res<'a, String>;
         /// The usage overview of the session's organisation (members: their own keys).
         fn usage_overview<'a>(
             &'a self,

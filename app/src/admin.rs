@@ -109,13 +109,6 @@ pub async fn set_user_disabled(user_id: String, disabled: bool) -> Result<Outcom
     Ok(b.0
         .admin_set_user_disabled(&who, &user_id, disabled)
         .await
-        .map(|_| {
-            if disabled {
-                "account disabled; its sessions have ended".to_string()
-            } else {
-                "account enabled".to_string()
-            }
-        })
         .into())
 }
 

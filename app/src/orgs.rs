@@ -222,11 +222,7 @@ pub async fn revoke_invitation(id: String) -> Result<Outcome, ServerFnError> {
 #[server(prefix = "/_app", endpoint = "set_role")]
 pub async fn set_role(user_id: String, role: String) -> Result<Outcome, ServerFnError> {
     let (b, who) = crate::account::signed_in().await?;
-    Ok(b.0
-        .set_role(&who, &user_id, &role)
-        .await
-        .map(|_| "role changed".to_string())
-        .into())
+    Ok(b.0.set_role(&who, &user_id, &role).await.into())
 }
 
 #[server(prefix = "/_app", endpoint = "remove_member")]
@@ -237,11 +233,11 @@ pub async fn remove_member(user_id: String) -> Result<Outcome, ServerFnError> {
     if leaving && r.is_ok() {
         leptos_axum::redirect("/dashboard");
     }
-    Ok(r.map(|_| {
+    Ok(r.map(|said| {
         if leaving {
             "you left the organisation".to_string()
         } else {
-            "member removed; the keys they created here are disabled".to_string()
+            said
         }
     })
     .into())
@@ -379,7 +375,7 @@ pub fn OrgPage() -> impl IntoView {
                                                     <td class="row-actions">
                                                         {can_change.then(|| view! {
                                                             <button type="button" class="button danger small" on:click=move |_| {
-                                                                if crate::confirm(&format!("Remove {email} from the organisation? The API keys they created here are disabled.")) {
+                                                                if crate::confirm(&format!("Remove {email} from the organisation? The API keys they created here are disabled and their open invitations revoked.")) {
                                                                     remove.dispatch(RemoveMember { user_id: uid_remove.clone() });
                                                                 }
                                                             }>"Remove"</button>

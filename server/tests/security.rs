@@ -1,7 +1,9 @@
 //! Provider credentials and prompts go only to the provider's configured origin: a provider (or anything
 //! in front of it) that redirects gets an upstream error naming where it pointed, and the address it
 //! pointed to receives nothing — no key, no prompt — for every provider kind, for chat, streams, the
-//! connection test and the model import.
+//! connection test and the model import. Keys follow the person who made them: disabling an account,
+//! demoting a manager or removing a member stops what that person may no longer do, including keys they
+//! minted through the management API, and revokes the invitations they sent.
 
 mod common;
 
@@ -9,7 +11,8 @@ use axum::{body::Bytes, http::HeaderMap, response::IntoResponse, routing::any, R
 use common::{Db, TestApp, BEDROCK_KEY, UPSTREAM_KEY};
 use serde_json::json;
 use std::{net::SocketAddr, sync::Arc};
-use switchyard::{catalog, crypto::Cipher};
+use switchyard::{catalog, crypto::Cipher, web::dashboard::Accounts};
+use switchyard_app::account::backend::{now_secs, Dashboard, Who};
 
 /// What reached the trap: (path, headers, body).
 type Caught = Arc<parking_lot::Mutex<Vec<(String, HeaderMap, Bytes)>>>;
@@ -192,4 +195,176 @@ async fn redirects_are_never_followed(db: Db) {
     app.stop().await;
 }
 
-both_backends!(redirects_are_never_followed);
+fn who(user: &str, org: Option<&str>) -> Who {
+    Who {
+        user_id: user.into(),
+        org_id: org.map(Into::into),
+        signed_in_at: now_secs(),
+    }
+}
+
+/// The token of the newest `/path?token=` link mailed to `to`.
+async fn mailed_token(app: &TestApp, to: &str, path: &str) -> String {
+    let (body,): (String,) = sqlx::query_as(
+        "SELECT text_body FROM outbox WHERE to_email = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .bind(to)
+    .fetch_one(&app.store.pool)
+    .await
+    .expect("mail");
+    let marker = format!("/{path}?token=");
+    let start = body.find(&marker).expect("link") + marker.len();
+    body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect()
+}
+
+/// A verified account.
+async fn person(app: &TestApp, d: &Accounts, email: &str) -> String {
+    let id = d
+        .sign_up(email, "correct horse battery", email)
+        .await
+        .expect("sign up");
+    let token = mailed_token(app, email, "verify").await;
+    d.verify_email(&token).await.expect("verified");
+    id
+}
+
+/// (status, error message) of a call with `key`: `/key` for inference keys, `/keys` for management keys.
+async fn call(app: &TestApp, key: &str, management: bool) -> (u16, String) {
+    let path = if management {
+        "/api/v1/keys"
+    } else {
+        "/api/v1/key"
+    };
+    let r = reqwest::Client::new()
+        .get(app.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("call");
+    let s = r.status().as_u16();
+    let v: serde_json::Value = r.json().await.unwrap_or_default();
+    (s, v["error"]["message"].as_str().unwrap_or("").to_string())
+}
+
+async fn keys_follow_the_person_who_made_them(db: Db) {
+    let app = TestApp::start(db).await;
+    let d = Accounts::new(app.state.clone());
+    let root = person(&app, &d, "root@example.com").await;
+    let ada = person(&app, &d, "ada@example.com").await;
+    let bob = person(&app, &d, "bob@example.com").await;
+    let team = d.create_org(&who(&ada, None), "Team").await.expect("team");
+    let ada_t = who(&ada, Some(&team));
+    d.invite(&ada_t, "bob@example.com", "admin")
+        .await
+        .expect("invite");
+    let token = mailed_token(&app, "bob@example.com", "invite").await;
+    d.accept_invitation(&who(&bob, None), &token)
+        .await
+        .expect("joined");
+    let bob_t = who(&bob, Some(&team));
+
+    // Bob, an admin, makes a key, a management key, a key through the management API, and invites.
+    let inference = d
+        .create_key(
+            &bob_t,
+            switchyard_app::keys::NewKeyForm {
+                name: "bob's".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("key");
+    let management = d
+        .create_management_key(&bob_t, "bob's ops")
+        .await
+        .expect("management key");
+    let r = reqwest::Client::new()
+        .post(app.url("/api/v1/keys"))
+        .bearer_auth(&management)
+        .json(&json!({"name": "minted"}))
+        .send()
+        .await
+        .expect("mint");
+    assert_eq!(r.status(), 201);
+    let minted = r.json::<serde_json::Value>().await.expect("json")["key"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    d.invite(&bob_t, "carol@example.com", "member")
+        .await
+        .expect("invite");
+    let carol_link = mailed_token(&app, "carol@example.com", "invite").await;
+    for (k, m) in [(&inference, false), (&management, true), (&minted, false)] {
+        assert_eq!(call(&app, k, m).await.0, 200, "works at first");
+    }
+
+    // Demoted to member: the management key stops, the invitation is revoked, the keys still work.
+    let said = d.set_role(&ada_t, &bob, "member").await.expect("demoted");
+    assert!(
+        said.contains("1 management key they made stops working")
+            && said.contains("1 open invitation they sent is revoked"),
+        "{said}"
+    );
+    let (s, why) = call(&app, &management, true).await;
+    assert_eq!(s, 401);
+    assert!(why.contains("no longer an owner or admin"), "{why}");
+    assert_eq!(call(&app, &inference, false).await.0, 200);
+    assert_eq!(call(&app, &minted, false).await.0, 200);
+    let view = d.invitation(&carol_link, None).await.expect("view");
+    assert_eq!(view.state, "revoked");
+    // Made an admin again, their management key works again.
+    d.set_role(&ada_t, &bob, "admin").await.expect("promoted");
+    assert_eq!(call(&app, &management, true).await.0, 200);
+
+    // A disabled account: every key it made stops, including the minted one; enabled, they work.
+    d.invite(&bob_t, "dan@example.com", "member")
+        .await
+        .expect("invite");
+    let dan_link = mailed_token(&app, "dan@example.com", "invite").await;
+    let said = d
+        .admin_set_user_disabled(&who(&root, None), &bob, true)
+        .await
+        .expect("disabled");
+    assert!(
+        said.contains("2 API keys and 1 management key it made stop working")
+            && said.contains("1 open invitation revoked"),
+        "{said}"
+    );
+    for (k, m) in [(&inference, false), (&management, true), (&minted, false)] {
+        let (s, why) = call(&app, k, m).await;
+        assert_eq!(s, 401);
+        assert!(
+            why.contains("account that made this API key is disabled"),
+            "{why}"
+        );
+    }
+    assert_eq!(
+        d.invitation(&dan_link, None).await.expect("view").state,
+        "revoked"
+    );
+    d.admin_set_user_disabled(&who(&root, None), &bob, false)
+        .await
+        .expect("enabled");
+    for (k, m) in [(&inference, false), (&management, true), (&minted, false)] {
+        assert_eq!(call(&app, k, m).await.0, 200, "enabled again");
+    }
+
+    // Removed: every key they made there is disabled, the management key with the others.
+    let said = d.remove_member(&ada_t, &bob).await.expect("removed");
+    assert!(
+        said.contains("3 keys they made here are disabled"),
+        "{said}"
+    );
+    for (k, m) in [(&inference, false), (&management, true), (&minted, false)] {
+        assert_eq!(call(&app, k, m).await.0, 401, "after removal");
+    }
+    app.stop().await;
+}
+
+both_backends!(
+    redirects_are_never_followed,
+    keys_follow_the_person_who_made_them
+);

@@ -185,13 +185,107 @@ async fn owner_count(
 const LAST_OWNER: &str =
     "an organisation needs at least one owner: make another member owner first";
 
-/// Changes a member's role. Admins change members and admins; only owners make or unmake owners.
+/// What a change took from a person in an organisation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Revoked {
+    /// Keys disabled (removal).
+    pub keys: u64,
+    /// Management keys that stop working (the person may no longer manage keys).
+    pub management_keys: u64,
+    /// Open invitations they sent, revoked.
+    pub invitations: u64,
+}
+
+impl Revoked {
+    /// "…; 2 management keys they made stop working and 1 invitation they sent is revoked".
+    pub fn describe(&self, what: &str) -> String {
+        let mut parts = Vec::new();
+        let n = |k: u64, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
+        if self.keys > 0 {
+            parts.push(format!(
+                "{} they made here {} disabled",
+                n(self.keys, "key", "keys"),
+                if self.keys == 1 { "is" } else { "are" }
+            ));
+        }
+        if self.management_keys > 0 {
+            parts.push(format!(
+                "{} they made {} working",
+                n(self.management_keys, "management key", "management keys"),
+                if self.management_keys == 1 {
+                    "stops"
+                } else {
+                    "stop"
+                }
+            ));
+        }
+        if self.invitations > 0 {
+            parts.push(format!(
+                "{} they sent {} revoked",
+                n(self.invitations, "open invitation", "open invitations"),
+                if self.invitations == 1 { "is" } else { "are" }
+            ));
+        }
+        if parts.is_empty() {
+            what.to_string()
+        } else {
+            format!("{what}; {}", parts.join(", "))
+        }
+    }
+}
+
+/// Revokes the open invitations a person sent (in one organisation, or in all).
+async fn revoke_invitations_by(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    org: Option<&str>,
+    user: &str,
+) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE invitations SET revoked_at = $1 WHERE invited_by = $2 AND ($3 = '' OR org_id = $3) \
+         AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $1",
+    )
+    .bind(now_ms())
+    .bind(user)
+    .bind(org.unwrap_or(""))
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// A disabled account's open invitations are revoked, and its keys stop working (the gateway checks
+/// the account of a key's maker on every lookup); returns what was affected.
+pub async fn account_disabled(store: &Store, user: &str) -> Result<Revoked, sqlx::Error> {
+    let mut tx = store.writer.begin().await?;
+    let invitations = revoke_invitations_by(&mut tx, None, user).await?;
+    let counts: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT kind, COUNT(*) FROM api_keys WHERE created_by = $1 AND revoked_at IS NULL AND disabled = 0 GROUP BY kind",
+    )
+    .bind(user)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let of = |k: &str| {
+        counts
+            .iter()
+            .find(|(kind, _)| kind == k)
+            .map_or(0, |(_, n)| *n as u64)
+    };
+    Ok(Revoked {
+        keys: of("inference"),
+        management_keys: of("management"),
+        invitations,
+    })
+}
+
+/// Changes a member's role. Admins change members and admins; only owners make or unmake owners. A
+/// person who becomes a member loses what managing gave them: their management keys stop working (the
+/// gateway checks the maker's role on every lookup) and their open invitations are revoked.
 pub async fn set_role(
     store: &Store,
     actor: &Actor,
     target: &str,
     role: Role,
-) -> Result<(), AccountError> {
+) -> Result<Revoked, AccountError> {
     actor.require_manager()?;
     let mut tx = locked(store, &actor.org_id).await?;
     let Some(current) = role_in(&mut tx, &actor.org_id, target).await? else {
@@ -214,15 +308,33 @@ pub async fn set_role(
         .bind(target)
         .execute(&mut *tx)
         .await?;
+    let mut revoked = Revoked::default();
+    if current.manages() && !role.manages() {
+        revoked.invitations = revoke_invitations_by(&mut tx, Some(&actor.org_id), target).await?;
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM api_keys WHERE org_id = $1 AND created_by = $2 AND kind = 'management' \
+             AND revoked_at IS NULL AND disabled = 0",
+        )
+        .bind(&actor.org_id)
+        .bind(target)
+        .fetch_one(&mut *tx)
+        .await?;
+        revoked.management_keys = n as u64;
+    }
     tx.commit().await?;
-    tracing::info!(org = %actor.org_id, by = %actor.user_id, member = %target, role = role.as_str(), "role changed");
-    Ok(())
+    tracing::info!(org = %actor.org_id, by = %actor.user_id, member = %target, role = role.as_str(),
+        management_keys = revoked.management_keys, invitations = revoked.invitations, "role changed");
+    Ok(revoked)
 }
 
 /// Removes a member (or, with `target` the actor, leaves). The keys they created in the organisation
 /// are disabled: a person who is no longer a member must not keep spending its credits. Admins and
 /// owners can re-enable them on the keys page.
-pub async fn remove_member(store: &Store, actor: &Actor, target: &str) -> Result<(), AccountError> {
+pub async fn remove_member(
+    store: &Store,
+    actor: &Actor,
+    target: &str,
+) -> Result<Revoked, AccountError> {
     let leaving = target == actor.user_id;
     if !leaving {
         actor.require_manager()?;
@@ -254,9 +366,14 @@ pub async fn remove_member(store: &Store, actor: &Actor, target: &str) -> Result
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    let invitations = revoke_invitations_by(&mut tx, Some(&actor.org_id), target).await?;
     tx.commit().await?;
-    tracing::info!(org = %actor.org_id, by = %actor.user_id, member = %target, leaving, keys_disabled = disabled, "member removed");
-    Ok(())
+    tracing::info!(org = %actor.org_id, by = %actor.user_id, member = %target, leaving, keys_disabled = disabled, invitations, "member removed");
+    Ok(Revoked {
+        keys: disabled,
+        management_keys: 0,
+        invitations,
+    })
 }
 
 #[derive(sqlx::FromRow, Clone, Debug)]

@@ -142,6 +142,9 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Arc<KeyInfo>, A
             "this API key is disabled; an org admin can enable it",
         ));
     }
+    if let Some(why) = info.maker_refusal() {
+        return Err(ApiError::unauthorized(why));
+    }
     if let Some(exp) = info.expires_at {
         if exp <= crate::store::now_ms() {
             return Err(ApiError::unauthorized(format!(

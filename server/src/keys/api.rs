@@ -339,6 +339,14 @@ async fn create(
     )
     .await
     .map_err(ApiError::internal)?;
+    // The key belongs to the person behind the management key: it follows their removal or disabling.
+    if let Some(maker) = &me.maker {
+        sqlx::query("UPDATE api_keys SET created_by = $1 WHERE id = $2")
+            .bind(&maker.id)
+            .bind(&k.id)
+            .execute(&state.store.writer)
+            .await?;
+    }
     let row = find(&state, &me.org_id, &hash_secret(&k.secret)).await?;
     tracing::info!(org = %me.org_id, by = %me.id, key = %k.id, "API key created over the management API");
     Ok((

@@ -35,6 +35,36 @@ pub struct KeyInfo {
     /// The key's default routing preferences over its organisation's (a request's own `provider`
     /// fields win over both).
     pub provider_prefs: crate::gateway::route::Prefs,
+    /// The person who made the key (keys made from the command line have none): a key works only while
+    /// its maker may still do what it allows.
+    pub maker: Option<Maker>,
+}
+
+/// The maker of a key, as of its lookup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Maker {
+    pub id: String,
+    /// The account is disabled (or gone).
+    pub disabled: bool,
+    /// Their role in the key's organisation; none when they are no longer a member.
+    pub role: Option<String>,
+}
+
+impl KeyInfo {
+    /// Why the key no longer works because of its maker, if it does not.
+    pub fn maker_refusal(&self) -> Option<&'static str> {
+        let m = self.maker.as_ref()?;
+        if m.disabled {
+            return Some("the account that made this API key is disabled; ask an organisation admin for a key");
+        }
+        let Some(role) = m.role.as_deref() else {
+            return Some("the person who made this API key is no longer in its organisation; ask an organisation admin for a key");
+        };
+        if self.kind == KeyKind::Management && !matches!(role, "owner" | "admin") {
+            return Some("this management key's maker is no longer an owner or admin of the organisation, so it no longer works");
+        }
+        None
+    }
 }
 
 /// What a key may do beyond its credit limit and expiry.
@@ -238,80 +268,76 @@ pub async fn revoke_key(store: &Store, id: &str) -> anyhow::Result<bool> {
     Ok(r.rows_affected() == 1)
 }
 
-/// id, org_id, name, limit_nanos, expires_at, disabled, revoked_at, kind, limit_reset, allowed_models, rpm_limit,
-/// the org's prompt_logging and provider_prefs, the key's provider_prefs
-type KeyRow = (
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<i64>,
-    i64,
-    Option<i64>,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    i64,
-    Option<String>,
-    Option<String>,
-);
+/// A key as the gateway reads it, with what it needs to know about the person who made it.
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: String,
+    org_id: String,
+    name: String,
+    limit_nanos: Option<i64>,
+    expires_at: Option<i64>,
+    disabled: i64,
+    revoked_at: Option<i64>,
+    kind: String,
+    limit_reset: Option<String>,
+    allowed_models: Option<String>,
+    rpm_limit: Option<i64>,
+    prompt_logging: i64,
+    org_prefs: Option<String>,
+    key_prefs: Option<String>,
+    created_by: Option<String>,
+    maker_disabled: Option<i64>,
+    maker_role: Option<String>,
+}
 
 pub async fn lookup(store: &Store, hash: &str) -> Result<Option<KeyInfo>, sqlx::Error> {
     let row: Option<KeyRow> = sqlx::query_as(
         "SELECT k.id, k.org_id, k.name, k.limit_nanos, k.expires_at, k.disabled, k.revoked_at, k.kind, k.limit_reset, \
-         k.allowed_models, k.rpm_limit, o.prompt_logging, o.provider_prefs, k.provider_prefs FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.hash = $1",
+                k.allowed_models, k.rpm_limit, o.prompt_logging, o.provider_prefs AS org_prefs, \
+                k.provider_prefs AS key_prefs, k.created_by, u.disabled AS maker_disabled, m.role AS maker_role \
+         FROM api_keys k JOIN orgs o ON o.id = k.org_id \
+         LEFT JOIN users u ON u.id = k.created_by \
+         LEFT JOIN memberships m ON m.org_id = k.org_id AND m.user_id = k.created_by \
+         WHERE k.hash = $1",
     )
     .bind(hash)
     .fetch_optional(&store.pool)
     .await?;
-    Ok(row.map(
-        |(
-            id,
-            org_id,
-            name,
-            limit,
-            expires_at,
-            disabled,
-            revoked_at,
-            kind,
-            reset,
-            models,
-            rpm,
-            log,
-            org_prefs,
-            key_prefs,
-        )| {
-            let prefs = |stored: Option<String>| {
-                stored
-                    .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
-                    .and_then(|v| crate::gateway::route::parse_prefs(&v).ok())
-                    .unwrap_or_default()
-            };
-            KeyInfo {
+    Ok(row.map(|r| {
+        let prefs = |stored: Option<String>| {
+            stored
+                .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+                .and_then(|v| crate::gateway::route::parse_prefs(&v).ok())
+                .unwrap_or_default()
+        };
+        KeyInfo {
+            maker: r.created_by.map(|id| Maker {
                 id,
-                org_id,
-                name,
-                limit: limit.map(Nanos),
-                expires_at,
-                disabled: disabled != 0,
-                revoked: revoked_at.is_some(),
-                kind: if kind == "management" {
-                    KeyKind::Management
-                } else {
-                    KeyKind::Inference
-                },
-                rules: KeyRules {
-                    limit_reset: reset.as_deref().and_then(LimitReset::parse),
-                    allowed_models: models.and_then(|m| serde_json::from_str(&m).ok()),
-                    requests_per_minute: rpm.and_then(|r| u32::try_from(r).ok()),
-                    provider: key_prefs.clone(),
-                },
-                log_prompts: log != 0,
-                provider_prefs: prefs(key_prefs).over(&prefs(org_prefs)),
-            }
-        },
-    ))
+                disabled: r.maker_disabled.unwrap_or(1) != 0,
+                role: r.maker_role,
+            }),
+            id: r.id,
+            org_id: r.org_id,
+            name: r.name,
+            limit: r.limit_nanos.map(Nanos),
+            expires_at: r.expires_at,
+            disabled: r.disabled != 0,
+            revoked: r.revoked_at.is_some(),
+            kind: if r.kind == "management" {
+                KeyKind::Management
+            } else {
+                KeyKind::Inference
+            },
+            rules: KeyRules {
+                limit_reset: r.limit_reset.as_deref().and_then(LimitReset::parse),
+                allowed_models: r.allowed_models.and_then(|m| serde_json::from_str(&m).ok()),
+                requests_per_minute: r.rpm_limit.and_then(|r| u32::try_from(r).ok()),
+                provider: r.key_prefs.clone(),
+            },
+            log_prompts: r.prompt_logging != 0,
+            provider_prefs: prefs(r.key_prefs).over(&prefs(r.org_prefs)),
+        }
+    }))
 }
 
 /// Keys by hash, trusted for `ttl` (so a revocation made anywhere is seen within `ttl`). Unknown keys are

@@ -185,14 +185,16 @@ pub async fn adjust_credits(
     Ok(format!("{verb} ${} for {name}", n.to_usd_string()))
 }
 
-/// Disables (or enables again) an account: a disabled person cannot sign in and their sessions end at
-/// once. Admins cannot disable themselves (the platform would lose its last way in).
+/// Disables (or enables again) an account: a disabled person cannot sign in, their sessions end at
+/// once, the keys they made stop working (the gateway checks the maker of every key) and their open
+/// invitations are revoked. Admins cannot disable themselves (the platform would lose its last way in).
+/// Says what the change affected.
 pub async fn set_user_disabled(
     store: &Store,
     me: &str,
     user_id: &str,
     disabled: bool,
-) -> Result<(), String> {
+) -> Result<String, String> {
     if me == user_id {
         return Err("you cannot disable your own account".into());
     }
@@ -207,5 +209,23 @@ pub async fn set_user_disabled(
         return Err("no such user".into());
     }
     tracing::info!(by = %me, user = %user_id, disabled, "account disabled or enabled by a platform admin");
-    Ok(())
+    if !disabled {
+        return Ok("account enabled; the keys it made work again".into());
+    }
+    let r = crate::accounts::orgs::account_disabled(store, user_id)
+        .await
+        .map_err(internal)?;
+    let keys = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let mut said = format!(
+        "account disabled; its sessions have ended, and {} and {} it made stop working",
+        keys(r.keys, "API key"),
+        keys(r.management_keys, "management key")
+    );
+    if r.invitations > 0 {
+        said.push_str(&format!(
+            "; {} revoked",
+            keys(r.invitations, "open invitation")
+        ));
+    }
+    Ok(said)
 }

@@ -629,22 +629,29 @@ impl Dashboard for Accounts {
         })
     }
 
-    fn set_role<'a>(&'a self, who: &'a Who, user_id: &'a str, role: &'a str) -> Res<'a, ()> {
+    fn set_role<'a>(&'a self, who: &'a Who, user_id: &'a str, role: &'a str) -> Res<'a, String> {
         Box::pin(async move {
             let actor = resolve(self.store(), who).await?;
             let role = parse_role(role)?;
-            orgs::set_role(self.store(), &actor, user_id, role)
+            let r = orgs::set_role(self.store(), &actor, user_id, role)
                 .await
-                .map_err(message)
+                .map(|r| r.describe("role changed"))
+                .map_err(message);
+            // The member's management keys stop at once here (other instances within the cache TTL).
+            self.state.keys.forget_all();
+            r
         })
     }
 
-    fn remove_member<'a>(&'a self, who: &'a Who, user_id: &'a str) -> Res<'a, ()> {
+    fn remove_member<'a>(&'a self, who: &'a Who, user_id: &'a str) -> Res<'a, String> {
         Box::pin(async move {
             let actor = resolve(self.store(), who).await?;
-            orgs::remove_member(self.store(), &actor, user_id)
+            let r = orgs::remove_member(self.store(), &actor, user_id)
                 .await
-                .map_err(message)
+                .map(|r| r.describe("member removed"))
+                .map_err(message);
+            self.state.keys.forget_all();
+            r
         })
     }
 
@@ -811,10 +818,13 @@ impl Dashboard for Accounts {
         who: &'a Who,
         user_id: &'a str,
         disabled: bool,
-    ) -> Res<'a, ()> {
+    ) -> Res<'a, String> {
         Box::pin(async move {
             let me = platform_admin(self.store(), who).await?;
-            super::admin_pages::set_user_disabled(self.store(), &me, user_id, disabled).await
+            let r =
+                super::admin_pages::set_user_disabled(self.store(), &me, user_id, disabled).await;
+            self.state.keys.forget_all();
+            r
         })
     }
 }
