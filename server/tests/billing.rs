@@ -695,7 +695,7 @@ async fn low_balance_alerts_email_owners_once_per_crossing(db: Db) {
     );
 }
 
-async fn promo_codes_are_redeemed_once_per_organisation_and_within_their_uses(db: Db) {
+async fn promo_codes_are_redeemed_once_per_organisation_and_person_within_their_uses(db: Db) {
     use switchyard::billing::promo;
     use switchyard_app::account::backend::{now_secs, Dashboard, Who};
     use switchyard_app::admin::PromoForm;
@@ -748,10 +748,33 @@ async fn promo_codes_are_redeemed_once_per_organisation_and_within_their_uses(db
         .expect("random");
     assert!(random.starts_with("SY-"));
 
+    // Only a confirmed address redeems (sign-ups are free; people are not).
+    assert!(d
+        .redeem_promo(&who(&ada), "WELCOME5")
+        .await
+        .expect_err("unconfirmed")
+        .contains("confirm your email"));
+    sqlx::query("UPDATE users SET email_verified_at = 1 WHERE id = $1")
+        .bind(&ada.user_id)
+        .execute(&app.store.writer)
+        .await
+        .expect("verify");
     assert_eq!(
         d.redeem_promo(&who(&ada), " welcome5 ").await,
         Ok("$5 of credits added".into())
     );
+    // Organisations are free to make: a second one of ada's does not redeem it again.
+    let second = d.create_org(&who(&ada), "Ada's second").await.expect("org");
+    let in_second = Who {
+        org_id: Some(second.clone()),
+        ..who(&ada)
+    };
+    assert!(d
+        .redeem_promo(&in_second, "WELCOME5")
+        .await
+        .expect_err("once per person")
+        .contains("each person"));
+    assert_eq!(balance(&app, &second).await, Nanos(0));
     assert!(d
         .redeem_promo(&who(&ada), "WELCOME5")
         .await
@@ -801,6 +824,30 @@ async fn promo_codes_are_redeemed_once_per_organisation_and_within_their_uses(db
     .await
     .expect("sum");
     assert_eq!(granted, 15_000_000_000);
+    // One person racing from eight organisations of their own gets the credits once.
+    d.admin_create_promo(&who(&root), form("SPREE", "1", "100", ""))
+        .await
+        .expect("promo");
+    let mut orgs = Vec::new();
+    for i in 0..8 {
+        orgs.push(
+            switchyard::accounts::orgs::create(&app.store, &root.user_id, &format!("spree {i}"))
+                .await
+                .expect("org")
+                .id,
+        );
+    }
+    let results = futures::future::join_all(orgs.iter().map(|o| {
+        let store = app.store.clone();
+        let (org, user) = (o.clone(), root.user_id.clone());
+        async move { promo::redeem(&store, &org, &user, "SPREE").await }
+    }))
+    .await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
     let listed = d.admin_overview(&who(&root)).await.expect("admin").promos;
     assert!(listed
         .iter()
@@ -1437,7 +1484,7 @@ both_backends!(
     a_top_up_whose_answer_is_lost_is_credited_by_its_webhook_and_never_charged_twice,
     automatic_top_up_charges_the_saved_card_once_per_crossing,
     declined_top_ups_back_off_then_pause,
-    promo_codes_are_redeemed_once_per_organisation_and_within_their_uses,
+    promo_codes_are_redeemed_once_per_organisation_and_person_within_their_uses,
     low_balance_alerts_email_owners_once_per_crossing,
     admins_grant_and_deduct_with_a_reason,
     a_purchase_is_credited_once_by_the_webhook,

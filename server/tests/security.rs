@@ -364,7 +364,99 @@ async fn keys_follow_the_person_who_made_them(db: Db) {
     app.stop().await;
 }
 
+/// A generation by `key`; its id.
+async fn generation_by(app: &TestApp, key: &str) -> String {
+    let r = app.chat_with_key(key, common::chat_body(json!({}))).await;
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-generation-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    // Recorded once settled; the key that made it reads it.
+    for _ in 0..100 {
+        let s = reqwest::Client::new()
+            .get(app.url(&format!("/api/v1/generation?id={id}")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("get")
+            .status();
+        if s == 200 {
+            return id;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("generation {id} was never recorded")
+}
+
+/// `/api/v1/generation` answers a member's key as the dashboard answers the member: only the
+/// generations of the keys they made; owners' and admins' keys see the whole organisation's.
+async fn member_keys_read_only_their_generations(db: Db) {
+    let app = TestApp::start(db).await;
+    let d = Accounts::new(app.state.clone());
+    let ada = person(&app, &d, "ada@example.com").await;
+    let bob = person(&app, &d, "bob@example.com").await;
+    let team = d.create_org(&who(&ada, None), "Team").await.expect("team");
+    switchyard::billing::ledger::grant(
+        &app.store,
+        &team,
+        switchyard::money::Nanos::parse_usd("5").expect("usd"),
+        "grant:team",
+        None,
+    )
+    .await
+    .expect("grant");
+    let ada_t = who(&ada, Some(&team));
+    d.invite(&ada_t, "bob@example.com", "member")
+        .await
+        .expect("invite");
+    let token = mailed_token(&app, "bob@example.com", "invite").await;
+    d.accept_invitation(&who(&bob, None), &token)
+        .await
+        .expect("joined");
+    let form = |name: &str| switchyard_app::keys::NewKeyForm {
+        name: name.into(),
+        ..Default::default()
+    };
+    let ada_key = d.create_key(&ada_t, form("ada")).await.expect("key");
+    let bob_key = d
+        .create_key(&who(&bob, Some(&team)), form("bob"))
+        .await
+        .expect("key");
+    let bob_key_2 = d
+        .create_key(&who(&bob, Some(&team)), form("bob 2"))
+        .await
+        .expect("key");
+    let by_ada = generation_by(&app, &ada_key).await;
+    let by_bob = generation_by(&app, &bob_key).await;
+    let read = |key: String, id: String| {
+        let url = app.url(&format!("/api/v1/generation?id={id}"));
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("get")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        read(bob_key.clone(), by_ada.clone()).await,
+        404,
+        "not ada's"
+    );
+    assert_eq!(read(bob_key.clone(), by_bob.clone()).await, 200);
+    assert_eq!(read(bob_key_2, by_bob.clone()).await, 200, "his other key");
+    assert_eq!(read(ada_key.clone(), by_bob).await, 200, "owners see all");
+    assert_eq!(read(ada_key, by_ada).await, 200);
+    app.assert_books_balance().await;
+    app.stop().await;
+}
+
 both_backends!(
     redirects_are_never_followed,
-    keys_follow_the_person_who_made_them
+    keys_follow_the_person_who_made_them,
+    member_keys_read_only_their_generations
 );

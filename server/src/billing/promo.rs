@@ -81,7 +81,8 @@ pub async fn list(store: &Store) -> Result<Vec<PromoCode>, sqlx::Error> {
 
 const NOT_VALID: &str = "this code is not valid, used up or expired";
 
-/// Redeems a code for an organisation; returns the credits granted.
+/// Redeems a code for an organisation; returns the credits granted. Each organisation and each person
+/// redeems a code once.
 pub async fn redeem(
     store: &Store,
     org_id: &str,
@@ -107,6 +108,29 @@ pub async fn redeem(
     let Some((amount,)) = row else {
         return Err(NOT_VALID.into());
     };
+    // Counted first: the update locks the code's row, so two redemptions of one code wait for each
+    // other and the check below sees the other's row (organisations are free to make; people are not).
+    let counted =
+        sqlx::query("UPDATE promo_codes SET uses = uses + 1 WHERE code = $1 AND uses < max_uses")
+            .bind(&code)
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?
+            .rows_affected()
+            == 1;
+    if !counted {
+        return Err(NOT_VALID.into());
+    }
+    let (by_me,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM promo_redemptions WHERE code = $1 AND user_id = $2")
+            .bind(&code)
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(internal)?;
+    if by_me > 0 {
+        return Err("you have redeemed this code already: each person redeems a code once".into());
+    }
     let inserted = sqlx::query(
         "INSERT INTO promo_redemptions (code, org_id, user_id, created_at) VALUES ($1, $2, $3, $4)",
     )
@@ -122,17 +146,6 @@ pub async fn redeem(
         }
         Err(e) => return Err(internal(e)),
         Ok(_) => {}
-    }
-    let counted =
-        sqlx::query("UPDATE promo_codes SET uses = uses + 1 WHERE code = $1 AND uses < max_uses")
-            .bind(&code)
-            .execute(&mut *tx)
-            .await
-            .map_err(internal)?
-            .rows_affected()
-            == 1;
-    if !counted {
-        return Err(NOT_VALID.into());
     }
     super::ledger::post(
         &mut tx,

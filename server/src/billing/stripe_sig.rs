@@ -55,7 +55,12 @@ pub fn verify(
     if v1.is_empty() {
         return Err(SigError::Malformed);
     }
-    if (now_secs - t).abs() > TOLERANCE_SECS {
+    // Checked: `t` comes from outside and may be anything an i64 holds.
+    if now_secs
+        .checked_sub(t)
+        .and_then(i64::checked_abs)
+        .is_none_or(|d| d > TOLERANCE_SECS)
+    {
         return Err(SigError::Stale);
     }
     for secret in secrets {
@@ -126,6 +131,15 @@ mod tests {
             verify(body, &h, &secrets(&["s"]), NOW),
             Err(SigError::Stale)
         );
+        // Timestamps at the ends of i64 are stale, not an overflow.
+        for t in [i64::MIN, i64::MAX, -1] {
+            let h = format!("t={t},v1={}", "00".repeat(32));
+            assert_eq!(
+                verify(body, &h, &secrets(&["s"]), NOW),
+                Err(SigError::Stale),
+                "{t}"
+            );
+        }
         for bad in [
             "",
             "t=abc,v1=00",

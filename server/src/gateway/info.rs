@@ -190,15 +190,23 @@ pub async fn generation(
         .id
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::bad_field("id", "is required: GET /api/v1/generation?id=gen-…"))?;
-    // Scoped by the caller's org: another org's generation is simply not found.
+    // Scoped by the caller's org: another org's generation is simply not found. A key made by a member
+    // sees what the member sees on the dashboard: the generations of the keys that member made.
+    let member = key
+        .maker
+        .as_ref()
+        .filter(|m| m.role.as_deref() == Some("member"))
+        .map(|m| m.id.clone());
     let row: Option<GenRow> = sqlx::query_as(
         "SELECT id, model_slug, provider_slug, upstream_id, prompt_tokens, completion_tokens, charge_nanos, latency_ms, \
                 usage_estimated, ttft_ms, finish_reason, native_finish_reason, streamed, cancelled, status, error, attempts, \
                 created_at \
-         FROM generations WHERE id = $1 AND org_id = $2",
+         FROM generations WHERE id = $1 AND org_id = $2 \
+           AND ($3 = '' OR key_id IN (SELECT id FROM api_keys WHERE org_id = $2 AND created_by = $3))",
     )
     .bind(&id)
     .bind(&key.org_id)
+    .bind(member.unwrap_or_default())
     .fetch_optional(&state.store.pool)
     .await?;
     let Some(r) = row else {

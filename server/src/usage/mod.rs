@@ -813,10 +813,11 @@ pub async fn generation(
     })
 }
 
-/// Quotes a CSV field when it needs it (RFC 4180); a leading `=+-@` is neutralised against spreadsheet
-/// formula injection.
+/// Quotes a CSV field when it needs it (RFC 4180); a leading `=+-@`, tab or carriage return is
+/// neutralised against spreadsheet formula injection (OWASP's list: spreadsheets strip a leading tab or
+/// CR and read what follows as a formula).
 fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err() {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err() {
         format!("'{s}")
     } else {
         s.to_string()
@@ -1238,6 +1239,8 @@ mod tests {
         assert_eq!(super::csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(super::csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
         assert_eq!(super::csv_field("-12"), "-12");
+        assert_eq!(super::csv_field("\t=1+2"), "'\t=1+2");
+        assert_eq!(super::csv_field("\r=1+2"), "\"'\r=1+2\"");
     }
 
     #[test]

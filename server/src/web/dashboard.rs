@@ -410,7 +410,8 @@ impl Dashboard for Accounts {
 
     fn redeem_promo<'a>(&'a self, who: &'a Who, code: &'a str) -> Res<'a, String> {
         Box::pin(async move {
-            let actor = resolve(self.store(), who).await?;
+            // A confirmed address: a code's credits go to people, not to throwaway sign-ups.
+            let actor = self.verified_actor(who).await?;
             self.throttle(&format!("promo:{}", actor.user_id), 10)?;
             let n =
                 crate::billing::promo::redeem(self.store(), &actor.org_id, &actor.user_id, code)
