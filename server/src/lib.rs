@@ -55,6 +55,7 @@ impl Application {
     pub async fn build_with_store(cfg: Config, store: Store) -> anyhow::Result<Application> {
         init_tls();
         let cipher = crypto::Cipher::from_config(&cfg)?;
+        catalog::bind_credentials(&store, &cipher).await?;
         let catalog = catalog::CatalogHandle::new(catalog::load(&store, &cipher).await?);
         let (gate, writer) = billing::CreditGate::start(
             store.clone(),
@@ -296,6 +297,9 @@ mod tests {
         });
         let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf8");
         assert!(text.contains("/verify"), "{text}");
-        assert!(!text.contains("s3cr3tT0ken") && !text.contains("sk-sy-secret"), "{text}");
+        assert!(
+            !text.contains("s3cr3tT0ken") && !text.contains("sk-sy-secret"),
+            "{text}"
+        );
     }
 }

@@ -68,15 +68,19 @@ async fn providers_keys_are_encrypted_tested_and_listed(db: Db) {
         .await
         .expect("add");
     assert!(said.contains("added"), "{said}");
-    let (enc, last4, label): (String, String, String) = sqlx::query_as(
-        "SELECT c.secret_enc, c.last4, c.label FROM provider_credentials c \
+    let (enc, last4, label, pid): (String, String, String, String) = sqlx::query_as(
+        "SELECT c.secret_enc, c.last4, c.label, p.id FROM provider_credentials c \
          JOIN providers p ON p.id = c.provider_id WHERE p.slug = 'acme'",
     )
     .fetch_one(&app.store.pool)
     .await
     .expect("row");
     assert!(!enc.contains(UPSTREAM_KEY), "the key is stored encrypted");
-    assert_eq!(app.state.cipher.decrypt(&enc).expect("decrypts"), secret);
+    let context = switchyard::catalog::credential_context(&pid);
+    assert_eq!(
+        app.state.cipher.decrypt(&enc, &context).expect("decrypts"),
+        secret
+    );
     assert_eq!((last4.as_str(), label.as_str()), ("x9z1", "default"));
     // Nothing an admin sees (page or audit) holds the key.
     let p = page(&app.state).await.expect("page");

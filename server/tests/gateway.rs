@@ -85,8 +85,8 @@ async fn non_streaming_is_metered_and_charged_exactly(db: Db) {
     );
 
     // Provider credentials are encrypted at rest.
-    let (enc,): (String,) = sqlx::query_as(
-        "SELECT c.secret_enc FROM provider_credentials c JOIN providers p ON p.id = c.provider_id \
+    let (enc, provider): (String, String) = sqlx::query_as(
+        "SELECT c.secret_enc, p.id FROM provider_credentials c JOIN providers p ON p.id = c.provider_id \
          WHERE p.slug = 'fake'",
     )
     .fetch_one(&app.store.pool)
@@ -94,7 +94,10 @@ async fn non_streaming_is_metered_and_charged_exactly(db: Db) {
     .expect("provider");
     assert!(!enc.contains(common::UPSTREAM_KEY) && !enc.contains("upstream-test"));
     assert_eq!(
-        app.state.cipher.decrypt(&enc).expect("decrypts"),
+        app.state
+            .cipher
+            .decrypt(&enc, &switchyard::catalog::credential_context(&provider))
+            .expect("decrypts"),
         common::UPSTREAM_KEY
     );
 

@@ -455,7 +455,101 @@ async fn member_keys_read_only_their_generations(db: Db) {
     app.stop().await;
 }
 
+/// A provider key's ciphertext is bound to its provider: copied into another provider's row it does not
+/// decrypt (so it is never sent to that provider's address) and leaves that pool; keys written before
+/// binding are bound at start and keep working.
+async fn provider_keys_are_bound_to_their_row(db: Db) {
+    use aes_gcm::{aead::Aead, Aes256Gcm, KeyInit, Nonce};
+    use base64::{engine::general_purpose::STANDARD as B64, Engine};
+    let app = TestApp::start(db).await;
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT c.id, p.slug, c.secret_enc FROM provider_credentials c \
+         JOIN providers p ON p.id = c.provider_id ORDER BY p.slug, c.label",
+    )
+    .fetch_all(&app.store.pool)
+    .await
+    .expect("rows");
+    let (a, b) = {
+        let first = &rows[0];
+        let other = rows
+            .iter()
+            .find(|r| r.1 != first.1)
+            .expect("two providers with keys");
+        (first.clone(), other.clone())
+    };
+    assert!(a.2.starts_with("v2:"), "stored bound: {}", a.2);
+    let provider = |c: &switchyard::catalog::Catalog, slug: &str| {
+        c.models
+            .values()
+            .flat_map(|m| m.endpoints.iter())
+            .find(|e| e.provider.slug == slug)
+            .map(|e| e.provider.clone())
+            .expect("provider serves a model")
+    };
+    let pool = |c: &switchyard::catalog::Catalog, slug: &str| {
+        provider(c, slug)
+            .credentials
+            .iter()
+            .map(|k| k.id.clone())
+            .collect::<Vec<_>>()
+    };
+    // Copy a's ciphertext into b's row: b's pool loses that key, nothing else changes.
+    sqlx::query("UPDATE provider_credentials SET secret_enc = $1 WHERE id = $2")
+        .bind(&a.2)
+        .bind(&b.0)
+        .execute(&app.store.writer)
+        .await
+        .expect("swap");
+    let c = catalog::load(&app.store, &app.state.cipher)
+        .await
+        .expect("loads");
+    assert!(!pool(&c, &b.1).contains(&b.0), "moved key refused");
+    assert!(pool(&c, &a.1).contains(&a.0), "the rest loads");
+
+    // A key written before binding (no `v2:`, no associated data) is bound at start.
+    let key = B64
+        .decode("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+        .expect("key");
+    let aes = Aes256Gcm::new_from_slice(&key).expect("aes");
+    let nonce = [9u8; 12];
+    let ct = aes
+        .encrypt(Nonce::from_slice(&nonce), UPSTREAM_KEY.as_bytes())
+        .expect("enc");
+    let legacy = B64.encode([nonce.to_vec(), ct].concat());
+    sqlx::query("UPDATE provider_credentials SET secret_enc = $1 WHERE id = $2")
+        .bind(&legacy)
+        .bind(&b.0)
+        .execute(&app.store.writer)
+        .await
+        .expect("legacy");
+    let c = catalog::load(&app.store, &app.state.cipher)
+        .await
+        .expect("loads");
+    assert!(
+        !pool(&c, &b.1).contains(&b.0),
+        "unbound values are not read"
+    );
+    assert_eq!(
+        catalog::bind_credentials(&app.store, &app.state.cipher)
+            .await
+            .expect("bind"),
+        1
+    );
+    let c = catalog::load(&app.store, &app.state.cipher)
+        .await
+        .expect("loads");
+    let p = provider(&c, &b.1);
+    let k = p
+        .credentials
+        .iter()
+        .find(|k| k.id == b.0)
+        .expect("bound and back in the pool");
+    assert_eq!(k.secret.expose(), UPSTREAM_KEY);
+    app.stop().await;
+}
+
 both_backends!(
+    provider_keys_are_bound_to_their_row,
     redirects_are_never_followed,
     keys_follow_the_person_who_made_them,
     member_keys_read_only_their_generations

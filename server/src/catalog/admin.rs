@@ -206,7 +206,7 @@ pub async fn put_credential(
     .bind(new_id())
     .bind(provider_id)
     .bind(label)
-    .bind(cipher.encrypt(key))
+    .bind(cipher.encrypt(key, &super::credential_context(provider_id)))
     .bind(last4(key))
     .bind(weight)
     .bind(enabled as i64)
@@ -1566,9 +1566,14 @@ async fn provider_access(
     .map_err(internal)?;
     let mut keys = Vec::new();
     for (label, enc) in rows {
-        let key = state.cipher.decrypt(&enc).map_err(|_| {
-            format!("key {label} cannot be decrypted with this server's secret key; add it again")
-        })?;
+        let key = state
+            .cipher
+            .decrypt(&enc, &super::credential_context(id))
+            .map_err(|_| {
+                format!(
+                    "key {label} cannot be decrypted with this server's secret key; add it again"
+                )
+            })?;
         keys.push((label, key));
     }
     Ok((Access { name, kind, base }, keys))

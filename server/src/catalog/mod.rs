@@ -406,6 +406,44 @@ pub fn split_list(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// What a provider key's ciphertext is bound to: its provider (a key copied into another provider's
+/// row does not decrypt, so it cannot be sent to that provider's address).
+pub fn credential_context(provider_id: &str) -> String {
+    format!("provider_credentials:{provider_id}")
+}
+
+/// Binds provider keys written before ciphertexts were bound to their row (runs at start; idempotent,
+/// and safe with several instances starting at once). Returns how many were bound.
+pub async fn bind_credentials(store: &Store, cipher: &Cipher) -> anyhow::Result<u64> {
+    let rows: Vec<(String, String, String, String)> =
+        sqlx::query_as("SELECT id, provider_id, label, secret_enc FROM provider_credentials")
+            .fetch_all(&store.pool)
+            .await?;
+    let mut bound = 0;
+    for (id, provider_id, label, enc) in rows {
+        if !Cipher::is_unbound(&enc) {
+            continue;
+        }
+        let Ok(plain) = cipher.decrypt_unbound(&enc) else {
+            tracing::error!(provider = %provider_id, key = %label, "a stored provider key cannot be decrypted with this secret key; add it again");
+            continue;
+        };
+        bound += sqlx::query(
+            "UPDATE provider_credentials SET secret_enc = $1 WHERE id = $2 AND secret_enc = $3",
+        )
+        .bind(cipher.encrypt(&plain, &credential_context(&provider_id)))
+        .bind(&id)
+        .bind(&enc)
+        .execute(&store.writer)
+        .await?
+        .rows_affected();
+    }
+    if bound > 0 {
+        tracing::info!(keys = bound, "bound stored provider keys to their rows");
+    }
+    Ok(bound)
+}
+
 /// Reads the enabled catalog into a snapshot, decrypting provider credentials.
 pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
     let version = version(store).await?;
@@ -441,11 +479,20 @@ pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
     .await?;
     let mut pools: HashMap<String, Vec<Credential>> = HashMap::new();
     for (id, provider_id, label, enc, weight) in creds {
+        // A key that does not decrypt for its row (moved from another provider's row, or a changed
+        // secret key) leaves the pool; the rest of the catalog loads, and the admin page says which.
+        let secret = match cipher.decrypt(&enc, &credential_context(&provider_id)) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(provider = %provider_id, key = %label, error = %e, "a provider key cannot be decrypted for its row; it is left out of the pool (add it again)");
+                continue;
+            }
+        };
         pools.entry(provider_id).or_default().push(Credential {
             id,
             label,
             weight: weight as u64,
-            secret: Secret::new(cipher.decrypt(&enc)?),
+            secret: Secret::new(secret),
         });
     }
     let org_multipliers: HashMap<String, i64> =
