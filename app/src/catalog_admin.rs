@@ -72,6 +72,8 @@ pub struct ProviderRow {
     pub data_policy: String,
     /// It keeps or trains on prompts (requests with `data_collection: "deny"` avoid it).
     pub collects_data: bool,
+    /// Bedrock: the S3 buckets tenants may name in `s3://` locations, comma-separated.
+    pub s3_buckets: String,
     /// The provider's own markup, when it has one.
     pub markup_percent: Option<String>,
     pub endpoints: u32,
@@ -209,6 +211,8 @@ pub enum CatalogOp {
         data_policy: String,
         markup_percent: String,
         collects_data: bool,
+        /// Bedrock: S3 buckets tenants may name (`bucket` or `bucket@account`, comma-separated).
+        s3_buckets: String,
     },
     SetProviderEnabled {
         id: String,
@@ -332,6 +336,7 @@ pub async fn save_provider(
     data_policy: String,
     markup_percent: String,
     collects_data: Option<String>,
+    #[server(default)] s3_buckets: String,
 ) -> Result<Outcome, ServerFnError> {
     run(CatalogOp::SaveProvider {
         id: id.filter(|i| !i.is_empty()),
@@ -344,6 +349,7 @@ pub async fn save_provider(
         data_policy,
         markup_percent,
         collects_data: collects_data.is_some(),
+        s3_buckets,
     })
     .await
 }
@@ -800,6 +806,7 @@ fn ProviderForm(
                 <label>"Website" <input name="website" type="url" placeholder="https://…" value=v(|p| p.website.clone())/></label>
                 <label>"Markup (%; blank: default)" <input name="markup_percent" inputmode="decimal" value=v(|p| p.markup_percent.clone().unwrap_or_default())/></label>
                 <label class="wide">"Data policy notes" <input name="data_policy" placeholder="e.g. no training on API data; 30-day retention" value=v(|p| p.data_policy.clone())/></label>
+                <label class="wide">"S3 buckets tenants may name (Bedrock only; comma-separated bucket or bucket@account-id; blank: every s3:// location is refused, since Bedrock reads it with the platform's AWS identity)" <input name="s3_buckets" placeholder="e.g. tenant-media@123456789012" value=v(|p| p.s3_buckets.clone())/></label>
                 <label class="check wide"><input type="checkbox" name="collects_data" value="1" checked=collects/>"Keeps or trains on prompts (requests that deny data collection avoid it)"</label>
             </div>
             <button type="submit" class="button">{if editing { "Save provider" } else { "Add provider" }}</button>

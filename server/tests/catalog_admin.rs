@@ -38,6 +38,7 @@ fn provider(slug: &str, base: &str, key: &str) -> CatalogOp {
         data_policy: "no training on API data".into(),
         markup_percent: String::new(),
         collects_data: false,
+        s3_buckets: String::new(),
     }
 }
 
@@ -225,6 +226,7 @@ async fn providers_keys_are_encrypted_tested_and_listed(db: Db) {
         data_policy: String::new(),
         markup_percent: "20".into(),
         collects_data: false,
+        s3_buckets: String::new(),
     };
     change(&app.state, &root, edit).await.expect("edit");
     assert!(test_provider(&app.state, &id).await.is_ok());
@@ -259,6 +261,7 @@ async fn providers_keys_are_encrypted_tested_and_listed(db: Db) {
             data_policy: String::new(),
             markup_percent: String::new(),
             collects_data: false,
+            s3_buckets: String::new(),
         },
         CatalogOp::SetDefaultMarkup {
             percent: "-5".into(),
@@ -417,6 +420,7 @@ async fn imported_models_are_priced_by_the_rules_and_in_flight_requests_keep_the
             data_policy: String::new(),
             markup_percent: "20".into(),
             collects_data: false,
+            s3_buckets: String::new(),
         },
     )
     .await

@@ -548,7 +548,96 @@ async fn provider_keys_are_bound_to_their_row(db: Db) {
     app.stop().await;
 }
 
+/// `s3://` locations reach Bedrock only in a bucket the provider lists (with `bucketOwner` when the list
+/// names the account); any other bucket is refused before anything is sent, and nothing is charged.
+async fn s3_locations_only_in_listed_buckets(db: Db) {
+    let app = TestApp::start(db).await;
+    let text = format!(
+        r#"
+[[providers]]
+slug = "aws"
+name = "Fake Bedrock"
+kind = "bedrock"
+base_url = "http://{fake}/bedrock?region=eu-west-1"
+api_key = "{BEDROCK_KEY}"
+s3_buckets = ["tenant-media@123456789012"]
+
+[[models]]
+slug = "aws/claude"
+name = "Claude on Bedrock"
+context_length = 200000
+max_output_tokens = 4096
+[[models.endpoints]]
+provider = "aws"
+upstream_model = "anthropic.claude-3-haiku-20240307-v1:0"
+input_per_mtok = "0.25"
+output_per_mtok = "1.25"
+"#,
+        fake = app.fake
+    );
+    catalog::file::apply(&app.store, &app.state.cipher, "s3.toml", &text, &|_| None)
+        .await
+        .expect("apply");
+    app.state
+        .catalog
+        .refresh(&app.store, &app.state.cipher)
+        .await
+        .expect("refresh");
+    // Not for other kinds, and only bucket names.
+    for (bad, needle) in [
+        (
+            text.replace("kind = \"bedrock\"", "kind = \"openai\""),
+            "for bedrock providers",
+        ),
+        (
+            text.replace("tenant-media@123456789012", "Tenant_Media"),
+            "not an S3 bucket name",
+        ),
+    ] {
+        let e = catalog::file::apply(&app.store, &app.state.cipher, "bad.toml", &bad, &|_| None)
+            .await
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains(needle), "{e}");
+    }
+    app.grant("5").await;
+    let image = |url: &str| {
+        json!({"model": "aws/claude", "max_tokens": 16, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is in it?"},
+            {"type": "image_url", "image_url": {"url": url}}]}]})
+    };
+    let r = app.chat(image("s3://tenant-media/cats/1.png")).await;
+    assert_eq!(r.status(), 200);
+    let sent = app.fake_stats.last_body.lock().clone().expect("body");
+    assert_eq!(
+        sent["messages"][0]["content"][1]["image"]["source"],
+        json!({"s3Location": {"uri": "s3://tenant-media/cats/1.png", "bucketOwner": "123456789012"}})
+    );
+    let before = app.usage_nanos().await;
+    for url in [
+        "s3://platform-private/keys.png",
+        "s3://tenant-media-x/a.png",
+    ] {
+        *app.fake_stats.last_body.lock() = None;
+        let r = app.chat(image(url)).await;
+        assert_eq!(r.status(), 400, "{url}");
+        let v: serde_json::Value = r.json().await.expect("json");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("s3:// locations are refused"),
+            "{v}"
+        );
+        assert!(app.fake_stats.last_body.lock().is_none(), "nothing sent");
+    }
+    assert_eq!(app.usage_nanos().await, before, "nothing charged");
+    app.assert_books_balance().await;
+    app.stop().await;
+}
+
 both_backends!(
+    s3_locations_only_in_listed_buckets,
     provider_keys_are_bound_to_their_row,
     redirects_are_never_followed,
     keys_follow_the_person_who_made_them,

@@ -257,10 +257,11 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
         Option<String>,
         i64,
         i64,
+        Option<String>,
     );
     let providers: Vec<P> = sqlx::query_as(
         "SELECT p.id, p.slug, p.name, p.kind, p.base_url, p.enabled, p.website, p.data_policy, p.collects_data, \
-                (SELECT COUNT(*) FROM endpoints e WHERE e.provider_id = p.id) \
+                (SELECT COUNT(*) FROM endpoints e WHERE e.provider_id = p.id), p.s3_buckets \
          FROM providers p ORDER BY p.name",
     )
     .fetch_all(pool)
@@ -271,7 +272,7 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
     let providers: Vec<ProviderRow> = providers
         .into_iter()
         .map(
-            |(id, slug, name, kind, base_url, enabled, website, policy, collects, n)| {
+            |(id, slug, name, kind, base_url, enabled, website, policy, collects, n, s3)| {
                 provider_names.insert(id.clone(), name.clone());
                 ProviderRow {
                     markup_percent: rules.get(&format!("provider:{id}")).map(|&p| percent(p)),
@@ -285,6 +286,11 @@ pub async fn page(state: &AppState) -> Result<CatalogAdmin, String> {
                     website: website.unwrap_or_default(),
                     data_policy: policy.unwrap_or_default(),
                     collects_data: collects != 0,
+                    s3_buckets: s3
+                        .as_deref()
+                        .and_then(|j| serde_json::from_str::<Vec<String>>(j).ok())
+                        .unwrap_or_default()
+                        .join(", "),
                     endpoints: n as u32,
                     degraded: false,
                 }
@@ -591,17 +597,19 @@ async fn provider_json(tx: &mut Tx, id: &str) -> Result<Option<Value>, sqlx::Err
         Option<String>,
         Option<String>,
         i64,
+        Option<String>,
     );
     let r: Option<R> = sqlx::query_as(
-        "SELECT slug, name, kind, base_url, enabled, website, data_policy, collects_data FROM providers WHERE id = $1",
+        "SELECT slug, name, kind, base_url, enabled, website, data_policy, collects_data, s3_buckets FROM providers WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?;
     let markup = markup_of(tx, &format!("provider:{id}")).await?;
-    Ok(r.map(|(slug, name, kind, base_url, enabled, website, policy, collects)| {
+    Ok(r.map(|(slug, name, kind, base_url, enabled, website, policy, collects, s3)| {
         json!({"slug": slug, "name": name, "kind": kind, "base_url": base_url, "enabled": enabled != 0,
-               "website": website, "data_policy": policy, "collects_data": collects != 0, "markup": markup})
+               "website": website, "data_policy": policy, "collects_data": collects != 0, "markup": markup,
+               "s3_buckets": s3.and_then(|j| serde_json::from_str::<Value>(&j).ok())})
     }))
 }
 
@@ -874,6 +882,7 @@ async fn apply(
             data_policy,
             markup_percent,
             collects_data,
+            s3_buckets,
         } => {
             let slug = check_slug(&slug)?;
             let name = name.trim().to_string();
@@ -891,6 +900,21 @@ async fn apply(
                 (url, _) => check_base_url(url)?,
             };
             let markup = parse_optional_percent("markup", &markup_percent)?;
+            let buckets: Vec<String> = s3_buckets
+                .split([',', '\n', ' '])
+                .map(str::trim)
+                .filter(|b| !b.is_empty())
+                .map(str::to_string)
+                .collect();
+            if !buckets.is_empty() && kind != super::ProviderKind::Bedrock {
+                return Err(
+                    "s3_buckets: only Bedrock providers read s3:// locations; leave it blank"
+                        .into(),
+                );
+            }
+            crate::providers::bedrock::S3Bucket::parse_all(&buckets)
+                .map_err(|e| format!("s3_buckets: {e}"))?;
+            let s3_json = super::s3_buckets_json(&buckets);
             let key = api_key.trim();
             let opt = |s: &str| {
                 let s = s.trim();
@@ -913,7 +937,7 @@ async fn apply(
                     }
                     sqlx::query(
                         "UPDATE providers SET slug = $1, name = $2, kind = $3, base_url = $4, \
-                         website = $5, data_policy = $6, updated_at = $7, collects_data = $9 WHERE id = $8",
+                         website = $5, data_policy = $6, updated_at = $7, collects_data = $9, s3_buckets = $10 WHERE id = $8",
                     )
                     .bind(&slug)
                     .bind(&name)
@@ -924,6 +948,7 @@ async fn apply(
                     .bind(now)
                     .bind(&id)
                     .bind(collects_data as i64)
+                    .bind(&s3_json)
                     .execute(&mut **tx)
                     .await
                     .map_err(internal)?;
@@ -936,7 +961,7 @@ async fn apply(
                     let id = new_id();
                     sqlx::query(
                         "INSERT INTO providers (id, slug, name, kind, base_url, website, \
-                         data_policy, enabled, created_at, updated_at, collects_data) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9)",
+                         data_policy, enabled, created_at, updated_at, collects_data, s3_buckets) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9, $10)",
                     )
                     .bind(&id)
                     .bind(&slug)
@@ -947,6 +972,7 @@ async fn apply(
                     .bind(opt(&data_policy))
                     .bind(now)
                     .bind(collects_data as i64)
+                    .bind(&s3_json)
                     .execute(&mut **tx)
                     .await
                     .map_err(internal)?;

@@ -51,6 +51,10 @@ pub struct ProviderSpec {
     /// The provider's own markup (absent: the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub markup_percent: Option<Markup>,
+    /// Bedrock: S3 buckets tenants may name in `s3://` image and file locations (`bucket` or
+    /// `bucket@account`); any other `s3://` location is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub s3_buckets: Vec<String>,
     #[serde(default = "yes")]
     pub enabled: bool,
 }
@@ -425,6 +429,15 @@ pub fn check(
             }
             Ok(_) => {}
         }
+        if !p.s3_buckets.is_empty() {
+            let line = at(p.slug.span());
+            if p.kind != ProviderKind::Bedrock {
+                problems.push(format!("line {line}: providers.s3_buckets is for bedrock providers (Bedrock reads s3:// locations); {slug:?} is {}", p.kind.as_str()));
+            }
+            if let Err(msg) = crate::providers::bedrock::S3Bucket::parse_all(&p.s3_buckets) {
+                problems.push(format!("line {line}: providers.s3_buckets {msg}"));
+            }
+        }
         if let Some(k) = &p.api_key {
             if let Err(msg) = resolve(k.get_ref(), env) {
                 problems.push(format!("line {}: providers.api_key {msg}", at(k.span())));
@@ -595,11 +608,11 @@ pub async fn apply(
         let id = provider_ids.get(slug).cloned().unwrap_or_else(new_id);
         sqlx::query(
             "INSERT INTO providers (id, slug, name, kind, base_url, enabled, created_at, updated_at, website, data_policy, \
-               collects_data) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10) \
+               collects_data, s3_buckets) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11) \
              ON CONFLICT (slug) DO UPDATE SET name = excluded.name, kind = excluded.kind, base_url = excluded.base_url, \
                enabled = excluded.enabled, updated_at = excluded.updated_at, website = excluded.website, \
-               data_policy = excluded.data_policy, collects_data = excluded.collects_data",
+               data_policy = excluded.data_policy, collects_data = excluded.collects_data, s3_buckets = excluded.s3_buckets",
         )
         .bind(&id)
         .bind(slug)
@@ -611,6 +624,7 @@ pub async fn apply(
         .bind(&p.spec.website)
         .bind(&p.spec.data_policy)
         .bind(p.spec.collects_data as i64)
+        .bind(super::s3_buckets_json(&p.spec.s3_buckets))
         .execute(&mut *tx)
         .await?;
         let (id,): (String,) = sqlx::query_as("SELECT id FROM providers WHERE slug = $1")
@@ -740,9 +754,10 @@ pub async fn export(store: &Store) -> anyhow::Result<String> {
         Option<String>,
         Option<String>,
         i64,
+        Option<String>,
     );
     let providers: Vec<P> = sqlx::query_as(
-        "SELECT id, slug, name, kind, base_url, enabled, website, data_policy, collects_data FROM providers ORDER BY slug",
+        "SELECT id, slug, name, kind, base_url, enabled, website, data_policy, collects_data, s3_buckets FROM providers ORDER BY slug",
     )
     .fetch_all(pool)
     .await?;
@@ -752,7 +767,8 @@ pub async fn export(store: &Store) -> anyhow::Result<String> {
         providers: Vec::new(),
         models: Vec::new(),
     };
-    for (id, slug, name, kind, base_url, enabled, website, data_policy, collects_data) in providers
+    for (id, slug, name, kind, base_url, enabled, website, data_policy, collects_data, s3) in
+        providers
     {
         let Some(kind) = ProviderKind::parse(&kind) else {
             anyhow::bail!("provider {slug} has kind {kind:?}, which this version cannot write");
@@ -768,6 +784,10 @@ pub async fn export(store: &Store) -> anyhow::Result<String> {
             data_policy,
             collects_data: collects_data != 0,
             markup_percent: rule(format!("provider:{id}")),
+            s3_buckets: s3
+                .as_deref()
+                .and_then(|j| serde_json::from_str(j).ok())
+                .unwrap_or_default(),
             enabled: enabled != 0,
         });
         slugs.insert(id, slug);

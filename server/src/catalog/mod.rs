@@ -137,6 +137,8 @@ pub struct Provider {
     pub collects_data: bool,
     /// Enabled credentials with a weight above zero (the pool); none for keyless servers.
     pub credentials: Vec<Credential>,
+    /// S3 buckets tenants may name in `s3://` locations (Bedrock; `bucket` or `bucket@account`).
+    pub s3_buckets: Vec<String>,
 }
 
 /// One of a provider's keys.
@@ -375,6 +377,7 @@ struct EndpointRow {
     provider_name: String,
     kind: String,
     base_url: String,
+    s3_buckets: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -404,6 +407,16 @@ pub fn split_list(s: &str) -> Vec<String> {
         .map(|p| p.trim().to_string())
         .filter(|p| !p.is_empty())
         .collect()
+}
+
+/// A provider's S3 bucket list as stored (NULL when empty); entries normalised (`bucket[@account]`).
+pub fn s3_buckets_json(list: &[String]) -> Option<String> {
+    let clean: Vec<String> = list
+        .iter()
+        .filter_map(|b| crate::providers::bedrock::S3Bucket::parse(b).ok())
+        .map(|b| b.to_string())
+        .collect();
+    (!clean.is_empty()).then(|| serde_json::to_string(&clean).expect("strings serialise"))
 }
 
 /// What a provider key's ciphertext is bound to: its provider (a key copied into another provider's
@@ -465,7 +478,7 @@ pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
     let eps: Vec<EndpointRow> = sqlx::query_as(
         "SELECT e.id, e.model_id, e.upstream_model, e.input_per_mtok_nanos, e.output_per_mtok_nanos, \
                 e.cache_read_per_mtok_nanos, e.cache_write_per_mtok_nanos, e.request_nanos, e.max_output_tokens, \
-                e.web_search_nanos, e.audio_input_per_mtok_nanos, e.service_tiers, e.priority, e.weight, p.collects_data, p.id AS provider_id, p.slug AS provider_slug, p.name AS provider_name, p.kind, p.base_url \
+                e.web_search_nanos, e.audio_input_per_mtok_nanos, e.service_tiers, e.priority, e.weight, p.collects_data, p.id AS provider_id, p.slug AS provider_slug, p.name AS provider_name, p.kind, p.base_url, p.s3_buckets \
          FROM endpoints e JOIN providers p ON p.id = e.provider_id \
          WHERE e.enabled = 1 AND p.enabled = 1",
     )
@@ -520,6 +533,11 @@ pub async fn load(store: &Store, cipher: &Cipher) -> anyhow::Result<Catalog> {
                     base_url: e.base_url,
                     collects_data: e.collects_data != 0,
                     credentials: pools.remove(&e.provider_id).unwrap_or_default(),
+                    s3_buckets: e
+                        .s3_buckets
+                        .as_deref()
+                        .and_then(|j| serde_json::from_str(j).ok())
+                        .unwrap_or_default(),
                 });
                 providers.insert(e.provider_id, p.clone());
                 p
@@ -684,6 +702,7 @@ mod tests {
             kind: ProviderKind::Openai,
             base_url: "http://127.0.0.1:9/v1".into(),
             collects_data: false,
+            s3_buckets: Vec::new(),
             credentials: weights
                 .iter()
                 .map(|(id, w)| Credential {

@@ -188,7 +188,15 @@ pub fn parse(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
         }
         chars += content_chars(m.get("content"));
         if let Some(Value::Array(parts)) = m.get("content") {
-            for p in parts {
+            for (j, p) in parts.iter().enumerate() {
+                // A file id names a file stored at the provider under the platform's account: another
+                // tenant's upload, or the operator's. Only the file itself is taken.
+                if p["type"] == "file" && p["file"].get("file_id").is_some_and(|f| !f.is_null()) {
+                    return Err(ApiError::bad_field(
+                        &format!("messages[{i}].content[{j}].file.file_id"),
+                        "cannot be used here: files stored at a provider belong to the platform's account; send the file itself as file_data (a data: URL)",
+                    ));
+                }
                 if let Some((kind, payload)) = media_part(p) {
                     media.push(kind);
                     media_bytes += payload;
@@ -348,6 +356,10 @@ mod tests {
         assert!(
             err(r#"{"model":"a/b","messages":[{"content":"x"}]}"#).contains("`messages[0].role`")
         );
+        assert!(err(
+            r#"{"model":"a/b","messages":[{"role":"user","content":[{"type":"text","text":"x"},{"type":"file","file":{"file_id":"file-abc"}}]}]}"#
+        )
+        .contains("`messages[0].content[1].file.file_id` cannot be used here"));
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! fake), its `?region=` query.
 //!
 //! Translation: system and developer messages become `system`; turns alternate with content blocks (text,
-//! images and documents from data URLs (never `s3://` locations, which Bedrock would read with the
-//! platform's AWS identity), `toolUse`, `toolResult`, `reasoningContent`
+//! images and documents from data URLs, or from `s3://` locations in a bucket the provider lists as
+//! tenants' to name (Bedrock reads them with the platform's AWS identity, so no other bucket is ever
+//! passed on; `bucketOwner` is sent when the list names the account), `toolUse`, `toolResult`, `reasoningContent`
 //! with signatures), `cache_control` marks become `cachePoint` blocks; `max_tokens`, `temperature` (clamped
 //! to 0–1), `top_p` and `stop` go in `inferenceConfig`; tools and `tool_choice` in `toolConfig`;
 //! `response_format` is a forced tool whose input is the answer; `reasoning` on a Claude model becomes
@@ -174,7 +175,7 @@ pub fn prepare(
     credential: Option<&Credential>,
     call: &ChatCall<'_>,
 ) -> Result<super::Prepared, String> {
-    let (body, ctx) = request(&ep.upstream_model, call)?;
+    let (body, ctx) = request(&ep.upstream_model, call, &ep.provider.s3_buckets)?;
     let t = target(&ep.provider.base_url)?;
     let url = format!(
         "{}/model/{}/{}",
@@ -228,8 +229,86 @@ fn is_claude(model: &str) -> bool {
     model.contains("anthropic.") || model.contains("claude")
 }
 
-/// The Converse body for an OpenAI chat request.
-pub fn request(model: &str, call: &ChatCall<'_>) -> Result<(Value, Ctx), String> {
+/// A bucket tenants may name in `s3://` image and file locations: `bucket`, or `bucket@account` to have
+/// Bedrock check the bucket's owner (`bucketOwner`, a 12-digit AWS account id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Bucket {
+    pub name: String,
+    pub owner: Option<String>,
+}
+
+impl S3Bucket {
+    /// Parses `bucket` or `bucket@123456789012` (S3's bucket naming rules: 3–63 lowercase letters,
+    /// digits, dots and hyphens, starting and ending with a letter or digit).
+    pub fn parse(s: &str) -> Result<S3Bucket, String> {
+        let s = s.trim().trim_start_matches("s3://").trim_end_matches('/');
+        let (name, owner) = match s.split_once('@') {
+            Some((n, o)) => (n, Some(o)),
+            None => (s, None),
+        };
+        let name_ok = (3..=63).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && !name.contains("..");
+        if !name_ok {
+            return Err(format!("{s:?} is not an S3 bucket name (3 to 63 lowercase letters, digits, dots and hyphens), optionally followed by @ and the 12-digit account that owns it"));
+        }
+        if let Some(o) = owner {
+            if o.len() != 12 || !o.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!(
+                    "{s:?}: the owner after @ must be a 12-digit AWS account id"
+                ));
+            }
+        }
+        Ok(S3Bucket {
+            name: name.to_string(),
+            owner: owner.map(str::to_string),
+        })
+    }
+
+    /// Every entry parsed; the first bad one is the error.
+    pub fn parse_all(list: &[String]) -> Result<Vec<S3Bucket>, String> {
+        list.iter().map(|b| S3Bucket::parse(b)).collect()
+    }
+}
+
+impl std::fmt::Display for S3Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.owner {
+            Some(o) => write!(f, "{}@{o}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// The `s3Location` for a tenant's `s3://bucket/key`, when the bucket is one the provider allows.
+fn s3_location(url: &str, allowed: &[String], what: &str) -> Result<Value, String> {
+    let rest = url.strip_prefix("s3://").unwrap_or_default();
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if key.is_empty() {
+        return Err(format!("{what}: {url:?} names no object (s3://bucket/key)"));
+    }
+    let Some(b) = allowed
+        .iter()
+        .filter_map(|a| S3Bucket::parse(a).ok())
+        .find(|a| a.name == bucket)
+    else {
+        return Err(format!(
+            "{what}: s3:// locations are refused unless the provider lists the bucket as tenants' to name (Bedrock would read it with the platform's AWS identity); send the content as a data: URL"
+        ));
+    };
+    let mut loc = json!({"uri": url});
+    if let Some(owner) = b.owner {
+        loc["bucketOwner"] = json!(owner);
+    }
+    Ok(json!({"s3Location": loc}))
+}
+
+/// The Converse body for an OpenAI chat request; `s3` lists the buckets tenants may name.
+pub fn request(model: &str, call: &ChatCall<'_>, s3: &[String]) -> Result<(Value, Ctx), String> {
     let b = call.body;
     let mut ctx = Ctx::default();
     let mut system: Vec<Value> = Vec::new();
@@ -243,7 +322,7 @@ pub fn request(model: &str, call: &ChatCall<'_>) -> Result<(Value, Ctx), String>
     for (i, m) in messages.iter().enumerate() {
         match m["role"].as_str().unwrap_or("") {
             "system" | "developer" => {
-                for block in blocks(&m["content"], i)? {
+                for block in blocks(&m["content"], i, s3)? {
                     if block.get("text").is_none() && block.get("cachePoint").is_none() {
                         return Err(format!(
                             "messages[{i}]: a system message takes only text at Bedrock"
@@ -252,13 +331,13 @@ pub fn request(model: &str, call: &ChatCall<'_>) -> Result<(Value, Ctx), String>
                     system.push(block);
                 }
             }
-            "user" => super::push_turn(&mut turns, "user", blocks(&m["content"], i)?),
+            "user" => super::push_turn(&mut turns, "user", blocks(&m["content"], i, s3)?),
             "assistant" => {
                 let mut out = Vec::new();
                 if let Some(details) = m.get("reasoning_details").and_then(Value::as_array) {
                     out.extend(details.iter().filter_map(reasoning_block));
                 }
-                out.extend(blocks(&m["content"], i)?);
+                out.extend(blocks(&m["content"], i, s3)?);
                 for (id, name, input) in super::tool_calls(m, i)? {
                     uses_tools = true;
                     out.push(json!({"toolUse": {"toolUseId": id, "name": name, "input": input}}));
@@ -269,7 +348,7 @@ pub fn request(model: &str, call: &ChatCall<'_>) -> Result<(Value, Ctx), String>
                 uses_tools = true;
                 let content = match &m["content"] {
                     Value::String(s) => vec![json!({"text": s})],
-                    other => blocks(other, i)?
+                    other => blocks(other, i, s3)?
                         .into_iter()
                         .filter(|b| b.get("cachePoint").is_none())
                         .collect(),
@@ -516,7 +595,7 @@ fn document_name(name: Option<&str>, i: usize, j: usize) -> String {
 }
 
 /// OpenAI message content as Converse content blocks.
-fn blocks(content: &Value, i: usize) -> Result<Vec<Value>, String> {
+fn blocks(content: &Value, i: usize, s3: &[String]) -> Result<Vec<Value>, String> {
     use super::Part;
     let mut out = Vec::new();
     for (j, p) in super::content_parts(content, i)?.iter().enumerate() {
@@ -526,11 +605,12 @@ fn blocks(content: &Value, i: usize) -> Result<Vec<Value>, String> {
             Some(Part::Image(url)) => {
                 let (format, source) = match super::data_url(url) {
                     Some((media, data)) => (image_format(media), json!({"bytes": data})),
-                    // Bedrock would read it with the platform's own AWS identity: a tenant could
-                    // have any bucket the platform can see read into its prompt.
-                    None if url.starts_with("s3://") => return Err(format!(
-                        "messages[{i}].content[{j}]: s3:// locations are refused (Bedrock would read them with the platform's AWS identity); send the image as a data: URL"
-                    )),
+                    // Bedrock reads it with the platform's own AWS identity: only buckets the
+                    // provider lists, or a tenant could read any bucket the platform can see.
+                    None if url.starts_with("s3://") => (
+                        image_format(url.split(['?', '#']).next().unwrap_or(url)),
+                        s3_location(url, s3, &format!("messages[{i}].content[{j}]"))?,
+                    ),
                     None => return Err(format!("messages[{i}].content[{j}]: Bedrock takes images as data: URLs, not web URLs")),
                 };
                 let format = format.ok_or_else(|| {
@@ -542,8 +622,13 @@ fn blocks(content: &Value, i: usize) -> Result<Vec<Value>, String> {
             }
             Some(Part::Other("file")) => {
                 let f = &p["file"];
-                let (format, source) = match f["file_data"].as_str().and_then(super::data_url) {
+                let data = f["file_data"].as_str().unwrap_or_default();
+                let (format, source) = match super::data_url(data) {
                     Some((media, data)) => (document_format(media), json!({"bytes": data})),
+                    None if data.starts_with("s3://") => (
+                        document_format(data),
+                        s3_location(data, s3, &format!("messages[{i}].content[{j}]"))?,
+                    ),
                     None => {
                         return Err(format!(
                         "messages[{i}].content[{j}]: Bedrock takes files as file_data data: URLs"
@@ -823,6 +908,7 @@ mod tests {
                 stream,
                 max_tokens,
             },
+            &[],
         )
     }
 
@@ -835,8 +921,62 @@ mod tests {
             let model = case["model"]
                 .as_str()
                 .unwrap_or("anthropic.claude-3-5-sonnet-20240620-v1:0");
-            request(model, call)
+            request(model, call, &[])
         });
+    }
+
+    #[test]
+    fn s3_locations_only_in_buckets_the_provider_lists() {
+        let allowed = vec![
+            "tenant-media@123456789012".to_string(),
+            "open.docs".to_string(),
+        ];
+        let ask = |url: &str, file: bool| {
+            let part = if file {
+                json!({"type": "file", "file": {"file_data": url, "filename": "report.pdf"}})
+            } else {
+                json!({"type": "image_url", "image_url": {"url": url}})
+            };
+            let b = json!({"messages": [{"role": "user", "content": [part]}]});
+            let b = b.as_object().cloned().expect("object");
+            request(
+                "anthropic.claude-x",
+                &ChatCall {
+                    body: &b,
+                    stream: false,
+                    max_tokens: 100,
+                },
+                &allowed,
+            )
+            .map(|(v, _)| v["messages"][0]["content"][0].clone())
+        };
+        assert_eq!(
+            ask("s3://tenant-media/cats/1.png", false).expect("allowed"),
+            json!({"image": {"format": "png", "source": {"s3Location": {
+                "uri": "s3://tenant-media/cats/1.png", "bucketOwner": "123456789012"}}}})
+        );
+        assert_eq!(
+            ask("s3://open.docs/q3/report.pdf", true).expect("allowed")["document"]["source"],
+            json!({"s3Location": {"uri": "s3://open.docs/q3/report.pdf"}})
+        );
+        // Another bucket, a bucket whose name merely starts like an allowed one, no object: refused.
+        for url in [
+            "s3://platform-secrets/keys.png",
+            "s3://tenant-media-evil/x.png",
+            "s3://tenant/media/x.png",
+            "s3://tenant-media",
+        ] {
+            let e = ask(url, false).expect_err(url);
+            assert!(e.contains("messages[0].content[0]"), "{e}");
+        }
+        assert!(S3Bucket::parse("Bad_Bucket").is_err());
+        assert!(S3Bucket::parse("media@1234").is_err());
+        assert_eq!(
+            S3Bucket::parse("s3://media@123456789012/")
+                .expect("ok")
+                .to_string(),
+            "media@123456789012"
+        );
     }
 
     #[test]

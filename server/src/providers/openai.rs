@@ -257,6 +257,7 @@ mod tests {
             base_url: base.into(),
             collects_data: false,
             credentials: Vec::new(),
+            s3_buckets: Vec::new(),
         };
         let ep = |base: &str| Endpoint {
             id: "e".into(),
