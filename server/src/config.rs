@@ -65,8 +65,11 @@ pub struct Config {
     /// Where settlements wait (fsync'd) while the database cannot take them; replayed at start and as
     /// soon as the database answers.
     pub journal_dir: PathBuf,
-    /// Mark the session cookie Secure (set it when the platform is served over HTTPS).
+    /// Mark the session cookie Secure (it is whenever `public_url` is https).
     pub secure_cookies: bool,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDRs or addresses): the TLS proxy in front of the
+    /// platform. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The address people reach the dashboard at, for links in emails (`https://llm.example.com`).
     /// Unset: `http://` and the address the server listens on.
     pub public_url: Option<String>,
@@ -122,6 +125,7 @@ impl Default for Config {
             admission_timeout_ms: 2_000,
             journal_dir: PathBuf::from("data/journal"),
             secure_cookies: false,
+            trusted_proxies: Vec::new(),
             public_url: None,
             smtp_url: None,
             mail_from: "Switchyard <noreply@switchyard.local>".into(),
@@ -236,6 +240,10 @@ const ENV: &[(&str, Setter)] = &[
     }),
     ("SWITCHYARD_SECURE_COOKIES", |c, v| {
         num(v).map(|x| c.secure_cookies = x)
+    }),
+    ("SWITCHYARD_TRUSTED_PROXIES", |c, v| {
+        c.trusted_proxies = crate::web::throttle::parse_trusted(v)?;
+        Ok(())
     }),
     ("SWITCHYARD_PUBLIC_URL", |c, v| {
         let v = v.trim().trim_end_matches('/');

@@ -636,7 +636,79 @@ output_per_mtok = "1.25"
     app.stop().await;
 }
 
+/// One sign-in attempt over HTTP as the sign-in page makes it, with an `X-Forwarded-For`; the answer's
+/// text.
+async fn sign_in_from(app: &TestApp, forwarded_for: &str, email: &str) -> String {
+    app.http
+        .post(app.url("/_app/sign_in"))
+        .header("origin", &app.base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .header("x-forwarded-for", forwarded_for)
+        .body(format!(
+            "email={}&password=not+the+password",
+            email.replace('@', "%40")
+        ))
+        .send()
+        .await
+        .expect("sign in")
+        .text()
+        .await
+        .expect("body")
+}
+
+/// Attempts from `forwarded_for` (each with a new address, so only the per-client limit can trip) until
+/// one is refused as too many; how many it took, if any was within `most`.
+async fn attempts_until_limited(
+    app: &TestApp,
+    forwarded_for: &dyn Fn(usize) -> String,
+    most: usize,
+) -> Option<usize> {
+    for i in 0..most {
+        let said = sign_in_from(app, &forwarded_for(i), &format!("nobody{i}@example.com")).await;
+        if said.contains("too many attempts") {
+            return Some(i);
+        }
+        assert!(said.contains("wrong"), "{said}");
+    }
+    None
+}
+
+/// Behind a trusted proxy, clients with different forwarded addresses are limited apart (one attacker
+/// does not lock everyone out); from an untrusted peer the header is ignored (forging it does not escape
+/// the limit).
+async fn limits_count_the_forwarded_client_only_behind_trusted_proxies(db: Db) {
+    let app = TestApp::start_with(db, |c| {
+        c.trusted_proxies = switchyard::web::throttle::parse_trusted("127.0.0.1/32").expect("cidr")
+    })
+    .await;
+    let n = attempts_until_limited(&app, &|_| "203.0.113.7".into(), 60)
+        .await
+        .expect("one client is limited");
+    assert!(n >= 20, "the limit is 20 a minute: limited after {n}");
+    // Another client behind the same proxy is not; the limited one still is.
+    let said = sign_in_from(&app, "198.51.100.20", "someone@example.com").await;
+    assert!(!said.contains("too many"), "{said}");
+    let said = sign_in_from(&app, "6.6.6.6, 203.0.113.7", "someone@example.com").await;
+    assert!(
+        said.contains("too many"),
+        "what the client wrote left of the proxy's hop is ignored: {said}"
+    );
+    let test_db = app.stop().await;
+    drop(test_db);
+
+    // No trusted proxy: a header that changes every time does not escape the limit.
+    let app = TestApp::start(db).await;
+    let n = attempts_until_limited(&app, &|i| format!("192.0.2.{}", i % 250), 60).await;
+    assert!(
+        n.is_some_and(|n| n >= 20),
+        "forged headers are ignored: {n:?}"
+    );
+    app.stop().await;
+}
+
 both_backends!(
+    limits_count_the_forwarded_client_only_behind_trusted_proxies,
     s3_locations_only_in_listed_buckets,
     provider_keys_are_bound_to_their_row,
     redirects_are_never_followed,

@@ -3,10 +3,10 @@
 //! asks into an `Actor` (user, organisation, role), re-checked against the database on every request,
 //! and every query after that is scoped by it. Sign-in, sign-up and reset are rate-limited.
 
+use super::throttle::Throttle;
 use crate::accounts::orgs::{self, Actor};
 use crate::accounts::{self, tokens, AccountError, Role};
 use crate::billing::ledger;
-use crate::keys::RpmLimiter;
 use crate::state::AppState;
 use crate::store::Store;
 use switchyard_app::account::backend::{BoxFut, Dashboard, Who};
@@ -18,7 +18,7 @@ use switchyard_app::orgs::{InvitationView, OrgPageData};
 
 pub struct Accounts {
     state: AppState,
-    attempts: RpmLimiter,
+    attempts: Throttle,
 }
 
 /// Sign-in attempts allowed per minute from one address, and against one account.
@@ -36,7 +36,7 @@ impl Accounts {
     pub fn new(state: AppState) -> Self {
         Accounts {
             state,
-            attempts: RpmLimiter::default(),
+            attempts: Throttle::default(),
         }
     }
 
@@ -44,9 +44,9 @@ impl Accounts {
         &self.state.store
     }
 
-    fn throttle(&self, bucket: &str, limit: u32) -> Result<(), String> {
+    fn throttle(&self, kind: &'static str, id: &str, limit: u32) -> Result<(), String> {
         self.attempts
-            .check(bucket, limit)
+            .check(kind, id, limit)
             .map_err(|wait| format!("too many attempts; wait {wait} seconds and try again"))
     }
 
@@ -55,7 +55,7 @@ impl Accounts {
     }
 
     async fn send_verification_to(&self, user_id: &str, email: &str) -> Result<(), String> {
-        self.throttle(&format!("verify-mail:{user_id}"), EMAILS_PER_ACCOUNT)?;
+        self.throttle("verify-mail", user_id, EMAILS_PER_ACCOUNT)?;
         let token = tokens::issue(self.store(), user_id, tokens::Purpose::Verify)
             .await
             .map_err(internal)?;
@@ -172,7 +172,7 @@ impl Dashboard for Accounts {
         client: &'a str,
     ) -> Res<'a, String> {
         Box::pin(async move {
-            self.throttle(&format!("signup:{client}"), SIGNUPS_PER_CLIENT)?;
+            self.throttle("signup", client, SIGNUPS_PER_CLIENT)?;
             let (user, _) = accounts::sign_up(self.store(), email, password)
                 .await
                 .map_err(message)?;
@@ -191,12 +191,15 @@ impl Dashboard for Accounts {
         client: &'a str,
     ) -> Res<'a, String> {
         Box::pin(async move {
-            self.throttle(&format!("signin:{client}"), PER_CLIENT)?;
-            self.throttle(
-                &format!("signin-account:{}", email.trim().to_ascii_lowercase()),
-                PER_ACCOUNT,
-            )?;
-            let user = accounts::sign_in(self.store(), email, password)
+            self.throttle("signin", client, PER_CLIENT)?;
+            // Only an address can have an account: anything else is refused before it is counted (or
+            // kept), and addresses are counted as the account lookup reads them.
+            let email = email.trim().to_ascii_lowercase();
+            if !accounts::valid_email(&email) {
+                return Err(message(accounts::AccountError::InvalidCredentials));
+            }
+            self.throttle("signin-account", &email, PER_ACCOUNT)?;
+            let user = accounts::sign_in(self.store(), &email, password)
                 .await
                 .map_err(message)?;
             Ok(user.id)
@@ -285,7 +288,7 @@ impl Dashboard for Accounts {
 
     fn request_reset<'a>(&'a self, email: &'a str, client: &'a str) -> Res<'a, ()> {
         Box::pin(async move {
-            self.throttle(&format!("reset:{client}"), EMAILS_PER_CLIENT)?;
+            self.throttle("reset", client, EMAILS_PER_CLIENT)?;
             let email = email.trim().to_ascii_lowercase();
             if !accounts::valid_email(&email) {
                 return Err(format!("email: {email:?} is not an email address"));
@@ -300,7 +303,7 @@ impl Dashboard for Accounts {
             };
             // Beyond the per-account limit, quietly send nothing (the answer must not differ).
             if self
-                .throttle(&format!("reset-account:{user_id}"), EMAILS_PER_ACCOUNT)
+                .throttle("reset-account", &user_id, EMAILS_PER_ACCOUNT)
                 .is_err()
             {
                 tracing::warn!(user = %user_id, "password reset emails for this account are being rate-limited");
@@ -327,7 +330,7 @@ impl Dashboard for Accounts {
         client: &'a str,
     ) -> Res<'a, String> {
         Box::pin(async move {
-            self.throttle(&format!("reset-use:{client}"), PER_CLIENT)?;
+            self.throttle("reset-use", client, PER_CLIENT)?;
             let user = accounts::reset_password(self.store(), token, password)
                 .await
                 .map_err(message)?;
@@ -412,7 +415,7 @@ impl Dashboard for Accounts {
         Box::pin(async move {
             // A confirmed address: a code's credits go to people, not to throwaway sign-ups.
             let actor = self.verified_actor(who).await?;
-            self.throttle(&format!("promo:{}", actor.user_id), 10)?;
+            self.throttle("promo", &actor.user_id, 10)?;
             let n =
                 crate::billing::promo::redeem(self.store(), &actor.org_id, &actor.user_id, code)
                     .await?;
@@ -591,7 +594,7 @@ impl Dashboard for Accounts {
         Box::pin(async move {
             let actor = self.verified_actor(who).await?;
             let role = parse_role(role)?;
-            self.throttle(&format!("invite:{}", actor.user_id), 20)?;
+            self.throttle("invite", &actor.user_id, 20)?;
             let (_, token) = orgs::invite(self.store(), &actor, email, role)
                 .await
                 .map_err(message)?;
@@ -707,7 +710,7 @@ impl Dashboard for Accounts {
         client: &'a str,
     ) -> Res<'a, (String, String)> {
         Box::pin(async move {
-            self.throttle(&format!("signup:{client}"), SIGNUPS_PER_CLIENT)?;
+            self.throttle("signup", client, SIGNUPS_PER_CLIENT)?;
             let i = orgs::invitation_by_token(self.store(), token)
                 .await
                 .map_err(internal)?

@@ -7,6 +7,7 @@ pub mod dashboard;
 pub mod key_pages;
 pub mod org_pages;
 pub mod sessions;
+pub mod throttle;
 pub mod usage_pages;
 
 use crate::state::AppState;
@@ -70,7 +71,15 @@ pub fn router(state: AppState) -> Router {
         .with_name("sy_session")
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
-        .with_secure(state.cfg.secure_cookies)
+        // Secure whenever the platform is reached over https.
+        .with_secure(
+            state.cfg.secure_cookies
+                || state
+                    .cfg
+                    .public_url
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("https://")),
+        )
         .with_expiry(Expiry::OnInactivity(time::Duration::days(7)));
     let sweeper = sessions::DbSessionStore::new(state.store.clone());
     tokio::spawn(async move {
@@ -131,7 +140,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(options)
         .layer(sessions)
         .layer(axum::middleware::from_fn(same_origin_only))
-        .layer(axum::middleware::from_fn(client_addr))
+        .layer(axum::middleware::from_fn_with_state(state, client_addr))
 }
 
 /// CSRF defence for the dashboard: a state-changing request must come from a page of this site. Browsers
@@ -164,13 +173,30 @@ async fn same_origin_only(req: Request<Body>, next: axum::middleware::Next) -> R
     }
 }
 
-/// Puts the client's address where server functions can read it (rate limits).
-async fn client_addr(mut req: Request<Body>, next: axum::middleware::Next) -> Response {
-    let addr = req
+/// Puts the client's address where server functions can read it (attempt limits): the peer's, or behind
+/// a trusted proxy the address it forwarded for (see [`throttle::client_ip`]).
+async fn client_addr(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_default();
+        .map(|c| c.0.ip());
+    let addr = peer.map_or_else(String::new, |peer| {
+        let forwarded: Vec<&str> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        throttle::client_key(throttle::client_ip(
+            peer,
+            &forwarded,
+            &state.cfg.trusted_proxies,
+        ))
+    });
     req.extensions_mut().insert(ClientAddr(addr));
     next.run(req).await
 }
