@@ -24,6 +24,8 @@ pub struct KeyView {
     pub expires: Option<String>,
     pub models: Option<Vec<String>>,
     pub rpm: Option<i64>,
+    /// Requests in flight at once.
+    pub concurrency: Option<i64>,
     /// "active", "disabled" or "expired".
     pub status: String,
     /// The key's own routing defaults (over its organisation's).
@@ -41,6 +43,9 @@ pub struct NewKeyForm {
     /// Comma-separated model ids.
     pub models: String,
     pub rpm: String,
+    /// Requests at a time (blank: no limit).
+    #[serde(default)]
+    pub concurrency: String,
     /// The key's routing defaults (the edit form has them; a new key starts with none).
     #[serde(default)]
     pub routing: crate::orgs::RoutingDefaults,
@@ -66,6 +71,7 @@ pub async fn create_key(
     expires: String,
     models: String,
     rpm: String,
+    #[server(default)] concurrency: String,
 ) -> Result<KeyCreated, ServerFnError> {
     let (b, who) = crate::account::signed_in().await?;
     let form = NewKeyForm {
@@ -75,6 +81,7 @@ pub async fn create_key(
         expires,
         models,
         rpm,
+        concurrency,
         routing: Default::default(),
     };
     Ok(match b.0.create_key(&who, form).await {
@@ -112,6 +119,7 @@ pub async fn update_key(
     expires: String,
     models: String,
     rpm: String,
+    #[server(default)] concurrency: String,
     #[server(default)] order: String,
     #[server(default)] ignore: String,
     #[server(default)] sort: String,
@@ -126,6 +134,7 @@ pub async fn update_key(
         expires,
         models,
         rpm,
+        concurrency,
         routing: crate::orgs::RoutingDefaults {
             order,
             ignore,
@@ -252,6 +261,7 @@ pub fn KeysPage() -> impl IntoView {
                     </label>
                     <label>"Expires on" <input name="expires" type="date"/></label>
                     <label>"Requests per minute" <input name="rpm" inputmode="numeric" placeholder="no limit"/></label>
+                    <label>"Requests at a time" <input name="concurrency" inputmode="numeric" placeholder="no limit"/></label>
                     <label class="wide">"Only these models" <input name="models" placeholder="all models (or ids, comma-separated)"/></label>
                     <div class="wide actions">
                         <button type="submit" class="button">"Create key"</button>
@@ -400,6 +410,9 @@ fn KeyTable(
                         if let Some(n) = k.rpm {
                             rules.push(format!("{n}/min"));
                         }
+                        if let Some(n) = k.concurrency {
+                            rules.push(format!("{n} at a time"));
+                        }
                         if let Some(m) = &k.models {
                             rules.push(format!("only {}", m.join(", ")));
                         }
@@ -484,6 +497,7 @@ fn EditRow(
                     </label>
                     <label>"Expires on" <input name="expires" type="date" value=k.expires.clone().unwrap_or_default()/></label>
                     <label>"Requests per minute" <input name="rpm" inputmode="numeric" placeholder="no limit" value=k.rpm.map(|r| r.to_string()).unwrap_or_default()/></label>
+                    <label>"Requests at a time" <input name="concurrency" inputmode="numeric" placeholder="no limit" value=k.concurrency.map(|r| r.to_string()).unwrap_or_default()/></label>
                     <label class="wide">"Only these models" <input name="models" placeholder="all models (or ids, comma-separated)" value=k.models.clone().map(|m| m.join(", ")).unwrap_or_default()/></label>
                     <fieldset class="wide key-routing">
                         <legend>"Routing for this key (over the organisation's defaults; a request's own " <code>"provider"</code> " wins)"</legend>

@@ -202,8 +202,11 @@ pub enum KeyCmd {
         /// At most this many requests per minute.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         rpm: Option<u32>,
+        /// At most this many requests in flight at once.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        concurrency: Option<u32>,
         /// A management key: manages the org's API keys over /api/v1/keys and cannot call models.
-        #[arg(long, conflicts_with_all = ["limit_usd", "expires", "limit_reset", "models", "rpm"])]
+        #[arg(long, conflicts_with_all = ["limit_usd", "expires", "limit_reset", "models", "rpm", "concurrency"])]
         management: bool,
     },
     /// Revoke a key (it stops working within the key cache TTL, 5 s by default).
@@ -538,6 +541,7 @@ async fn dispatch(cfg: Config, command: Command) -> anyhow::Result<()> {
             limit_reset,
             models,
             rpm,
+            concurrency,
             management,
         }) => {
             let store = open(&cfg).await?;
@@ -576,6 +580,7 @@ async fn dispatch(cfg: Config, command: Command) -> anyhow::Result<()> {
                     limit_reset: limit_reset.as_deref().and_then(keys::LimitReset::parse),
                     allowed_models: models,
                     requests_per_minute: rpm,
+                    max_concurrent: concurrency,
                     provider: None,
                 };
                 (

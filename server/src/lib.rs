@@ -103,6 +103,7 @@ impl Application {
             http,
             cut_streams: tokio::sync::watch::channel(false).0,
             rpm: keys::RpmLimiter::default(),
+            in_flight: Arc::default(),
             health: gateway::health::Health::new(breaker_cooldown),
         }));
         Ok(Application {

@@ -19,6 +19,8 @@ pub struct Inner {
     /// Set when shutdown's grace period is over: streams still running end (and settle) at once.
     pub cut_streams: tokio::sync::watch::Sender<bool>,
     pub rpm: crate::keys::RpmLimiter,
+    /// Requests in flight per key (keys with a concurrency limit).
+    pub in_flight: Arc<crate::keys::InFlight>,
     /// Circuit breakers, resting provider keys and endpoint speeds, as this instance has seen them.
     pub health: crate::gateway::health::Health,
     /// Sends emails (or keeps them in the dev outbox).

@@ -158,6 +158,13 @@ async fn the_create_form_names_the_field_to_fix(db: Db) {
             },
             "requests per minute",
         ),
+        (
+            NewKeyForm {
+                concurrency: "0".into(),
+                ..form("k")
+            },
+            "requests at a time",
+        ),
     ];
     for (f, needle) in cases {
         let e = key_pages::create(&store, &actor(&store, &owner.id).await, f.clone())
@@ -180,6 +187,7 @@ async fn the_create_form_names_the_field_to_fix(db: Db) {
             limit_reset: "weekly".into(),
             expires: "2099-12-31".into(),
             rpm: "60".into(),
+            concurrency: "4".into(),
             ..form("full")
         },
     )
@@ -194,9 +202,16 @@ async fn the_create_form_names_the_field_to_fix(db: Db) {
             k.limit_usd.as_deref(),
             k.limit_reset.as_deref(),
             k.expires.as_deref(),
-            k.rpm
+            k.rpm,
+            k.concurrency
         ),
-        (Some("2.5"), Some("weekly"), Some("2099-12-31"), Some(60))
+        (
+            Some("2.5"),
+            Some("weekly"),
+            Some("2099-12-31"),
+            Some(60),
+            Some(4)
+        )
     );
 }
 

@@ -1,5 +1,6 @@
 //! Per-key rules the gateway enforces, on SQLite and PostgreSQL: model allow-lists (403), requests per
-//! minute (429 with Retry-After), and credit limits that reset each period (402 until the period turns).
+//! minute (429 with Retry-After), requests at a time (429 while that many are in flight, streams until
+//! they end), and credit limits that reset each period (402 until the period turns).
 
 mod common;
 
@@ -107,6 +108,92 @@ async fn requests_per_minute_are_limited_per_key(db: Db) {
         .await
         .expect("json");
     assert_eq!(v["data"]["rate_limit"]["requests"], 3);
+    app.assert_books_balance().await;
+    app.stop().await;
+}
+
+async fn requests_at_a_time_are_limited_per_key(db: Db) {
+    let app = TestApp::start(db).await;
+    app.grant("1").await;
+    let rules = KeyRules {
+        max_concurrent: Some(2),
+        ..KeyRules::default()
+    };
+    let k = create_key_with(&app.store, &app.org_id, "two at a time", None, None, &rules)
+        .await
+        .expect("key");
+    // Two slow streams hold both places until they end.
+    common::arm(&app, "fast-1", 2, json!({"chunk_delay_ms": 150})).await;
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let r = app
+            .chat_with_key(&k.secret, chat_body(json!({"stream": true})))
+            .await;
+        assert_eq!(r.status(), 200);
+        streams.push(r);
+    }
+    let r = app.chat_with_key(&k.secret, chat_body(json!({}))).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(
+        v["error"]["metadata"]["error_type"],
+        "key_concurrency_limited"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("2 requests at a time"),
+        "{v}"
+    );
+    // Another key of the organisation is not affected; the refused request held and charged nothing.
+    assert_eq!(app.chat(chat_body(json!({}))).await.status(), 200);
+    // A stream that ends gives its place back.
+    let first = streams.remove(0);
+    first.text().await.expect("read to the end");
+    let mut ok = false;
+    for _ in 0..50 {
+        let r = app.chat_with_key(&k.secret, chat_body(json!({}))).await;
+        if r.status() == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ok, "a place came back when the stream ended");
+    drop(streams);
+    let v: Value = app
+        .http
+        .get(app.url("/api/v1/key"))
+        .bearer_auth(&k.secret)
+        .send()
+        .await
+        .expect("req")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["data"]["max_concurrent_requests"], 2);
+    // Every place is given back once the streams are gone (a client that left included).
+    for _ in 0..100 {
+        if app.state.in_flight.running(&k.id) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.state.in_flight.running(&k.id), 0);
+    // The abandoned stream settles from a task: wait for its hold to go.
+    for _ in 0..100 {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM holds")
+            .fetch_one(&app.store.pool)
+            .await
+            .expect("count");
+        if n == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app.assert_no_holds().await;
     app.assert_books_balance().await;
     app.stop().await;
 }
@@ -226,7 +313,7 @@ async fn the_management_api_sets_and_checks_key_rules(db: Db) {
     let r = send(
         reqwest::Method::POST,
         "/api/v1/keys".into(),
-        json!({"name": "rules", "limit": 1, "limit_reset": "weekly", "allowed_models": ["test/fast"], "requests_per_minute": 2}),
+        json!({"name": "rules", "limit": 1, "limit_reset": "weekly", "allowed_models": ["test/fast"], "requests_per_minute": 2, "max_concurrent_requests": 4}),
     )
     .await
     .expect("req");
@@ -235,6 +322,7 @@ async fn the_management_api_sets_and_checks_key_rules(db: Db) {
     assert_eq!(v["data"]["limit_reset"], "weekly");
     assert_eq!(v["data"]["allowed_models"], json!(["test/fast"]));
     assert_eq!(v["data"]["requests_per_minute"], 2);
+    assert_eq!(v["data"]["max_concurrent_requests"], 4);
     let (hash, secret) = (
         v["data"]["hash"].as_str().expect("h").to_string(),
         v["key"].as_str().expect("k").to_string(),
@@ -261,6 +349,14 @@ async fn the_management_api_sets_and_checks_key_rules(db: Db) {
         (json!({"allowed_models": "test/fast"}), "allowed_models"),
         (json!({"requests_per_minute": 0}), "requests_per_minute"),
         (json!({"requests_per_minute": 1.5}), "requests_per_minute"),
+        (
+            json!({"max_concurrent_requests": 0}),
+            "max_concurrent_requests",
+        ),
+        (
+            json!({"max_concurrent_requests": "many"}),
+            "max_concurrent_requests",
+        ),
     ] {
         let r = send(
             reqwest::Method::PATCH,
@@ -276,7 +372,7 @@ async fn the_management_api_sets_and_checks_key_rules(db: Db) {
     let r = send(
         reqwest::Method::PATCH,
         format!("/api/v1/keys/{hash}"),
-        json!({"allowed_models": null, "requests_per_minute": null, "limit_reset": null}),
+        json!({"allowed_models": null, "requests_per_minute": null, "limit_reset": null, "max_concurrent_requests": null}),
     )
     .await
     .expect("req");
@@ -286,9 +382,10 @@ async fn the_management_api_sets_and_checks_key_rules(db: Db) {
         (
             v["data"]["allowed_models"].clone(),
             v["data"]["requests_per_minute"].clone(),
-            v["data"]["limit_reset"].clone()
+            v["data"]["limit_reset"].clone(),
+            v["data"]["max_concurrent_requests"].clone()
         ),
-        (Value::Null, Value::Null, Value::Null)
+        (Value::Null, Value::Null, Value::Null, Value::Null)
     );
     app.stop().await;
 }
@@ -296,6 +393,7 @@ async fn the_management_api_sets_and_checks_key_rules(db: Db) {
 both_backends!(
     an_allow_list_limits_the_models_a_key_may_call,
     requests_per_minute_are_limited_per_key,
+    requests_at_a_time_are_limited_per_key,
     a_resetting_limit_refills_when_the_period_turns,
     the_management_api_sets_and_checks_key_rules,
 );

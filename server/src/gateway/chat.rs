@@ -59,6 +59,8 @@ pub(super) struct Billed {
     /// The request's messages when the organisation logs prompts, and the answer's text as it arrives.
     pub prompt_log: Option<String>,
     pub answer_log: String,
+    /// The request's place in its key's concurrency limit, given back when this is dropped.
+    pub _slot: Option<crate::keys::Slot>,
 }
 
 /// The most of an answer kept in the prompt log.
@@ -452,6 +454,22 @@ pub(super) async fn admit(
     prompt_estimate: u64,
     prompt_log: Option<String>,
 ) -> Result<Billed, ApiError> {
+    // Before the credit is reserved: a request refused here holds nothing.
+    let slot = match key.rules.max_concurrent {
+        None => None,
+        Some(limit) => Some(state.in_flight.acquire(&key.id, limit).map_err(|running| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                format!(
+                    "this API key allows {limit} requests at a time and {running} are running; retry when one finishes"
+                ),
+            )
+            .with_meta("error_type", "key_concurrency_limited")
+            .with_meta("max_concurrent_requests", limit)
+            .retry_after(1)
+        })?),
+    };
     let hold = state
         .gate
         .admit(
@@ -480,6 +498,7 @@ pub(super) async fn admit(
         settled: false,
         prompt_log,
         answer_log: String::new(),
+        _slot: slot,
     })
 }
 

@@ -292,6 +292,7 @@ pub async fn key(
         "expires_at": key.expires_at.map(rfc3339),
         "allowed_models": key.rules.allowed_models,
         "rate_limit": {"requests": key.rules.requests_per_minute.map_or(-1, i64::from), "interval": "1m"},
+        "max_concurrent_requests": key.rules.max_concurrent,
     }})))
 }
 

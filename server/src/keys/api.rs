@@ -102,6 +102,7 @@ fn key_json(k: &KeyRecord) -> Value {
         "limit_reset": k.limit_reset,
         "allowed_models": k.allowed_models.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
         "requests_per_minute": k.rpm_limit,
+        "max_concurrent_requests": k.concurrency_limit,
         "provider": k.provider_prefs.as_deref().and_then(|p| serde_json::from_str::<Value>(p).ok()),
     })
 }
@@ -177,6 +178,7 @@ struct KeyFields {
     limit_reset: Option<Option<LimitReset>>,
     allowed_models: Option<Option<Vec<String>>>,
     requests_per_minute: Option<Option<u32>>,
+    max_concurrent_requests: Option<Option<u32>>,
     /// The key's default `provider` object (checked against the catalog before it is stored).
     provider: Option<Value>,
 }
@@ -288,6 +290,18 @@ fn parse_fields(
                     "must be a whole number from 1 to 1000000, or null",
                 ))
             }
+            ("max_concurrent_requests", Value::Null) => f.max_concurrent_requests = Some(None),
+            ("max_concurrent_requests", Value::Number(n))
+                if n.as_u64().is_some_and(|v| (1..=100_000).contains(&v)) =>
+            {
+                f.max_concurrent_requests = Some(n.as_u64().and_then(|v| u32::try_from(v).ok()));
+            }
+            ("max_concurrent_requests", _) => {
+                return Err(ApiError::bad_field(
+                    "max_concurrent_requests",
+                    "must be a whole number from 1 to 100000, or null",
+                ))
+            }
             ("provider", Value::Null | Value::Object(_)) => f.provider = Some(v.clone()),
             ("provider", _) => {
                 return Err(ApiError::bad_field(
@@ -327,6 +341,7 @@ async fn create(
         limit_reset: f.limit_reset.flatten(),
         allowed_models: f.allowed_models.flatten(),
         requests_per_minute: f.requests_per_minute.flatten(),
+        max_concurrent: f.max_concurrent_requests.flatten(),
         provider,
     };
     let k = create_key_with(
@@ -380,6 +395,11 @@ async fn update(
     let requests_per_minute = f
         .requests_per_minute
         .unwrap_or(current.rpm_limit.and_then(|r| u32::try_from(r).ok()));
+    let max_concurrent = f.max_concurrent_requests.unwrap_or(
+        current
+            .concurrency_limit
+            .and_then(|r| u32::try_from(r).ok()),
+    );
     let provider = match f.provider {
         Some(Value::Null) => None,
         Some(v) => key_prefs(&state, &v).await?,
@@ -394,6 +414,7 @@ async fn update(
             limit_reset,
             allowed_models,
             requests_per_minute,
+            max_concurrent,
             provider,
         },
     };

@@ -75,6 +75,8 @@ pub struct KeyRules {
     /// Model slugs the key may call; None: every model.
     pub allowed_models: Option<Vec<String>>,
     pub requests_per_minute: Option<u32>,
+    /// Requests in flight at once (streams count until they end).
+    pub max_concurrent: Option<u32>,
     /// The key's own default `provider` object (JSON, checked when set); over the organisation's.
     pub provider: Option<String>,
 }
@@ -237,8 +239,8 @@ async fn insert_key(
     let id = new_id();
     sqlx::query(
         "INSERT INTO api_keys (id, org_id, name, hash, prefix, limit_nanos, expires_at, created_at, kind, \
-           limit_reset, allowed_models, rpm_limit, provider_prefs) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+           limit_reset, allowed_models, rpm_limit, provider_prefs, concurrency_limit) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(&id)
     .bind(org_id)
@@ -253,6 +255,7 @@ async fn insert_key(
     .bind(allowed_models_json(&rules.allowed_models))
     .bind(rules.requests_per_minute.map(i64::from))
     .bind(&rules.provider)
+    .bind(rules.max_concurrent.map(i64::from))
     .execute(&store.writer)
     .await?;
     Ok(NewKey { id, secret, prefix })
@@ -282,6 +285,7 @@ struct KeyRow {
     limit_reset: Option<String>,
     allowed_models: Option<String>,
     rpm_limit: Option<i64>,
+    concurrency_limit: Option<i64>,
     prompt_logging: i64,
     org_prefs: Option<String>,
     key_prefs: Option<String>,
@@ -293,7 +297,7 @@ struct KeyRow {
 pub async fn lookup(store: &Store, hash: &str) -> Result<Option<KeyInfo>, sqlx::Error> {
     let row: Option<KeyRow> = sqlx::query_as(
         "SELECT k.id, k.org_id, k.name, k.limit_nanos, k.expires_at, k.disabled, k.revoked_at, k.kind, k.limit_reset, \
-                k.allowed_models, k.rpm_limit, o.prompt_logging, o.provider_prefs AS org_prefs, \
+                k.allowed_models, k.rpm_limit, k.concurrency_limit, o.prompt_logging, o.provider_prefs AS org_prefs, \
                 k.provider_prefs AS key_prefs, k.created_by, u.disabled AS maker_disabled, m.role AS maker_role \
          FROM api_keys k JOIN orgs o ON o.id = k.org_id \
          LEFT JOIN users u ON u.id = k.created_by \
@@ -332,6 +336,7 @@ pub async fn lookup(store: &Store, hash: &str) -> Result<Option<KeyInfo>, sqlx::
                 limit_reset: r.limit_reset.as_deref().and_then(LimitReset::parse),
                 allowed_models: r.allowed_models.and_then(|m| serde_json::from_str(&m).ok()),
                 requests_per_minute: r.rpm_limit.and_then(|r| u32::try_from(r).ok()),
+                max_concurrent: r.concurrency_limit.and_then(|c| u32::try_from(c).ok()),
                 provider: r.key_prefs.clone(),
             },
             log_prompts: r.prompt_logging != 0,
@@ -403,6 +408,7 @@ pub struct KeyRecord {
     pub limit_reset: Option<String>,
     pub allowed_models: Option<String>,
     pub rpm_limit: Option<i64>,
+    pub concurrency_limit: Option<i64>,
     pub provider_prefs: Option<String>,
     pub created_by_email: Option<String>,
 }
@@ -432,7 +438,7 @@ impl<'a> KeyScope<'a> {
 
 const RECORD_SELECT: &str = "SELECT k.hash, k.name, k.prefix, k.limit_nanos, k.usage_nanos, k.period_usage_nanos, \
      k.reserved_nanos, k.disabled, k.expires_at, k.created_at, k.updated_at, k.last_used_at, k.limit_reset, \
-     k.allowed_models, k.rpm_limit, k.provider_prefs, u.email AS created_by_email \
+     k.allowed_models, k.rpm_limit, k.concurrency_limit, k.provider_prefs, u.email AS created_by_email \
      FROM api_keys k LEFT JOIN users u ON u.id = k.created_by \
      WHERE k.org_id = $1 AND k.revoked_at IS NULL";
 
@@ -561,9 +567,10 @@ pub async fn update_key(
 ) -> Result<bool, sqlx::Error> {
     let sql = format!(
         "UPDATE api_keys SET name = $3, limit_nanos = $4, expires_at = $5, disabled = COALESCE($6, disabled), \
-           updated_at = $7, limit_reset = $8, allowed_models = $9, rpm_limit = $10, provider_prefs = $11 \
+           updated_at = $7, limit_reset = $8, allowed_models = $9, rpm_limit = $10, provider_prefs = $11, \
+           concurrency_limit = $12 \
          WHERE org_id = $1 AND hash = $2 AND kind = 'inference' AND revoked_at IS NULL{}",
-        creator_clause(scope, 12).replace("k.", "")
+        creator_clause(scope, 13).replace("k.", "")
     );
     let mut q = sqlx::query(&sql)
         .bind(scope.org_id)
@@ -576,7 +583,8 @@ pub async fn update_key(
         .bind(e.rules.limit_reset.map(LimitReset::as_str))
         .bind(allowed_models_json(&e.rules.allowed_models))
         .bind(e.rules.requests_per_minute.map(i64::from))
-        .bind(&e.rules.provider);
+        .bind(&e.rules.provider)
+        .bind(e.rules.max_concurrent.map(i64::from));
     if let Some(c) = scope.creator {
         q = q.bind(c);
     }
@@ -604,6 +612,57 @@ async fn update_in_scope(
         q = q.bind(c);
     }
     Ok(q.execute(&store.writer).await?.rows_affected() == 1)
+}
+
+/// Requests in flight per key, for keys with a concurrency limit. Held per instance (as requests per
+/// minute); a key's entry goes when its last request ends, so memory follows what is in flight.
+#[derive(Default)]
+pub struct InFlight {
+    counts: parking_lot::Mutex<HashMap<String, u32>>,
+}
+
+/// A request's place in its key's concurrency limit, given back when dropped (the request answered, its
+/// stream ended or its client gone).
+pub struct Slot {
+    owner: Arc<InFlight>,
+    key_id: String,
+}
+
+impl InFlight {
+    /// Takes a place for a request of `key_id`; `Err(in flight)` when `limit` are already running.
+    pub fn acquire(self: &Arc<Self>, key_id: &str, limit: u32) -> Result<Slot, u32> {
+        let mut counts = self.counts.lock();
+        let n = counts.entry(key_id.to_string()).or_insert(0);
+        if *n >= limit {
+            let running = *n;
+            if running == 0 {
+                counts.remove(key_id);
+            }
+            return Err(running);
+        }
+        *n += 1;
+        Ok(Slot {
+            owner: self.clone(),
+            key_id: key_id.to_string(),
+        })
+    }
+
+    /// Requests of `key_id` in flight here.
+    pub fn running(&self, key_id: &str) -> u32 {
+        self.counts.lock().get(key_id).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.owner.counts.lock();
+        if let Some(n) = counts.get_mut(&self.key_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.key_id);
+            }
+        }
+    }
 }
 
 /// Requests-per-minute limits, per key, over a sliding 60-second window. Held per instance; with several
@@ -644,6 +703,22 @@ mod tests {
         assert_eq!(LimitReset::Daily.period_start(now), 1_795_219_200_000); // 2026-11-21 00:00
         assert_eq!(LimitReset::Weekly.period_start(now), 1_794_787_200_000); // 2026-11-16 00:00, Monday
         assert_eq!(LimitReset::Monthly.period_start(now), 1_793_491_200_000); // 2026-11-01 00:00
+    }
+
+    #[test]
+    fn concurrency_slots_are_given_back_when_dropped() {
+        let f = Arc::new(InFlight::default());
+        let a = f.acquire("k", 2).expect("first");
+        let b = f.acquire("k", 2).expect("second");
+        assert_eq!(f.acquire("k", 2).err(), Some(2), "third at once");
+        assert!(f.acquire("other", 1).is_ok(), "per key");
+        drop(a);
+        let c = f.acquire("k", 2).expect("a place came back");
+        drop((b, c));
+        assert_eq!(f.running("k"), 0);
+        assert!(f.counts.lock().is_empty(), "nothing kept for idle keys");
+        assert_eq!(f.acquire("z", 0).err(), Some(0));
+        assert!(f.counts.lock().is_empty());
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub fn view(k: KeyRecord, periods: (i64, i64)) -> KeyView {
         expires: k.expires_at.map(super::day),
         models: k.allowed_models.and_then(|m| serde_json::from_str(&m).ok()),
         rpm: k.rpm_limit,
+        concurrency: k.concurrency_limit,
         status: status.into(),
         routing: super::org_pages::routing_view(k.provider_prefs.as_deref()),
     }
@@ -128,6 +129,15 @@ pub async fn parse_form(
                 .ok_or("requests per minute: a whole number from 1 to 1000000")?,
         ),
     };
+    let concurrency = match f.concurrency.trim() {
+        "" => None,
+        v => Some(
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100_000).contains(n))
+                .ok_or("requests at a time: a whole number from 1 to 100000")?,
+        ),
+    };
     let provider = super::org_pages::routing_prefs(store, &f.routing)
         .await
         .map_err(|e| format!("routing: {e}"))?;
@@ -139,6 +149,7 @@ pub async fn parse_form(
             limit_reset,
             allowed_models: models,
             requests_per_minute: rpm,
+            max_concurrent: concurrency,
             provider,
         },
     ))
