@@ -97,6 +97,8 @@ pub struct Config {
     pub topup_retry_ms: u64,
     /// An endpoint whose error rate over the last 5 minutes passes this percentage is shown degraded.
     pub degraded_error_percent: u64,
+    /// How often the endpoint health public pages show is recomputed from the request log.
+    pub health_refresh_ms: u64,
     /// Request-log rows older than this many days are deleted (hourly); the usage rollups keep their
     /// sums, so dashboards and totals are unchanged. 0 keeps the log forever.
     pub log_retention_days: u32,
@@ -139,6 +141,7 @@ impl Default for Config {
             low_balance_check_ms: 30_000,
             topup_retry_ms: 15 * 60_000,
             degraded_error_percent: 20,
+            health_refresh_ms: 15_000,
             log_retention_days: 0,
         }
     }
@@ -294,6 +297,9 @@ const ENV: &[(&str, Setter)] = &[
     }),
     ("SWITCHYARD_DEGRADED_ERROR_PERCENT", |c, v| {
         num(v).map(|x| c.degraded_error_percent = x)
+    }),
+    ("SWITCHYARD_HEALTH_REFRESH_MS", |c, v| {
+        num(v).map(|x| c.health_refresh_ms = x)
     }),
     ("SWITCHYARD_TOPUP_RETRY_MS", |c, v| {
         num(v).map(|x| c.topup_retry_ms = x)

@@ -105,6 +105,7 @@ impl Application {
             rpm: keys::RpmLimiter::default(),
             in_flight: Arc::default(),
             health: gateway::health::Health::new(breaker_cooldown),
+            endpoint_health: Arc::default(),
         }));
         Ok(Application {
             listener,
@@ -139,6 +140,11 @@ impl Application {
         let alerts = tokio::spawn(billing::alerts::run(state.clone()));
         let topups = tokio::spawn(billing::topup::run(state.clone()));
         let pruner = tokio::spawn(usage::prune_every_hour(state.clone()));
+        let health = tokio::spawn(catalog::health::refresh_every(
+            state.store.clone(),
+            state.endpoint_health.clone(),
+            Config::ms(state.cfg.health_refresh_ms.max(100)),
+        ));
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
@@ -180,6 +186,7 @@ impl Application {
         alerts.abort();
         topups.abort();
         pruner.abort();
+        health.abort();
         // Streams whose clients left are read for a moment more and settled from a task: let them finish.
         tokio::time::sleep(gateway::stream::DRAIN + Duration::from_millis(50)).await;
         state.gate.close(&state.store).await;

@@ -23,6 +23,8 @@ pub struct Inner {
     pub in_flight: Arc<crate::keys::InFlight>,
     /// Circuit breakers, resting provider keys and endpoint speeds, as this instance has seen them.
     pub health: crate::gateway::health::Health,
+    /// Endpoint uptime and latency for public pages, refreshed in the background.
+    pub endpoint_health: Arc<crate::catalog::health::Shared>,
     /// Sends emails (or keeps them in the dev outbox).
     pub mailer: crate::mail::Mailer,
     /// Where people reach the dashboard, for links in emails (no trailing slash).

@@ -741,7 +741,10 @@ async fn endpoint_health_comes_from_the_request_log(db: Db) {
         "a client error alone says nothing"
     );
 
-    // The public endpoints list, in OpenRouter's shape.
+    // The public endpoints list, in OpenRouter's shape (from the health snapshot, taken now).
+    switchyard::catalog::health::refresh(&app.store, &app.state.endpoint_health)
+        .await
+        .expect("health");
     let (s, v) = app.get("/api/v1/models/test/fallback/endpoints").await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["data"]["id"], "test/fallback");

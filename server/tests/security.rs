@@ -707,7 +707,41 @@ async fn limits_count_the_forwarded_client_only_behind_trusted_proxies(db: Db) {
     app.stop().await;
 }
 
+/// Public health (the endpoints API, model pages) comes from a snapshot refreshed in the background: an
+/// anonymous call does not read the request log, and sees new traffic once the snapshot is retaken.
+async fn public_health_comes_from_a_snapshot(db: Db) {
+    let app = TestApp::start_with(db, |c| c.health_refresh_ms = 3_600_000).await;
+    app.grant("1").await;
+    // Let the start's snapshot be taken (an empty log), then make traffic.
+    for _ in 0..100 {
+        if app.state.endpoint_health.get().taken_at > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        app.state.endpoint_health.get().taken_at > 0,
+        "taken at start"
+    );
+    assert_eq!(app.chat(common::chat_body(json!({}))).await.status(), 200);
+    let uptime = |v: &serde_json::Value| v["data"]["endpoints"][0]["uptime_last_1d"].clone();
+    let (s, v) = app.get("/api/v1/models/test/fast/endpoints").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        uptime(&v),
+        serde_json::Value::Null,
+        "not until the snapshot is retaken: {v}"
+    );
+    switchyard::catalog::health::refresh(&app.store, &app.state.endpoint_health)
+        .await
+        .expect("refresh");
+    let (_, v) = app.get("/api/v1/models/test/fast/endpoints").await;
+    assert_eq!(uptime(&v), json!(100.0), "{v}");
+    app.stop().await;
+}
+
 both_backends!(
+    public_health_comes_from_a_snapshot,
     limits_count_the_forwarded_client_only_behind_trusted_proxies,
     s3_locations_only_in_listed_buckets,
     provider_keys_are_bound_to_their_row,

@@ -3,11 +3,13 @@
 //! caused) over recent windows. Every upstream attempt counts for its endpoint, including the ones a
 //! request fell back from.
 //!
-//! Computed on demand from the last day of `generations` (newest `MAX_ROWS`); a busy platform would
-//! keep a rollup instead.
+//! Computed from the last day of `generations` (newest `MAX_ROWS`). Public pages and the endpoints API
+//! read a [`Snapshot`] refreshed in the background (`SWITCHYARD_HEALTH_REFRESH_MS`), so no anonymous
+//! request reads the request log; the admin page computes its own.
 
 use crate::store::Store;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub const MINUTE: i64 = 60_000;
 const MAX_ROWS: i64 = 100_000;
@@ -45,6 +47,55 @@ impl Health {
         }
         let rank = (sorted.len() * p as usize).div_ceil(100).max(1);
         sorted.get(rank - 1).copied()
+    }
+}
+
+/// The windows public pages and the endpoints API show: 5 minutes, 30 minutes and a day.
+pub const PUBLIC_WINDOWS: [i64; 3] = [5 * MINUTE, 30 * MINUTE, 1440 * MINUTE];
+
+/// Endpoint health over [`PUBLIC_WINDOWS`], as of `taken_at` (0: not taken yet).
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub taken_at: i64,
+    maps: Vec<BTreeMap<String, Health>>,
+}
+
+impl Snapshot {
+    /// The health of endpoint `ep` over `window` (one of [`PUBLIC_WINDOWS`]).
+    pub fn get(&self, window: i64, ep: &str) -> Option<&Health> {
+        let w = PUBLIC_WINDOWS.iter().position(|x| *x == window)?;
+        self.maps.get(w)?.get(ep)
+    }
+}
+
+/// The snapshot public readers share; swapped whole by [`refresh`].
+#[derive(Default)]
+pub struct Shared(arc_swap::ArcSwap<Snapshot>);
+
+impl Shared {
+    pub fn get(&self) -> Arc<Snapshot> {
+        self.0.load_full()
+    }
+}
+
+/// Takes a new snapshot now.
+pub async fn refresh(store: &Store, shared: &Shared) -> Result<(), sqlx::Error> {
+    let now = crate::store::now_ms();
+    let maps = compute(store, now, &PUBLIC_WINDOWS).await?;
+    shared.0.store(Arc::new(Snapshot {
+        taken_at: now,
+        maps,
+    }));
+    Ok(())
+}
+
+/// Refreshes the snapshot every `every`, from now until the task is stopped.
+pub async fn refresh_every(store: Store, shared: Arc<Shared>, every: std::time::Duration) {
+    loop {
+        if let Err(e) = refresh(&store, &shared).await {
+            tracing::warn!(error = %e, "endpoint health refresh failed; public pages keep the last snapshot");
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -647,26 +647,21 @@ fn card(c: &Catalog, m: &Model) -> switchyard_app::ModelCard {
 
 /// A public model's page: every provider serving it at the tenant's price, with its uptime over the
 /// last day.
-pub async fn public_detail(
+pub fn public_detail(
     c: &Catalog,
-    store: &Store,
+    health: &health::Snapshot,
     api_base: &str,
     slug: &str,
 ) -> Option<switchyard_app::models::ModelDetail> {
     let m = c.models.get(slug).filter(|m| !m.hidden)?;
-    let day = health::compute(store, crate::store::now_ms(), &[1440 * health::MINUTE])
-        .await
-        .map_err(|e| tracing::warn!(error = %e, "model page without uptime"))
-        .ok();
     let endpoints = m
         .endpoints
         .iter()
         .map(|e| {
             let p = c.list_pricing(m, e);
             let (input, output) = p.sale_per_mtok_usd();
-            let uptime = day
-                .as_ref()
-                .and_then(|d| d[0].get(&e.id))
+            let uptime = health
+                .get(1440 * health::MINUTE, &e.id)
                 .and_then(health::Health::uptime_bp)
                 .map(|b| format!("{}.{:02} %", b / 100, b % 100));
             switchyard_app::models::EndpointCard {

@@ -93,7 +93,7 @@ pub async fn model_endpoints(
     State(state): State<AppState>,
     axum::extract::Path((author, slug)): axum::extract::Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    use crate::catalog::health::{self, Health, MINUTE};
+    use crate::catalog::health::{Health, MINUTE};
     let c = state.catalog.get();
     let id = format!("{author}/{slug}");
     let Some(m) = c.models.get(&id).filter(|m| !m.hidden) else {
@@ -103,12 +103,10 @@ pub async fn model_endpoints(
             format!("no model `{id}` in the catalog; GET /api/v1/models lists them"),
         ));
     };
-    let windows = [5 * MINUTE, 30 * MINUTE, 1440 * MINUTE];
-    let h = health::compute(&state.store, crate::store::now_ms(), &windows)
-        .await
-        .map_err(ApiError::internal)?;
-    let uptime = |w: usize, ep: &str| {
-        h[w].get(ep)
+    // From the background snapshot: an anonymous call never reads the request log.
+    let h = state.endpoint_health.get();
+    let uptime = |w: i64, ep: &str| {
+        h.get(w, ep)
             .and_then(Health::uptime_bp)
             .map(|b| b as f64 / 100.0)
     };
@@ -116,13 +114,15 @@ pub async fn model_endpoints(
         .endpoints
         .iter()
         .map(|ep| {
-            let recent = h[1].get(&ep.id).cloned().unwrap_or_default();
+            let recent = h.get(30 * MINUTE, &ep.id).cloned().unwrap_or_default();
             let pct = |v: &[i64]| {
                 json!({"p50": Health::percentile(v, 50), "p75": Health::percentile(v, 75),
                        "p90": Health::percentile(v, 90), "p99": Health::percentile(v, 99)})
             };
-            let degraded =
-                crate::catalog::admin::degraded(h[0].get(&ep.id), state.cfg.degraded_error_percent);
+            let degraded = crate::catalog::admin::degraded(
+                h.get(5 * MINUTE, &ep.id),
+                state.cfg.degraded_error_percent,
+            );
             json!({
                 "name": format!("{} | {}", ep.provider.name, m.slug),
                 "model_name": m.name,
@@ -136,9 +136,9 @@ pub async fn model_endpoints(
                 "supported_parameters": m.supported_parameters,
                 // OpenRouter: 0 is normal, negative is degraded.
                 "status": if degraded { -1 } else { 0 },
-                "uptime_last_5m": uptime(0, &ep.id),
-                "uptime_last_30m": uptime(1, &ep.id),
-                "uptime_last_1d": uptime(2, &ep.id),
+                "uptime_last_5m": uptime(5 * MINUTE, &ep.id),
+                "uptime_last_30m": uptime(30 * MINUTE, &ep.id),
+                "uptime_last_1d": uptime(1440 * MINUTE, &ep.id),
                 "latency_last_30m": pct(&recent.latency),
                 "supports_implicit_caching": ep.cache_read.is_some(),
             })

@@ -47,7 +47,7 @@ impl PublicCatalog for LiveCatalog {
         Box::pin(async move {
             let c = self.0.catalog.get();
             let base = format!("{}/api/v1", self.0.public_url);
-            crate::catalog::public_detail(&c, &self.0.store, &base, slug).await
+            crate::catalog::public_detail(&c, &self.0.endpoint_health.get(), &base, slug)
         })
     }
 }

@@ -124,6 +124,7 @@ pub fn test_config(db_url: &str, dir: &std::path::Path) -> Config {
         stream_keepalive_ms: 300,
         key_cache_ttl_ms: 200,
         catalog_refresh_ms: 200,
+        health_refresh_ms: 200,
         shutdown_grace_ms: 5_000,
         instance_stale_ms: 1_000,
         site_dir: dir.join("site"),
